@@ -1,0 +1,281 @@
+//! The safe libev layer on real fds: io and timer callbacks, watchers that stop,
+//! restart or drop themselves and each other, adopted raw loops, panics.
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use net_websocket_ev::ev::{self, Events, Idle, Io, Loop, RunFlags, Signal, Timer};
+
+fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+#[test]
+fn io_reports_readable_then_writable() {
+    let lp = Loop::new().unwrap();
+    let (mut a, mut b) = pair();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    a.write_all(b"ping").unwrap();
+
+    let seen = log.clone();
+    let reader = Io::new(&lp, b.as_raw_fd(), Events::READ, |_| {});
+    let handle = reader.handle();
+    reader.set_callback(move |events| {
+        let mut buf = [0u8; 16];
+        let n = b.read(&mut buf).unwrap();
+        seen.borrow_mut().push((events, buf[..n].to_vec()));
+        handle.stop();
+    });
+    reader.start();
+    lp.run();
+    assert_eq!(*log.borrow(), vec![(Events::READ, b"ping".to_vec())]);
+
+    let writable = Rc::new(Cell::new(0));
+    let count = writable.clone();
+    let writer = Io::new(&lp, a.as_raw_fd(), Events::WRITE, |_| {});
+    let handle = writer.handle();
+    writer.set_callback(move |events| {
+        assert_eq!(events, Events::WRITE);
+        count.set(count.get() + 1);
+        handle.stop();
+    });
+    writer.start();
+    lp.run();
+    assert_eq!(writable.get(), 1);
+    assert_eq!(writer.fd(), a.as_raw_fd());
+    assert_eq!(writer.events(), Events::WRITE);
+}
+
+#[test]
+fn set_events_switches_direction_of_an_active_watcher() {
+    let lp = Loop::new().unwrap();
+    let (a, _b) = pair();
+    let io = Rc::new(RefCell::new(None::<Io>));
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let (slot, log) = (io.clone(), calls.clone());
+    let watcher = Io::new(
+        &lp,
+        a.as_raw_fd(),
+        Events::READ | Events::WRITE,
+        move |events| {
+            log.borrow_mut().push(events);
+            let slot = slot.borrow();
+            let me = slot.as_ref().unwrap();
+            // Nothing to read ever arrives: once only READ is wanted, the loop goes quiet.
+            me.set_events(Events::READ);
+            assert!(me.is_active());
+            me.stop();
+        },
+    );
+    watcher.start();
+    *io.borrow_mut() = Some(watcher);
+    lp.run();
+    assert_eq!(*calls.borrow(), vec![Events::WRITE]);
+    assert_eq!(io.borrow().as_ref().unwrap().events(), Events::READ);
+    io.borrow_mut().take(); // break the watcher -> closure -> slot cycle
+}
+
+#[test]
+fn callback_may_drop_its_own_watcher() {
+    let lp = Loop::new().unwrap();
+    let (mut a, b) = pair();
+    a.write_all(b"x").unwrap();
+    let slot: Rc<RefCell<Option<Io>>> = Rc::new(RefCell::new(None));
+    let dropped = Rc::new(Cell::new(false));
+    let (inner, flag) = (slot.clone(), dropped.clone());
+    let guard = DropFlag(dropped.clone());
+    let io = Io::new(&lp, b.as_raw_fd(), Events::READ, move |_| {
+        let _keep = &guard; // captured: freed with the closure
+                            // Dropping the owner stops the watcher; the closure itself stays valid until
+                            // it returns.
+        inner.borrow_mut().take();
+        assert!(!flag.get(), "closure must not be freed while running");
+    });
+    io.start();
+    *slot.borrow_mut() = Some(io);
+    lp.run();
+    assert!(slot.borrow().is_none());
+    assert!(dropped.get(), "closure freed once its watcher was dropped");
+}
+
+struct DropFlag(Rc<Cell<bool>>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+#[test]
+fn callback_may_stop_and_restart_other_watchers() {
+    let lp = Loop::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let second = Timer::new(&lp, 0.001, 0.0, {
+        let order = order.clone();
+        move |_| order.borrow_mut().push("second")
+    });
+    let never = Timer::new(&lp, 0.002, 0.0, {
+        let order = order.clone();
+        move |_| order.borrow_mut().push("never")
+    });
+    never.start();
+    let (second_handle, never_handle) = (second.handle(), never.handle());
+    let first = Timer::new(&lp, 0.0, 0.0, {
+        let order = order.clone();
+        move |_| {
+            order.borrow_mut().push("first");
+            never_handle.stop();
+            second_handle.start();
+        }
+    });
+    first.start();
+    lp.run();
+    assert_eq!(*order.borrow(), vec!["first", "second"]);
+    assert!(!never.is_active());
+}
+
+#[test]
+fn repeating_timer_fires_until_stopped_and_again_rearms() {
+    let lp = Loop::new().unwrap();
+    let count = Rc::new(Cell::new(0));
+    let timer = Timer::new(&lp, 0.001, 0.001, |_| {});
+    let handle = timer.handle();
+    let seen = count.clone();
+    timer.set_callback(move |events| {
+        assert!(events.contains(Events::TIMER));
+        seen.set(seen.get() + 1);
+        if seen.get() == 3 {
+            handle.stop();
+        }
+    });
+    timer.start();
+    lp.run();
+    assert_eq!(count.get(), 3);
+
+    timer.set(10.0, 0.5);
+    timer.again(); // restarts from `repeat`, not `after`
+    assert!(timer.is_active());
+    assert!(timer.remaining() <= 0.5 + 1e-6);
+    timer.stop();
+}
+
+#[test]
+fn dropping_a_watcher_stops_it_and_a_handle_outliving_it_is_inert() {
+    let lp = Loop::new().unwrap();
+    let fired = Rc::new(Cell::new(false));
+    let seen = fired.clone();
+    let timer = Timer::new(&lp, 0.0, 0.0, move |_| seen.set(true));
+    timer.start();
+    let handle = timer.handle();
+    drop(timer);
+    assert!(handle.is_dropped());
+    handle.start(); // ignored: the owner is gone
+    assert!(!handle.is_active());
+    lp.run();
+    assert!(!fired.get());
+}
+
+#[test]
+fn adopted_raw_loop_runs_rust_watchers() {
+    // SAFETY: a fresh loop, destroyed below after every handle is gone.
+    let raw = unsafe { libev_sys::ev_loop_new(0) };
+    {
+        // SAFETY: `raw` is valid until ev_loop_destroy below, on this thread.
+        let lp = unsafe { Loop::from_raw(raw) }.unwrap();
+        assert_eq!(lp.as_raw(), raw);
+        let fired = Rc::new(Cell::new(0));
+        let seen = fired.clone();
+        let timer = Timer::new(&lp, 0.0, 0.0, move |_| seen.set(seen.get() + 1));
+        timer.start();
+        // Foreign code runs the loop through the raw API.
+        // SAFETY: valid loop; our callbacks never unwind.
+        unsafe { libev_sys::ev_run(raw, 0) };
+        assert_eq!(fired.get(), 1);
+    }
+    // SAFETY: no handle or watcher of `raw` remains.
+    unsafe { libev_sys::ev_loop_destroy(raw) };
+}
+
+#[test]
+fn panic_in_callback_is_resumed_from_run() {
+    let lp = Loop::new().unwrap();
+    let timer = Timer::new(&lp, 0.0, 0.0, |_| panic!("boom in callback"));
+    let later = Rc::new(Cell::new(false));
+    let seen = later.clone();
+    let other = Timer::new(&lp, 0.05, 0.0, move |_| seen.set(true));
+    timer.start();
+    other.start();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| lp.run()));
+    let payload = result.expect_err("the panic comes out of run");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom in callback"));
+    // The loop broke out at once, and still works afterwards.
+    assert!(!later.get());
+    assert!(ev::take_panic().is_none());
+    lp.run();
+    assert!(later.get());
+}
+
+#[test]
+fn panic_under_foreign_run_is_parked_for_take_panic() {
+    let lp = Loop::new().unwrap();
+    let timer = Timer::new(&lp, 0.0, 0.0, |_| panic!("parked"));
+    timer.start();
+    // SAFETY: valid loop; the trampoline never unwinds into it.
+    unsafe { libev_sys::ev_run(lp.as_raw(), 0) };
+    let payload = ev::take_panic().expect("parked panic");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"parked"));
+}
+
+#[test]
+fn idle_and_run_flags() {
+    let lp = Loop::new().unwrap();
+    let count = Rc::new(Cell::new(0));
+    let seen = count.clone();
+    let idle = Idle::new(&lp, move |events| {
+        assert!(events.contains(Events::IDLE));
+        seen.set(seen.get() + 1);
+    });
+    idle.start();
+    assert!(lp.run_with(RunFlags::NoWait));
+    assert!(lp.run_with(RunFlags::Once));
+    assert_eq!(count.get(), 2);
+    idle.stop();
+    assert!(!lp.run_with(RunFlags::NoWait));
+}
+
+#[test]
+fn signal_watcher_on_default_loop() {
+    let lp = Loop::default_loop().unwrap();
+    let got = Rc::new(Cell::new(false));
+    let seen = got.clone();
+    let signal = Signal::new(&lp, libc::SIGUSR1, |_| {});
+    let handle = signal.handle();
+    signal.set_callback(move |events| {
+        assert!(events.contains(Events::SIGNAL));
+        seen.set(true);
+        handle.stop();
+    });
+    signal.start();
+    // SAFETY: raising a signal we handle.
+    unsafe { libc::raise(libc::SIGUSR1) };
+    lp.run();
+    assert!(got.get());
+}
+
+#[test]
+fn loop_time_and_versions() {
+    let lp = Loop::new().unwrap();
+    let before = lp.now();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    lp.update_now();
+    assert!(lp.now() >= before + 0.004);
+    let (major, minor) = ev::runtime_version();
+    assert_eq!(ev::LIBEV_VERSION, format!("{major}.{minor}"));
+    assert_eq!(libev_sys::HEADER_VERSION, ev::LIBEV_VERSION);
+}
