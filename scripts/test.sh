@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit/integration/doc tests, the libev layer
+# under valgrind, and the interoperability suite against real clients. Installs what is
+# missing on a fresh Debian machine. Safe to run twice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+need_packages libev-dev valgrind pkg-config
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format"
+cargo fmt --check
+step "clippy"
+cargo clippy --all-targets -- -D warnings
+step "tests"
+cargo test --all-targets
+step "doc tests"
+cargo test --doc
+step "valgrind: the libev layer and the FFI-touching tests"
+for test in ev_loop; do
+    bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null |
+        python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["executable"])')
+    log=$(mktemp)
+    if ! valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 -q \
+        "$bin" --test-threads=1 >/dev/null 2>"$log"; then
+        cat "$log"
+        echo "valgrind $test: errors or definite leaks" >&2
+        exit 1
+    fi
+    rm -f "$log"
+    echo "valgrind $test: clean"
+done
+if [ -x scripts/interop.sh ]; then
+    step "interoperability"
+    bash scripts/interop.sh
+fi
+step "all tests passed"
