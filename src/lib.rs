@@ -2,3 +2,4 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod ev;
+pub mod proto;

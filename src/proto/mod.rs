@@ -1,0 +1,257 @@
+//! The sans-IO WebSocket engine (RFC 6455), in the style of wslay's event API.
+//!
+//! No fds, no clocks: bytes come in through [`std::io::Read`] (or a slice), go out
+//! through [`std::io::Write`], and everything the peer does is reported to a
+//! [`Handler`]. The engine is split in two halves so that an object layer can keep
+//! them in two separate cells and let user callbacks, run from receive events,
+//! queue replies re-entrantly:
+//!
+//! - [`Receiver`]: frame decoder, message assembly, UTF-8 check, limits, close
+//!   parsing. It never touches the send queue; what must be sent in answer (a pong,
+//!   a close reply, a failure close) is reported to a [`ReplySink`].
+//! - [`Sender`]: the send queue, framing, masking, close state, fragmented messages.
+//! - [`Engine`]: both halves glued together, like a wslay event context, for
+//!   standalone use.
+#![forbid(unsafe_code)]
+
+mod engine;
+mod error;
+mod frame;
+mod mask;
+mod pool;
+mod receiver;
+mod sender;
+mod utf8;
+
+pub use engine::Engine;
+pub use error::{Error, ProtocolError};
+pub use receiver::Receiver;
+pub use sender::Sender;
+
+/// The source of a client's mask keys: fills the 4 bytes of one frame's key.
+pub type MaskSource = Box<dyn FnMut(&mut [u8; 4])>;
+
+/// A fragmented-message producer: fills a prefix of the buffer it is given.
+pub type Producer = Box<dyn FnMut(&mut [u8]) -> Fragment>;
+
+/// Which end of the connection this engine is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Expects masked frames from the peer, sends unmasked frames.
+    Server,
+    /// Expects unmasked frames from the peer, masks every frame it sends.
+    Client,
+}
+
+/// A frame opcode (RFC 6455, section 5.2). Reserved opcodes have no variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OpCode {
+    /// A continuation frame of a fragmented message.
+    Continuation = 0,
+    /// A text (UTF-8) message.
+    Text = 1,
+    /// A binary message.
+    Binary = 2,
+    /// A close frame.
+    Close = 8,
+    /// A ping frame.
+    Ping = 9,
+    /// A pong frame.
+    Pong = 10,
+}
+
+impl OpCode {
+    /// The opcode for a 4-bit value, `None` for reserved values.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::OpCode;
+    /// assert_eq!(OpCode::from_u8(9), Some(OpCode::Ping));
+    /// assert_eq!(OpCode::from_u8(3), None);
+    /// ```
+    pub fn from_u8(v: u8) -> Option<OpCode> {
+        match v {
+            0 => Some(OpCode::Continuation),
+            1 => Some(OpCode::Text),
+            2 => Some(OpCode::Binary),
+            8 => Some(OpCode::Close),
+            9 => Some(OpCode::Ping),
+            10 => Some(OpCode::Pong),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a control opcode (close, ping, pong).
+    pub fn is_control(self) -> bool {
+        self.as_u8() & 0x8 != 0
+    }
+
+    /// The 4-bit wire value.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+bitflags::bitflags! {
+    /// The reserved header bits of a frame, with wslay's values (header bits 6..4
+    /// shifted down by 4).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct Rsv: u8 {
+        /// RSV1 (used by permessage-deflate).
+        const RSV1 = 0b100;
+        /// RSV2.
+        const RSV2 = 0b010;
+        /// RSV3.
+        const RSV3 = 0b001;
+    }
+}
+
+/// Configuration shared by the [`Receiver`] and the [`Sender`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Assemble messages (default `true`). When `false`, data message events carry
+    /// empty data (the payload comes through frame chunks) and `max_recv_size`
+    /// applies to each frame.
+    pub buffering: bool,
+    /// The largest message (buffering) or frame (no buffering) accepted; larger
+    /// ones are refused with close 1009, decided from the frame header. Default
+    /// 2^31 - 1, as wslay.
+    pub max_recv_size: u64,
+    /// RSV bits the peer may set, on the first frame of data messages only
+    /// (extensions). Default empty. RSV1 set on a text message turns its UTF-8
+    /// check off (the extension owns the payload).
+    pub allowed_rsv: Rsv,
+    /// Bytes offered to a fragmented-message producer per frame. Default 4096.
+    pub fragment_size: usize,
+    /// The send-queue high-water mark in bytes: queueing a message that would take
+    /// the queue past it fails with [`Error::QueueFull`]. Default 64 MiB.
+    pub max_queued_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            buffering: true,
+            max_recv_size: (1 << 31) - 1,
+            allowed_rsv: Rsv::empty(),
+            fragment_size: 4096,
+            max_queued_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Whether close `code` may appear on the wire and in [`Sender::queue_close`]:
+/// 1000-1003, 1007-1014 and 3000-4999 (1012-1014 are in the IANA registry).
+///
+/// ```
+/// use net_websocket_ev::proto::is_valid_close_code;
+/// assert!(is_valid_close_code(1000) && is_valid_close_code(1012) && is_valid_close_code(4999));
+/// assert!(!is_valid_close_code(1005) && !is_valid_close_code(1015) && !is_valid_close_code(2999));
+/// ```
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// What a [`Handler`] wants after an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on processing input.
+    Continue,
+    /// Stop right after this event and keep the remaining input for
+    /// [`Receiver::resume`].
+    Pause,
+}
+
+/// Receives the user-visible events of a [`Receiver`]. Every method has a no-op
+/// default returning [`Flow::Continue`].
+pub trait Handler {
+    /// A frame begins (data, continuation and control frames, close included).
+    fn on_frame_start(&mut self, fin: bool, rsv: Rsv, opcode: OpCode, payload_len: u64) -> Flow {
+        let _ = (fin, rsv, opcode, payload_len);
+        Flow::Continue
+    }
+    /// A piece of the current frame's payload, unmasked. An empty frame gives one
+    /// empty chunk.
+    fn on_frame_chunk(&mut self, data: &[u8]) -> Flow {
+        let _ = data;
+        Flow::Continue
+    }
+    /// The current frame ended.
+    fn on_frame_end(&mut self) -> Flow {
+        Flow::Continue
+    }
+    /// A complete text, binary, ping or pong message (never close), with the rsv
+    /// and opcode of its first frame. `status_code` is always 0 (as the Perl
+    /// module). `data` is empty for data messages when buffering is off.
+    fn on_message(&mut self, rsv: Rsv, opcode: OpCode, data: &[u8], status_code: u16) -> Flow {
+        let _ = (rsv, opcode, data, status_code);
+        Flow::Continue
+    }
+}
+
+/// Something the [`Receiver`] needs sent, reported to a [`ReplySink`] which
+/// forwards it to the [`Sender`].
+///
+/// For a ping, `Pong` comes before `on_message(Ping)`; for a close frame, the
+/// frame events come first, then `Close`; for a violation, `Fail`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// Answer a ping: [`Sender::queue_pong`].
+    Pong(&'a [u8]),
+    /// Answer the peer's close: [`Sender::reply_close`].
+    Close {
+        /// The peer's code, `None` if its close frame was empty.
+        code: Option<u16>,
+        /// The peer's reason (valid UTF-8).
+        reason: &'a [u8],
+    },
+    /// The peer broke the protocol: [`Sender::fail`] with its close code.
+    Fail(ProtocolError),
+}
+
+/// Where a [`Receiver`] reports what must be sent.
+pub trait ReplySink {
+    /// Handles one reply.
+    fn reply(&mut self, reply: Reply<'_>);
+}
+
+/// Why [`Receiver::recv`] (or `feed`, `resume`) returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvStatus {
+    /// All input was processed and the transport has no more bytes now.
+    WouldBlock,
+    /// The transport reported end of file.
+    Eof,
+    /// The handler returned [`Flow::Pause`]; unprocessed bytes are kept.
+    Paused,
+    /// Reading is over: a close was received, the peer broke the protocol, or
+    /// reading was shut down.
+    Closed,
+}
+
+/// What a fragmented-message producer returns after filling a prefix of the
+/// buffer it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fragment {
+    /// `n` bytes of the message; `Data(0)` sends nothing (ask again later).
+    Data(usize),
+    /// The last `n` bytes of the message (`Eof(0)`: an empty final frame).
+    Eof(usize),
+    /// The message cannot be produced: it is abandoned and close 1011 is sent.
+    Error,
+}
+
+/// Why [`Sender::send`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Nothing is left to write.
+    Idle,
+    /// The transport accepts no more bytes now.
+    WouldBlock,
+    /// The head of the queue is a fragmented message that needs its next piece,
+    /// at most `max_len` bytes ([`Sender::push_fragment`]).
+    NeedFragment {
+        /// The most bytes one piece may have.
+        max_len: usize,
+    },
+}

@@ -1,0 +1,61 @@
+//! A small per-thread pool of byte buffers, so that idle connections hold none
+//! and busy ones do not allocate per read or per message.
+use std::cell::RefCell;
+
+/// The size of a read buffer.
+pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
+/// Spare buffers kept per kind and thread.
+const MAX_SPARE: usize = 16;
+/// Larger general buffers are freed rather than kept.
+const MAX_KEPT_CAPACITY: usize = 256 * 1024;
+
+thread_local! {
+    static READ_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer: `len() == READ_BUF_SIZE`, contents unspecified.
+pub(crate) fn take_read_buf() -> Vec<u8> {
+    READ_BUFS
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; READ_BUF_SIZE])
+}
+
+/// Gives back a read buffer (one of another size is freed).
+pub(crate) fn give_read_buf(buf: Vec<u8>) {
+    if buf.len() != READ_BUF_SIZE {
+        return;
+    }
+    READ_BUFS.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < MAX_SPARE {
+            p.push(buf);
+        }
+    });
+}
+
+/// An empty buffer, with spare capacity when the pool had one.
+pub(crate) fn take_buf() -> Vec<u8> {
+    BUFS.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Gives back a general buffer; a very large or capacity-less one is freed.
+pub(crate) fn give_buf(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_CAPACITY {
+        return;
+    }
+    buf.clear();
+    BUFS.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < MAX_SPARE {
+            p.push(buf);
+        }
+    });
+}
+
+/// Gives `buf` back to the pool, leaving an unallocated Vec in its place.
+pub(crate) fn release(buf: &mut Vec<u8>) {
+    if buf.capacity() != 0 {
+        give_buf(std::mem::take(buf));
+    }
+}

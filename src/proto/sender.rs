@@ -1,0 +1,590 @@
+//! The sending half: the send queue, framing, masking, close state and
+//! fragmented messages.
+use std::collections::VecDeque;
+use std::io::{self, Write};
+
+use super::frame::Header;
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, Rsv, SendStatus};
+
+/// How many bytes are framed ahead into the write buffer at most (a single
+/// larger message is framed whole).
+const BATCH: usize = 64 * 1024;
+
+/// Queues messages and writes them as frames.
+///
+/// Control frames (ping, pong) go before data messages not yet started and
+/// between the frames of a fragmented message, never inside a frame already
+/// framed. Data messages go in FIFO order; a user close after everything queued
+/// before it. Small frames are framed into one buffer and written together.
+///
+/// The only user code a `Sender` ever calls is the mask source
+/// ([`Sender::set_mask_source`]), once per frame of a client.
+pub struct Sender {
+    role: Role,
+    fragment_size: usize,
+    max_queued_bytes: usize,
+    mask_source: Option<MaskSource>,
+    /// Pings and pongs waiting: they jump ahead of `items`.
+    ctrl: VecDeque<Control>,
+    ctrl_bytes: usize,
+    /// Data messages and the close, in order; payloads in `payloads[payloads_pos..]`.
+    items: VecDeque<Item>,
+    payloads: Vec<u8>,
+    payloads_pos: usize,
+    fragmented: usize,
+    frag_utf8: Utf8Validator,
+    /// Framed bytes; `out[out_pos..]` is not yet written.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// One per frame in `out`, in order.
+    marks: VecDeque<Mark>,
+    in_flight: usize,
+    close_queued: bool,
+    close_sent: bool,
+    shut: bool,
+    status_code_sent: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Control {
+    opcode: OpCode,
+    len: u8,
+    data: [u8; 125],
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Item {
+    Message { opcode: OpCode, len: usize },
+    Fragmented { opcode: OpCode, started: bool },
+    Close { code: u16, len: usize },
+}
+
+/// The end of a frame in `out`, and what writing it completes.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    start: usize,
+    end: usize,
+    /// The last frame of a queued message (or a control frame).
+    completes: bool,
+    /// The close frame, with its code (1005 for an empty one).
+    close: Option<u16>,
+}
+
+impl Sender {
+    /// A sender for `role` (a client masks every frame).
+    pub fn new(role: Role, config: &Config) -> Sender {
+        Sender {
+            role,
+            fragment_size: config.fragment_size.max(1),
+            max_queued_bytes: config.max_queued_bytes,
+            mask_source: None,
+            ctrl: VecDeque::new(),
+            ctrl_bytes: 0,
+            items: VecDeque::new(),
+            payloads: Vec::new(),
+            payloads_pos: 0,
+            fragmented: 0,
+            frag_utf8: Utf8Validator::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            marks: VecDeque::new(),
+            in_flight: 0,
+            close_queued: false,
+            close_sent: false,
+            shut: false,
+            status_code_sent: 1006,
+        }
+    }
+
+    /// Replaces the source of the 4 mask bytes of each frame a client sends
+    /// (Perl's `genmask`). The default is a CSPRNG (`rand`'s thread rng). It is
+    /// called once per frame, when the frame is framed, which is during
+    /// [`Sender::send`] or [`Sender::push_fragment`].
+    pub fn set_mask_source(&mut self, f: MaskSource) {
+        self.mask_source = Some(f);
+    }
+
+    /// Queues a whole text, binary, ping or pong message. Text must be UTF-8,
+    /// control payloads at most 125 bytes.
+    pub fn queue_msg(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        match opcode {
+            OpCode::Continuation | OpCode::Close => {
+                return Err(Error::InvalidOpcode(opcode.as_u8()))
+            }
+            OpCode::Ping | OpCode::Pong if data.len() > 125 => {
+                return Err(Error::ControlTooLong(data.len()))
+            }
+            OpCode::Text if std::str::from_utf8(data).is_err() => return Err(Error::InvalidUtf8),
+            _ => {}
+        }
+        self.check_room(data.len())?;
+        if opcode.is_control() {
+            self.push_control(opcode, data);
+        } else {
+            self.push_payload(data);
+            self.items.push_back(Item::Message {
+                opcode,
+                len: data.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a text or binary message whose pieces the caller supplies, each
+    /// time [`Sender::send`] returns [`SendStatus::NeedFragment`], with
+    /// [`Sender::push_fragment`].
+    pub fn queue_fragmented(&mut self, opcode: OpCode) -> Result<(), Error> {
+        self.check_open()?;
+        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(Error::InvalidOpcode(opcode.as_u8()));
+        }
+        self.items.push_back(Item::Fragmented {
+            opcode,
+            started: false,
+        });
+        self.fragmented += 1;
+        Ok(())
+    }
+
+    /// Frames the next piece of the fragmented message at the head of the queue
+    /// (`last`: the final one). At most `max_len` bytes of
+    /// [`SendStatus::NeedFragment`]. Text pieces are checked as UTF-8 across
+    /// pieces. An empty piece that is not `last` sends nothing.
+    pub fn push_fragment(&mut self, data: &[u8], last: bool) -> Result<(), Error> {
+        if self.shut || self.close_sent {
+            return Err(Error::Closed);
+        }
+        let Some(Item::Fragmented { opcode, started }) = self.items.front().copied() else {
+            return Err(Error::FragmentedNotPending);
+        };
+        if data.len() > self.fragment_size {
+            return Err(Error::FragmentTooLong {
+                len: data.len(),
+                max: self.fragment_size,
+            });
+        }
+        if opcode == OpCode::Text {
+            if !started {
+                self.frag_utf8.reset();
+            }
+            let mut utf8 = self.frag_utf8;
+            if utf8.feed(data).is_err() || last && !utf8.is_complete() {
+                return Err(Error::InvalidUtf8);
+            }
+            self.frag_utf8 = utf8;
+        }
+        if data.is_empty() && !last {
+            return Ok(());
+        }
+        let wire_op = if started {
+            OpCode::Continuation
+        } else {
+            opcode
+        };
+        if self.out_pos == self.out.len() {
+            self.reset_out();
+        }
+        self.frame(wire_op, last, data);
+        if last {
+            self.items.pop_front();
+            self.fragmented -= 1;
+            self.complete_last_mark(None);
+        } else if let Some(Item::Fragmented { started, .. }) = self.items.front_mut() {
+            *started = true;
+        }
+        Ok(())
+    }
+
+    /// The producer of the fragmented message at the head of the queue failed:
+    /// the message and everything queued after it are dropped and close 1011 is
+    /// queued at once. No-op when the head is not a fragmented message.
+    pub fn abort_fragmented(&mut self) {
+        if self.shut || self.close_sent {
+            return;
+        }
+        if !matches!(self.items.front(), Some(Item::Fragmented { .. })) {
+            return;
+        }
+        self.drop_items();
+        self.close_queued = false;
+        self.push_close(Some(1011), b"");
+    }
+
+    /// Queues the user's close: it goes out after everything queued before it,
+    /// and nothing can be queued after it. `code` `None` sends an empty close
+    /// (the reason must then be empty).
+    pub fn queue_close(&mut self, code: Option<u16>, reason: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        match code {
+            None if !reason.is_empty() => return Err(Error::InvalidCloseReason),
+            Some(code) if !is_valid_close_code(code) => return Err(Error::InvalidCloseCode(code)),
+            _ => {}
+        }
+        if reason.len() > 123 {
+            return Err(Error::ReasonTooLong(reason.len()));
+        }
+        if std::str::from_utf8(reason).is_err() {
+            return Err(Error::InvalidCloseReason);
+        }
+        self.push_close(code, reason);
+        Ok(())
+    }
+
+    /// Answers the peer's close at once, echoing `code` and `reason`: only a frame
+    /// already partly written and the control frames already queued (pongs
+    /// answering pings that came before the close) go before it; data not yet
+    /// started is dropped. If a close is already queued but not yet framed,
+    /// that close is kept and moved to the front the same way. No-op once a close
+    /// is framed or sent, or writing is shut down.
+    pub fn reply_close(&mut self, code: Option<u16>, reason: &[u8]) {
+        if self.shut || self.close_sent || self.close_framed() {
+            return;
+        }
+        self.drop_unstarted_frames();
+        let queued = match self.items.back() {
+            Some(Item::Close { code, len }) => Some((*code, *len)),
+            _ => None,
+        };
+        match queued {
+            Some((queued_code, len)) => {
+                let start = self.payloads.len() - len;
+                let reason = self.payloads[start..].to_vec();
+                self.drop_items();
+                self.close_queued = false;
+                let code = (queued_code != 1005).then_some(queued_code);
+                self.push_close(code, &reason);
+            }
+            None => {
+                self.drop_items();
+                let reason = if reason.len() <= 123 { reason } else { &[] };
+                self.push_close(code, reason);
+            }
+        }
+    }
+
+    /// The peer broke the protocol: close with `code` after everything already
+    /// queued; nothing can be queued afterwards. No-op if a close is already
+    /// queued or sent.
+    pub fn fail(&mut self, code: u16) {
+        if self.shut || self.close_queued || self.close_sent {
+            return;
+        }
+        self.push_close(Some(code), b"");
+    }
+
+    /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
+    /// close is queued or sent.
+    pub fn queue_pong(&mut self, payload: &[u8]) {
+        if self.check_open().is_err() {
+            return;
+        }
+        let len = payload.len().min(125);
+        self.push_control(OpCode::Pong, &payload[..len]);
+    }
+
+    /// Writes queued frames to `w` until nothing is left, `w` would block, or a
+    /// fragmented message needs its next piece. Many frames go out per write and
+    /// a partial write resumes exactly. `Interrupted` is retried; other I/O
+    /// errors are returned (a write of 0 bytes is `WriteZero`).
+    pub fn send<W: Write>(&mut self, w: &mut W) -> io::Result<SendStatus> {
+        loop {
+            if self.shut || self.close_sent {
+                return Ok(SendStatus::Idle);
+            }
+            if self.out_pos < self.out.len() {
+                match w.write(&self.out[self.out_pos..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.advance(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(SendStatus::WouldBlock)
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            self.reset_out();
+            self.fill();
+            if self.out.is_empty() {
+                pool::release(&mut self.out);
+                if let Some(Item::Fragmented { .. }) = self.items.front() {
+                    return Ok(SendStatus::NeedFragment {
+                        max_len: self.fragment_size,
+                    });
+                }
+                return Ok(SendStatus::Idle);
+            }
+        }
+    }
+
+    /// Whether there is something to write: not shut down, no close sent, and a
+    /// frame queued or partly written (or a fragmented message waiting).
+    pub fn want_write(&self) -> bool {
+        !self.shut
+            && !self.close_sent
+            && (self.out_pos < self.out.len() || !self.ctrl.is_empty() || !self.items.is_empty())
+    }
+
+    /// Messages queued or partly sent, control frames and the close included.
+    pub fn queued_count(&self) -> usize {
+        self.ctrl.len() + self.items.len() + self.in_flight
+    }
+
+    /// Bytes queued and not yet written: payloads waiting, and framed bytes
+    /// (headers included) not yet written. The high-water mark applies to this.
+    pub fn queued_bytes(&self) -> usize {
+        self.ctrl_bytes
+            + (self.payloads.len() - self.payloads_pos)
+            + (self.out.len() - self.out_pos)
+    }
+
+    /// Whether a close is queued (or sent).
+    pub fn close_queued(&self) -> bool {
+        self.close_queued
+    }
+
+    /// Whether the close frame has been written whole.
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// The code of the close sent: 1006 until one is written, 1005 for an empty
+    /// close.
+    pub fn status_code_sent(&self) -> u16 {
+        self.status_code_sent
+    }
+
+    /// Ends writing at once: the queue is dropped, `want_write` turns false and
+    /// queueing returns [`Error::Closed`].
+    pub fn shutdown_write(&mut self) {
+        self.shut = true;
+        self.drop_items();
+        self.ctrl.clear();
+        self.ctrl_bytes = 0;
+        self.reset_out();
+        pool::release(&mut self.out);
+    }
+
+    /// Changes `fragment_size` and `max_queued_bytes`.
+    pub fn set_config(&mut self, config: &Config) {
+        self.fragment_size = config.fragment_size.max(1);
+        self.max_queued_bytes = config.max_queued_bytes;
+    }
+
+    /// How many fragmented messages are queued (their producers live elsewhere).
+    pub(crate) fn fragmented_count(&self) -> usize {
+        self.fragmented
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.shut || self.close_queued || self.close_sent {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_room(&self, len: usize) -> Result<(), Error> {
+        let queued = self.queued_bytes().saturating_add(len);
+        if queued > self.max_queued_bytes {
+            return Err(Error::QueueFull {
+                queued,
+                limit: self.max_queued_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn push_control(&mut self, opcode: OpCode, data: &[u8]) {
+        let mut c = Control {
+            opcode,
+            len: data.len() as u8,
+            data: [0; 125],
+        };
+        c.data[..data.len()].copy_from_slice(data);
+        self.ctrl.push_back(c);
+        self.ctrl_bytes += data.len();
+    }
+
+    fn push_payload(&mut self, data: &[u8]) {
+        if self.payloads.capacity() == 0 {
+            self.payloads = pool::take_buf();
+        }
+        if self.payloads_pos == self.payloads.len() {
+            self.payloads.clear();
+            self.payloads_pos = 0;
+        } else if self.payloads_pos > BATCH && self.payloads_pos * 2 > self.payloads.len() {
+            self.payloads.drain(..self.payloads_pos);
+            self.payloads_pos = 0;
+        }
+        self.payloads.extend_from_slice(data);
+    }
+
+    fn push_close(&mut self, code: Option<u16>, reason: &[u8]) {
+        let mut payload = [0u8; 125];
+        let mut len = 0;
+        if let Some(code) = code {
+            payload[..2].copy_from_slice(&code.to_be_bytes());
+            payload[2..2 + reason.len()].copy_from_slice(reason);
+            len = 2 + reason.len();
+        }
+        self.push_payload(&payload[..len]);
+        self.items.push_back(Item::Close {
+            code: code.unwrap_or(1005),
+            len,
+        });
+        self.close_queued = true;
+    }
+
+    /// Drops every data item and the close (not the framed bytes).
+    fn drop_items(&mut self) {
+        self.items.clear();
+        self.fragmented = 0;
+        self.payloads.clear();
+        self.payloads_pos = 0;
+        pool::release(&mut self.payloads);
+    }
+
+    /// Drops the frames in `out` whose writing has not begun.
+    fn drop_unstarted_frames(&mut self) {
+        while let Some(mark) = self.marks.back() {
+            if mark.start < self.out_pos {
+                break;
+            }
+            if mark.completes {
+                self.in_flight -= 1;
+            }
+            self.out.truncate(mark.start);
+            self.marks.pop_back();
+        }
+    }
+
+    fn close_framed(&self) -> bool {
+        self.marks.iter().any(|m| m.close.is_some())
+    }
+
+    fn reset_out(&mut self) {
+        self.out.clear();
+        self.out_pos = 0;
+        self.marks.clear();
+        self.in_flight = 0;
+    }
+
+    /// Frames waiting control frames, then data items, into `out` (about
+    /// `BATCH` bytes), stopping at a fragmented message or after the close.
+    fn fill(&mut self) {
+        while let Some(c) = self.ctrl.pop_front() {
+            self.ctrl_bytes -= usize::from(c.len);
+            self.frame(c.opcode, true, &c.data[..usize::from(c.len)]);
+            self.complete_last_mark(None);
+        }
+        while self.out.len() < BATCH {
+            let (opcode, len, close) = match self.items.front() {
+                Some(Item::Message { opcode, len }) => (*opcode, *len, None),
+                Some(Item::Close { code, len }) => (OpCode::Close, *len, Some(*code)),
+                Some(Item::Fragmented { .. }) | None => break,
+            };
+            self.items.pop_front();
+            let start = self.payloads_pos;
+            self.payloads_pos += len;
+            let payloads = std::mem::take(&mut self.payloads);
+            self.frame(opcode, true, &payloads[start..start + len]);
+            self.payloads = payloads;
+            self.complete_last_mark(close);
+            if close.is_some() {
+                break;
+            }
+        }
+        if self.payloads_pos == self.payloads.len() {
+            self.payloads_pos = 0;
+            pool::release(&mut self.payloads);
+        }
+    }
+
+    /// Appends one frame to `out`, masked for a client.
+    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Server => None,
+            Role::Client => {
+                let mut key = [0u8; 4];
+                match &mut self.mask_source {
+                    Some(source) => source(&mut key),
+                    None => rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key),
+                }
+                Some(key)
+            }
+        };
+        if self.out.capacity() == 0 {
+            self.out = pool::take_buf();
+        }
+        let start = self.out.len();
+        let header = Header {
+            fin,
+            rsv: Rsv::empty(),
+            opcode: opcode.as_u8(),
+            mask,
+            len: payload.len() as u64,
+        };
+        header.encode(&mut self.out);
+        let body = self.out.len();
+        self.out.extend_from_slice(payload);
+        if let Some(mask) = mask {
+            apply_mask(&mut self.out[body..], mask, 0);
+        }
+        self.marks.push_back(Mark {
+            start,
+            end: self.out.len(),
+            completes: false,
+            close: None,
+        });
+    }
+
+    /// Marks the frame just framed as the end of a message (or the close).
+    fn complete_last_mark(&mut self, close: Option<u16>) {
+        if let Some(mark) = self.marks.back_mut() {
+            mark.completes = true;
+            mark.close = close;
+            self.in_flight += 1;
+        }
+    }
+
+    /// `n` more bytes of `out` were written.
+    fn advance(&mut self, n: usize) {
+        self.out_pos += n;
+        while let Some(mark) = self.marks.front() {
+            if mark.end > self.out_pos {
+                break;
+            }
+            if mark.completes {
+                self.in_flight -= 1;
+            }
+            if let Some(code) = mark.close {
+                self.close_sent = true;
+                self.status_code_sent = code;
+                self.drop_items();
+                self.ctrl.clear();
+                self.ctrl_bytes = 0;
+                self.reset_out();
+                pool::release(&mut self.out);
+                return;
+            }
+            self.marks.pop_front();
+        }
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("role", &self.role)
+            .field("queued_count", &self.queued_count())
+            .field("queued_bytes", &self.queued_bytes())
+            .field("close_queued", &self.close_queued)
+            .field("close_sent", &self.close_sent)
+            .field("shut", &self.shut)
+            .finish_non_exhaustive()
+    }
+}
