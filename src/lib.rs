@@ -2,4 +2,5 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod ev;
+pub mod handshake;
 pub mod proto;

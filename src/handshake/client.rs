@@ -1,0 +1,363 @@
+//! The client side: build an Upgrade request, validate the server's answer.
+
+use base64::Engine as _;
+use rand::RngCore as _;
+
+use super::head::{self, HeadBuffer};
+use super::{accept_key, HandshakeError, BASE64};
+
+/// The request a client sends to open a WebSocket.
+///
+/// Fields are written as given by [`build`](Self::build); they must not contain CR or
+/// LF (those from [`from_url`](Self::from_url) never do).
+///
+/// ```
+/// use net_websocket_ev::handshake::ClientRequest;
+///
+/// let (mut request, host, port) = ClientRequest::from_url("ws://localhost:9001/chat?x=1").unwrap();
+/// assert_eq!((host.as_str(), port), ("localhost", 9001));
+/// request.protocols.push("chat".into());
+/// request.headers.push(("Origin".into(), "http://localhost".into()));
+/// let (bytes, key) = request.build();
+/// let text = String::from_utf8(bytes).unwrap();
+/// assert!(text.starts_with("GET /chat?x=1 HTTP/1.1\r\nHost: localhost:9001\r\n"));
+/// assert!(text.contains(&format!("\r\nSec-WebSocket-Key: {key}\r\n")));
+/// assert!(text.ends_with("\r\nOrigin: http://localhost\r\n\r\n"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ClientRequest {
+    /// The `Host` header: the host, with `:port` when the port is not 80 (an IPv6
+    /// address in brackets).
+    pub host: String,
+    /// The request target: path and query; empty means `/`.
+    pub path: String,
+    /// The subprotocols to offer, in order of preference; none by default.
+    pub protocols: Vec<String>,
+    /// Extra headers, sent after the handshake's own (which they must not repeat).
+    pub headers: Vec<(String, String)>,
+}
+
+impl ClientRequest {
+    /// The request for a `ws://host[:port][/path][?query]` URL, with the host and port
+    /// to connect to (an IPv6 address without its brackets; port 80 by default).
+    ///
+    /// `wss://` is refused (this crate does no TLS), and so are other schemes, user
+    /// information, fragments, whitespace and bad ports: all as
+    /// [`HandshakeError::Malformed`].
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::{ClientRequest, HandshakeError};
+    ///
+    /// let (request, host, port) = ClientRequest::from_url("ws://[::1]:8080?room=2").unwrap();
+    /// assert_eq!((host.as_str(), port), ("::1", 8080));
+    /// assert_eq!((request.host.as_str(), request.path.as_str()), ("[::1]:8080", "/?room=2"));
+    ///
+    /// assert!(matches!(
+    ///     ClientRequest::from_url("wss://example.com/"),
+    ///     Err(HandshakeError::Malformed(_))
+    /// ));
+    /// ```
+    pub fn from_url(url: &str) -> Result<(ClientRequest, String, u16), HandshakeError> {
+        use HandshakeError::Malformed;
+        if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(Malformed("whitespace or control character in URL"));
+        }
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or(Malformed("URL without scheme"))?;
+        if scheme.eq_ignore_ascii_case("wss") {
+            return Err(Malformed("wss:// needs TLS, which this crate does not do"));
+        }
+        if !scheme.eq_ignore_ascii_case("ws") {
+            return Err(Malformed("URL scheme is not ws://"));
+        }
+        if rest.contains('#') {
+            return Err(Malformed("fragment in WebSocket URL"));
+        }
+        let (authority, target) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        if authority.contains('@') {
+            return Err(Malformed("user information in URL"));
+        }
+        let (host, port, ipv6) = match authority.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed
+                    .split_once(']')
+                    .ok_or(Malformed("unclosed IPv6 address in URL"))?;
+                if !host
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                {
+                    return Err(Malformed("bad IPv6 address in URL"));
+                }
+                let port = match after {
+                    "" => None,
+                    _ => Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or(Malformed("bad port in URL"))?,
+                    ),
+                };
+                (host, port, true)
+            }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port), false),
+                None => (authority, None, false),
+            },
+        };
+        if host.is_empty() {
+            return Err(Malformed("URL without host"));
+        }
+        if host.contains(['[', ']']) {
+            return Err(Malformed("bad host in URL"));
+        }
+        let port = match port {
+            None | Some("") => 80,
+            Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
+                digits.parse().map_err(|_| Malformed("bad port in URL"))?
+            }
+            Some(_) => return Err(Malformed("bad port in URL")),
+        };
+        let mut host_header = if ipv6 {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        if port != 80 {
+            host_header.push_str(&format!(":{port}"));
+        }
+        let path = match target {
+            "" => "/".to_owned(),
+            _ if target.starts_with('?') => format!("/{target}"),
+            _ => target.to_owned(),
+        };
+        let request = ClientRequest {
+            host: host_header,
+            path,
+            protocols: Vec::new(),
+            headers: Vec::new(),
+        };
+        Ok((request, host.to_owned(), port))
+    }
+
+    /// The request bytes, with a fresh random key (16 bytes from a CSPRNG, base64);
+    /// returns the bytes and the key, which [`parse_response`] and
+    /// [`ClientHandshake::new`] need to check the answer.
+    pub fn build(&self) -> (Vec<u8>, String) {
+        let mut nonce = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let key = BASE64.encode(nonce);
+        (self.build_with_key(&key), key)
+    }
+
+    /// The request bytes with the given `Sec-WebSocket-Key`, for tests and replays.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::ClientRequest;
+    ///
+    /// let request = ClientRequest { host: "server.example.com".into(), path: "/chat".into(),
+    ///     ..Default::default() };
+    /// assert_eq!(
+    ///     request.build_with_key("dGhlIHNhbXBsZSBub25jZQ=="),
+    ///     b"GET /chat HTTP/1.1\r\n\
+    ///       Host: server.example.com\r\n\
+    ///       Upgrade: websocket\r\n\
+    ///       Connection: Upgrade\r\n\
+    ///       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    ///       Sec-WebSocket-Version: 13\r\n\r\n"
+    /// );
+    /// ```
+    pub fn build_with_key(&self, key: &str) -> Vec<u8> {
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
+        let mut out = format!(
+            "GET {path} HTTP/1.1\r\n\
+             Host: {}\r\n\
+             Upgrade: websocket\r\n\
+             Connection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\n\
+             Sec-WebSocket-Version: 13\r\n",
+            self.host
+        );
+        if !self.protocols.is_empty() {
+            out.push_str("Sec-WebSocket-Protocol: ");
+            out.push_str(&self.protocols.join(", "));
+            out.push_str("\r\n");
+        }
+        for (name, value) in &self.headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
+    }
+}
+
+/// A server's validated `101 Switching Protocols` answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code: always 101 once validated.
+    pub status: u16,
+    /// The subprotocol the server selected (one we offered), if any.
+    pub protocol: Option<String>,
+    /// All header fields, names as received, values without surrounding whitespace.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The value of the first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Validates a complete head (blank line included).
+    fn from_head(bytes: &[u8], key: &str, offered: &[String]) -> Result<Response, HandshakeError> {
+        let (line, headers) = head::parse(bytes)?;
+        let (version, rest) = line.split_once(' ').ok_or(HandshakeError::Malformed(
+            "status line is not \"HTTP/x.y code reason\"",
+        ))?;
+        if !head::is_http_version(version) {
+            return Err(HandshakeError::Malformed("bad HTTP version"));
+        }
+        let code = rest.split_once(' ').map_or(rest, |(code, _reason)| code);
+        let status = match code.as_bytes() {
+            [a, b, c] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => {
+                u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+            }
+            _ => return Err(HandshakeError::Malformed("status code is not 3 digits")),
+        };
+        if version != "HTTP/1.1" {
+            return Err(HandshakeError::NotHttp11);
+        }
+        if status != 101 {
+            return Err(HandshakeError::BadStatus(status));
+        }
+        if !head::list_contains(&headers, "Upgrade", "websocket") {
+            return Err(HandshakeError::MissingUpgrade);
+        }
+        if !head::list_contains(&headers, "Connection", "upgrade") {
+            return Err(HandshakeError::MissingConnectionUpgrade);
+        }
+        if head::single(&headers, "Sec-WebSocket-Accept") != Some(&accept_key(key.as_bytes())) {
+            return Err(HandshakeError::BadAccept);
+        }
+        // An empty value selects nothing (some servers send one).
+        let selected: Vec<&str> = head::values(&headers, "Sec-WebSocket-Protocol")
+            .filter(|value| !value.is_empty())
+            .collect();
+        let protocol = match selected.as_slice() {
+            [] => None,
+            [one] if offered.iter().any(|p| p == one) => Some((*one).to_owned()),
+            _ => return Err(HandshakeError::UnrequestedProtocol(selected.join(", "))),
+        };
+        if let Some(extension) =
+            head::values(&headers, "Sec-WebSocket-Extensions").find(|value| !value.is_empty())
+        {
+            return Err(HandshakeError::UnrequestedExtension(extension.to_owned()));
+        }
+        Ok(Response {
+            status,
+            protocol,
+            headers,
+        })
+    }
+}
+
+/// Validates a server's answer, at the start of `buf`, to a request sent with `key`
+/// and `offered_protocols`.
+///
+/// - `Ok(None)`: the answer is not complete yet; read more and call again with all
+///   the bytes so far. (For feeding pieces as they arrive, see [`ClientHandshake`].)
+/// - `Ok(Some((response, consumed)))`: `consumed` is the length of the answer, blank
+///   line included; the bytes after it are the server's first frames.
+/// - `Err(_)`: not a valid 101 for this key ([`HandshakeError::BadStatus`] carries
+///   the status of a refusal), or no end of the head within `max_header_size` bytes.
+///
+/// ```
+/// use net_websocket_ev::handshake::{parse_response, HandshakeError};
+///
+/// let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+/// let key = "dGhlIHNhbXBsZSBub25jZQ==";
+/// let (resp, consumed) = parse_response(answer, key, &[], 8192).unwrap().unwrap();
+/// assert_eq!((resp.status, resp.protocol, consumed), (101, None, answer.len()));
+///
+/// let refusal = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+/// assert_eq!(parse_response(refusal, key, &[], 8192).unwrap_err(), HandshakeError::BadStatus(404));
+/// ```
+pub fn parse_response(
+    buf: &[u8],
+    key: &str,
+    offered_protocols: &[String],
+    max_header_size: usize,
+) -> Result<Option<(Response, usize)>, HandshakeError> {
+    let Some(end) = head::locate(buf, 0, max_header_size)? else {
+        return Ok(None);
+    };
+    let response = Response::from_head(&buf[..end], key, offered_protocols)?;
+    Ok(Some((response, end)))
+}
+
+/// The client side fed piece by piece, as bytes arrive from a socket.
+///
+/// ```
+/// use net_websocket_ev::handshake::{ClientHandshake, ClientRequest, DEFAULT_MAX_HEADER_SIZE};
+///
+/// let (request, _host, _port) = ClientRequest::from_url("ws://example.com/").unwrap();
+/// let (_bytes, key) = request.build();
+/// // ... send _bytes, then feed what the server answers:
+/// let mut hs = ClientHandshake::new(key.clone(), Vec::new(), DEFAULT_MAX_HEADER_SIZE);
+/// let accept = net_websocket_ev::handshake::accept_key(key.as_bytes());
+/// let mut answer = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").into_bytes();
+/// answer.extend_from_slice(b"\x81\x00"); // the server's first frame
+/// let (first, second) = answer.split_at(20);
+/// assert!(hs.feed(first).unwrap().is_none());
+/// let resp = hs.feed(second).unwrap().expect("complete");
+/// assert_eq!(resp.status, 101);
+/// assert_eq!(hs.take_leftover(), b"\x81\x00");
+/// ```
+#[derive(Debug)]
+pub struct ClientHandshake {
+    buffer: HeadBuffer,
+    key: String,
+    offered_protocols: Vec<String>,
+}
+
+impl ClientHandshake {
+    /// A handshake for a request sent with `key` and `offered_protocols`, accepting an
+    /// answer head of at most `max_header_size` bytes (blank line included).
+    pub fn new(key: String, offered_protocols: Vec<String>, max_header_size: usize) -> Self {
+        ClientHandshake {
+            buffer: HeadBuffer::new(max_header_size),
+            key,
+            offered_protocols,
+        }
+    }
+
+    /// Appends `data`: `Ok(None)` while the answer is incomplete, `Ok(Some(response))`
+    /// once it is complete and valid, then [`take_leftover`](Self::take_leftover) gives
+    /// the bytes that followed it. After an error, every call returns that error again;
+    /// after success, more data is added to the leftover and `Ok(None)` is returned.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, HandshakeError> {
+        let (key, offered) = (&self.key, &self.offered_protocols);
+        self.buffer
+            .feed(data, |bytes| Response::from_head(bytes, key, offered))
+    }
+
+    /// The bytes received after the answer (possibly empty), once it is complete; they
+    /// are the server's first frames. Empty before that, and after an error.
+    pub fn take_leftover(&mut self) -> Vec<u8> {
+        self.buffer.take_leftover()
+    }
+
+    /// How many bytes are held: of the incomplete answer while reading, the leftover
+    /// not yet taken once complete.
+    pub fn buffered(&self) -> usize {
+        self.buffer.buffered()
+    }
+}

@@ -1,0 +1,287 @@
+//! HTTP/1.1 head syntax shared by both sides: where a head ends, its start line and
+//! header fields, list-valued fields, and the incremental buffer behind
+//! `ServerHandshake` and `ClientHandshake`.
+
+use std::mem;
+
+use super::HandshakeError;
+
+/// Header fields as received: names as sent, values without surrounding whitespace.
+pub(super) type Headers = Vec<(String, String)>;
+
+/// Collects bytes until a whole head has arrived, parses it once, and then keeps what
+/// followed it.
+#[derive(Debug)]
+pub(super) struct HeadBuffer {
+    /// The head so far while reading; the bytes after the head once done.
+    buf: Vec<u8>,
+    /// How much of `buf` has been searched for the end of the head already.
+    searched: usize,
+    max_header_size: usize,
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Reading,
+    Done,
+    Failed(HandshakeError),
+}
+
+impl HeadBuffer {
+    pub(super) fn new(max_header_size: usize) -> Self {
+        HeadBuffer {
+            buf: Vec::new(),
+            searched: 0,
+            max_header_size,
+            state: State::Reading,
+        }
+    }
+
+    /// Appends `data`; once the head is complete, returns what `parse` makes of it.
+    /// After success, more data is kept with the leftover (`Ok(None)`); after an error,
+    /// the same error is returned again.
+    pub(super) fn feed<T>(
+        &mut self,
+        data: &[u8],
+        parse: impl FnOnce(&[u8]) -> Result<T, HandshakeError>,
+    ) -> Result<Option<T>, HandshakeError> {
+        match &self.state {
+            State::Reading => {}
+            State::Done => {
+                self.buf.extend_from_slice(data);
+                return Ok(None);
+            }
+            State::Failed(err) => return Err(err.clone()),
+        }
+        self.buf.extend_from_slice(data);
+        let parsed = match locate(&self.buf, self.searched, self.max_header_size) {
+            Ok(None) => {
+                self.searched = self.buf.len();
+                return Ok(None);
+            }
+            Ok(Some(end)) => parse(&self.buf[..end]).map(|value| (value, end)),
+            Err(err) => Err(err),
+        };
+        match parsed {
+            Ok((value, end)) => {
+                self.buf.drain(..end);
+                self.state = State::Done;
+                Ok(Some(value))
+            }
+            Err(err) => {
+                self.buf = Vec::new();
+                self.state = State::Failed(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// The bytes after the head, once it is complete; empty before.
+    pub(super) fn take_leftover(&mut self) -> Vec<u8> {
+        match self.state {
+            State::Done => mem::take(&mut self.buf),
+            State::Reading | State::Failed(_) => Vec::new(),
+        }
+    }
+
+    pub(super) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// The length of the head at the start of `buf` (blank line included), `None` if it
+/// is not complete yet. Lines of `buf` before `from` are known not to end the head.
+pub(super) fn locate(
+    buf: &[u8],
+    from: usize,
+    max_header_size: usize,
+) -> Result<Option<usize>, HandshakeError> {
+    let window = &buf[..buf.len().min(max_header_size)];
+    let mut i = from.min(window.len());
+    while let Some(offset) = window[i..].iter().position(|&b| b == b'\n') {
+        let lf = i + offset;
+        // The line this LF ends is empty, or holds just a CR.
+        let empty = match lf {
+            0 => true,
+            _ if window[lf - 1] == b'\n' => true,
+            1 => window[0] == b'\r',
+            _ => window[lf - 1] == b'\r' && window[lf - 2] == b'\n',
+        };
+        if empty {
+            return Ok(Some(lf + 1));
+        }
+        i = lf + 1;
+    }
+    if buf.len() >= max_header_size {
+        return Err(HandshakeError::HeaderTooLarge {
+            limit: max_header_size,
+        });
+    }
+    Ok(None)
+}
+
+/// Splits a complete head into its start line and header fields, checking the syntax.
+pub(super) fn parse(head: &[u8]) -> Result<(String, Headers), HandshakeError> {
+    if head.contains(&0) {
+        return Err(HandshakeError::Malformed("NUL byte in head"));
+    }
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty());
+    let start = match lines.next() {
+        Some(line) if !line.iter().any(|&b| is_control(b)) => text(line),
+        Some(_) => return Err(HandshakeError::Malformed("control byte in start line")),
+        None => return Err(HandshakeError::Malformed("empty start line")),
+    };
+    let mut headers = Vec::new();
+    for line in lines {
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(HandshakeError::Malformed("obsolete line folding"));
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err(HandshakeError::Malformed("header line without colon"));
+        };
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(HandshakeError::Malformed("header name is not a token"));
+        }
+        let value = trim_ows(&line[colon + 1..]);
+        if value.iter().any(|&b| is_control(b) && b != b'\t') {
+            return Err(HandshakeError::Malformed("control byte in header value"));
+        }
+        headers.push((text(name), text(value)));
+    }
+    Ok((start, headers))
+}
+
+/// Whether `version` has the syntax `HTTP/<digit>.<digit>`.
+pub(super) fn is_http_version(version: &str) -> bool {
+    match version.strip_prefix("HTTP/").map(str::as_bytes) {
+        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2), as names, methods and subprotocols are.
+pub(super) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+/// The values of every field called `name` (case-insensitive), in order.
+pub(super) fn values<'a>(
+    headers: &'a [(String, String)],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The non-empty elements of the comma-separated lists of every field called `name`.
+pub(super) fn list_items<'a>(
+    headers: &'a [(String, String)],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    values(headers, name)
+        .flat_map(|value| value.split(','))
+        .map(|item| item.trim_matches([' ', '\t']))
+        .filter(|item| !item.is_empty())
+}
+
+/// Whether the lists of the fields called `name` contain `token` (case-insensitive).
+pub(super) fn list_contains(headers: &[(String, String)], name: &str, token: &str) -> bool {
+    list_items(headers, name).any(|item| item.eq_ignore_ascii_case(token))
+}
+
+/// The value of the one field called `name`: `None` if it is absent or repeated.
+pub(super) fn single<'a>(headers: &'a [(String, String)], name: &'a str) -> Option<&'a str> {
+    let mut found = values(headers, name);
+    match (found.next(), found.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// Bytes as text: UTF-8 when they are, else ISO-8859-1 (HTTP's historical charset),
+/// so that no byte is lost or replaced.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_of_head() {
+        assert_eq!(locate(b"A\r\n\r\nxy", 0, 100), Ok(Some(5)));
+        assert_eq!(locate(b"A\n\nxy", 0, 100), Ok(Some(3)));
+        assert_eq!(locate(b"A\r\n\nxy", 0, 100), Ok(Some(4)));
+        assert_eq!(locate(b"A\n\r\nxy", 0, 100), Ok(Some(4)));
+        assert_eq!(locate(b"A\r\nB\r\n", 0, 100), Ok(None));
+        assert_eq!(locate(b"A\r\nB\r\n\r", 0, 100), Ok(None));
+        assert_eq!(locate(b"\r\n", 0, 100), Ok(Some(2)));
+        assert_eq!(locate(b"", 0, 100), Ok(None));
+    }
+
+    #[test]
+    fn limit_counts_the_blank_line() {
+        let head = b"GET / HTTP/1.1\r\n\r\n";
+        assert_eq!(locate(head, 0, head.len()), Ok(Some(head.len())));
+        assert_eq!(
+            locate(head, 0, head.len() - 1),
+            Err(HandshakeError::HeaderTooLarge {
+                limit: head.len() - 1
+            })
+        );
+        assert_eq!(locate(&head[..10], 0, head.len() - 1), Ok(None));
+    }
+
+    #[test]
+    fn header_syntax() {
+        let (start, headers) = parse(b"X y\r\nA:  b c \t\r\nEmpty:\r\n\r\n").unwrap();
+        assert_eq!(start, "X y");
+        assert_eq!(
+            headers,
+            vec![
+                ("A".to_owned(), "b c".to_owned()),
+                ("Empty".to_owned(), String::new())
+            ]
+        );
+        assert!(parse(b"X\r\nA : b\r\n\r\n").is_err());
+        assert!(parse(b"X\r\nA: b\r\n c\r\n\r\n").is_err());
+        assert!(parse(b"X\r\nA: b\rc\r\n\r\n").is_err());
+        assert!(parse(b"X\r\nAb\r\n\r\n").is_err());
+        assert!(parse(b"X\r\nA: \0\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn latin1_values_are_kept() {
+        let (_, headers) = parse(b"X\r\nA: caf\xe9\r\n\r\n").unwrap();
+        assert_eq!(headers[0].1, "caf\u{e9}");
+    }
+}

@@ -1,0 +1,291 @@
+//! The server side: read and validate a client's Upgrade request, answer it.
+
+use base64::Engine as _;
+
+use super::head::{self, HeadBuffer};
+use super::{accept_key, HandshakeError, BASE64};
+
+/// A parsed, validated client request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request target as sent: usually a path with its query (`/chat?room=1`).
+    pub path: String,
+    /// The `Host` header.
+    pub host: String,
+    /// The `Sec-WebSocket-Key` header: base64 of 16 bytes.
+    pub key: String,
+    /// The `Sec-WebSocket-Protocol` tokens, in order, over all such headers.
+    pub protocols: Vec<String>,
+    /// The raw `Sec-WebSocket-Extensions` values, one per header, as offered. We accept
+    /// none of them.
+    pub extensions: Vec<String>,
+    /// All header fields, names as received, values without surrounding whitespace.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The value of the first header called `name` (case-insensitive).
+    ///
+    /// ```
+    /// # use net_websocket_ev::handshake::parse_request;
+    /// let bytes = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+    ///     Origin: http://a\r\n\r\n";
+    /// let (req, _) = parse_request(bytes, 8192).unwrap().unwrap();
+    /// assert_eq!(req.header("origin"), Some("http://a"));
+    /// assert_eq!(req.header("Cookie"), None);
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Validates a complete head (blank line included).
+    fn from_head(bytes: &[u8]) -> Result<Request, HandshakeError> {
+        let (line, headers) = head::parse(bytes)?;
+        let mut parts = line.split(' ');
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(HandshakeError::Malformed(
+                "request line is not \"METHOD target HTTP/x.y\"",
+            ));
+        };
+        if !head::is_token(method) {
+            return Err(HandshakeError::Malformed("method is not a token"));
+        }
+        if target.is_empty() {
+            return Err(HandshakeError::Malformed("empty request target"));
+        }
+        if !head::is_http_version(version) {
+            return Err(HandshakeError::Malformed("bad HTTP version"));
+        }
+        if method != "GET" {
+            return Err(HandshakeError::NotGet);
+        }
+        if version != "HTTP/1.1" {
+            return Err(HandshakeError::NotHttp11);
+        }
+        let host = match head::values(&headers, "Host").take(2).collect::<Vec<_>>()[..] {
+            [host] if !host.is_empty() => host.to_owned(),
+            [_, _] => return Err(HandshakeError::Malformed("repeated Host header")),
+            _ => return Err(HandshakeError::MissingHost),
+        };
+        if !head::list_contains(&headers, "Upgrade", "websocket") {
+            return Err(HandshakeError::MissingUpgrade);
+        }
+        if !head::list_contains(&headers, "Connection", "upgrade") {
+            return Err(HandshakeError::MissingConnectionUpgrade);
+        }
+        let versions: Vec<&str> = head::values(&headers, "Sec-WebSocket-Version").collect();
+        match versions.as_slice() {
+            ["13"] => {}
+            [] => return Err(HandshakeError::UnsupportedVersion(None)),
+            _ => {
+                return Err(HandshakeError::UnsupportedVersion(Some(
+                    versions.join(", "),
+                )))
+            }
+        }
+        let key = head::single(&headers, "Sec-WebSocket-Key").ok_or(HandshakeError::BadKey)?;
+        match BASE64.decode(key) {
+            Ok(nonce) if nonce.len() == 16 => {}
+            _ => return Err(HandshakeError::BadKey),
+        }
+        let mut protocols = Vec::new();
+        for protocol in head::list_items(&headers, "Sec-WebSocket-Protocol") {
+            if !head::is_token(protocol) {
+                return Err(HandshakeError::Malformed("subprotocol is not a token"));
+            }
+            protocols.push(protocol.to_owned());
+        }
+        let extensions = head::values(&headers, "Sec-WebSocket-Extensions")
+            .map(str::to_owned)
+            .collect();
+        Ok(Request {
+            path: target.to_owned(),
+            host,
+            key: key.to_owned(),
+            protocols,
+            extensions,
+            headers,
+        })
+    }
+}
+
+/// Parses a client's request from the start of `buf`.
+///
+/// - `Ok(None)`: the request is not complete yet; read more and call again with all
+///   the bytes so far. (For feeding pieces as they arrive, see [`ServerHandshake`].)
+/// - `Ok(Some((request, consumed)))`: `consumed` is the length of the request, blank
+///   line included; the bytes after it belong to the WebSocket.
+/// - `Err(_)`: the request is invalid, or no end of the head came within
+///   `max_header_size` bytes; answer with [`error_response`] and close.
+///
+/// Header names are case-insensitive; lines may end in CRLF or a bare LF; obsolete
+/// line folding and NUL bytes are rejected. See [`HandshakeError`] for every rule.
+///
+/// ```
+/// use net_websocket_ev::handshake::{parse_request, DEFAULT_MAX_HEADER_SIZE};
+///
+/// let mut bytes = b"GET /chat HTTP/1.1\r\n\
+///     Host: server.example.com\r\n\
+///     Upgrade: websocket\r\n\
+///     Connection: Upgrade\r\n\
+///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat, superchat\r\n\
+///     Sec-WebSocket-Version: 13\r\n\r\n"
+///     .to_vec();
+/// let head_len = bytes.len();
+/// assert!(parse_request(&bytes[..10], DEFAULT_MAX_HEADER_SIZE).unwrap().is_none());
+///
+/// bytes.extend_from_slice(b"\x81\x85"); // the start of a first frame
+/// let (req, consumed) = parse_request(&bytes, DEFAULT_MAX_HEADER_SIZE).unwrap().unwrap();
+/// assert_eq!(consumed, head_len);
+/// assert_eq!(req.path, "/chat");
+/// assert_eq!(req.protocols, ["chat", "superchat"]);
+/// ```
+pub fn parse_request(
+    buf: &[u8],
+    max_header_size: usize,
+) -> Result<Option<(Request, usize)>, HandshakeError> {
+    let Some(end) = head::locate(buf, 0, max_header_size)? else {
+        return Ok(None);
+    };
+    Ok(Some((Request::from_head(&buf[..end])?, end)))
+}
+
+/// The `101 Switching Protocols` answer to `req`, selecting `protocol`.
+///
+/// `protocol` is the caller's choice and must be one of `req.protocols` (checked by a
+/// debug assertion; a client fails the handshake on any other). A value that is not an
+/// HTTP token could not be a valid header and is left out. No
+/// `Sec-WebSocket-Extensions` is sent: we accept no extension, so a browser that
+/// offered `permessage-deflate` talks plain frames.
+///
+/// ```
+/// use net_websocket_ev::handshake::{parse_request, response};
+///
+/// let bytes = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (req, _) = parse_request(bytes, 8192).unwrap().unwrap();
+/// assert_eq!(
+///     response(&req, Some("chat")),
+///     b"HTTP/1.1 101 Switching Protocols\r\n\
+///       Upgrade: websocket\r\n\
+///       Connection: Upgrade\r\n\
+///       Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+///       Sec-WebSocket-Protocol: chat\r\n\r\n"
+/// );
+/// ```
+pub fn response(req: &Request, protocol: Option<&str>) -> Vec<u8> {
+    debug_assert!(
+        protocol.map_or(true, |p| req.protocols.iter().any(|offered| offered == p)),
+        "subprotocol {protocol:?} was not offered: {:?}",
+        req.protocols
+    );
+    let mut out = String::with_capacity(160);
+    out.push_str(
+        "HTTP/1.1 101 Switching Protocols\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Accept: ",
+    );
+    out.push_str(&accept_key(req.key.as_bytes()));
+    out.push_str("\r\n");
+    if let Some(protocol) = protocol.filter(|p| head::is_token(p)) {
+        out.push_str("Sec-WebSocket-Protocol: ");
+        out.push_str(protocol);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// The answer to a request that failed with `err`: `400 Bad Request`, or for
+/// [`HandshakeError::UnsupportedVersion`] `426 Upgrade Required` with
+/// `Sec-WebSocket-Version: 13`; always `Connection: close` and a one-line text body
+/// naming the problem. Close the connection after sending it.
+///
+/// ```
+/// use net_websocket_ev::handshake::{error_response, HandshakeError};
+///
+/// let answer = error_response(&HandshakeError::UnsupportedVersion(Some("8".into())));
+/// let text = String::from_utf8(answer).unwrap();
+/// assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+/// assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+/// assert!(text.contains("\r\nConnection: close\r\n"));
+/// ```
+pub fn error_response(err: &HandshakeError) -> Vec<u8> {
+    // Errors only a client can have never reach a server; 400 is still a sane answer.
+    let status = err.http_status().unwrap_or(400);
+    let reason = if status == 426 {
+        "Upgrade Required"
+    } else {
+        "Bad Request"
+    };
+    let body = format!("{err}\n");
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+    if status == 426 {
+        out.push_str("Sec-WebSocket-Version: 13\r\n");
+    }
+    out.push_str("Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n");
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out.into_bytes()
+}
+
+/// The server side fed piece by piece, as bytes arrive from a socket.
+///
+/// ```
+/// use net_websocket_ev::handshake::{response, ServerHandshake, DEFAULT_MAX_HEADER_SIZE};
+///
+/// let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE);
+/// assert!(hs.feed(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n").unwrap().is_none());
+/// assert_eq!(hs.buffered(), 45);
+/// let req = hs
+///     .feed(b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///             Sec-WebSocket-Version: 13\r\n\r\n\x81")
+///     .unwrap()
+///     .expect("complete");
+/// assert_eq!(hs.take_leftover(), b"\x81"); // the start of the first frame
+/// let answer = response(&req, None);
+/// # assert!(answer.starts_with(b"HTTP/1.1 101 "));
+/// ```
+#[derive(Debug)]
+pub struct ServerHandshake {
+    buffer: HeadBuffer,
+}
+
+impl ServerHandshake {
+    /// A handshake that accepts a request head of at most `max_header_size` bytes
+    /// (blank line included); [`DEFAULT_MAX_HEADER_SIZE`](super::DEFAULT_MAX_HEADER_SIZE)
+    /// is a good value.
+    pub fn new(max_header_size: usize) -> Self {
+        ServerHandshake {
+            buffer: HeadBuffer::new(max_header_size),
+        }
+    }
+
+    /// Appends `data`: `Ok(None)` while the request is incomplete, `Ok(Some(request))`
+    /// once it is complete and valid, then [`take_leftover`](Self::take_leftover) gives
+    /// the bytes that followed it. After an error, every call returns that error again;
+    /// after success, more data is added to the leftover and `Ok(None)` is returned.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        self.buffer.feed(data, Request::from_head)
+    }
+
+    /// The bytes received after the request (possibly empty), once it is complete;
+    /// they belong to the WebSocket. Empty before that, and after an error.
+    pub fn take_leftover(&mut self) -> Vec<u8> {
+        self.buffer.take_leftover()
+    }
+
+    /// How many bytes are held: of the incomplete request while reading, the leftover
+    /// not yet taken once complete.
+    pub fn buffered(&self) -> usize {
+        self.buffer.buffered()
+    }
+}
