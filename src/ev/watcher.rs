@@ -236,6 +236,21 @@ impl<K: Kind> Watcher<K> {
         self.shared.is_active()
     }
 
+    /// Makes the loop call this watcher's callback with `events` on its next iteration,
+    /// as if they had occurred (libev's `ev_feed_event`); works on a stopped watcher.
+    pub fn feed_event(&self, events: Events) {
+        // SAFETY: an initialised watcher of this loop; while the event is pending libev
+        // keeps a pointer to it, and stopping the watcher (done by the owner's Drop)
+        // clears the pending event before the memory can go.
+        unsafe {
+            sys::ev_feed_event(
+                self.shared.lp.as_raw(),
+                self.shared.raw.get().cast(),
+                events.bits() as c_int,
+            )
+        }
+    }
+
     /// Replaces the callback (also from inside the running callback).
     pub fn set_callback(&self, callback: impl FnMut(Events) + 'static) {
         *self.shared.callback.borrow_mut() = Some(Box::new(callback));

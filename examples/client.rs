@@ -1,0 +1,300 @@
+//! A WebSocket client: connects to a `ws://` URL, sends messages, prints the replies,
+//! and closes cleanly.
+//!
+//! ```text
+//! cargo run --example client -- ws://127.0.0.1:8080/ [--message TEXT]...
+//!     [--binary-size BYTES]... [--expect-echo] [--close-code 1000]
+//!     [--close-reason TEXT] [--timeout SECS]
+//! ```
+//! Without `--message` or `--binary-size` it sends each line of stdin as a text message.
+//! Each reply prints one line (`text <len> <text>` or `binary <len>`). With
+//! `--expect-echo` every reply must equal what was sent, in order (`echo ok ...`). It
+//! closes once every reply is in, and prints `closed <code>`. The exit status is 0 when
+//! the server answered our close with the same code and every expectation held.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use net_websocket_ev::ev::{Events, Io, Loop, Timer};
+use net_websocket_ev::handshake::ClientRequest;
+use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
+use net_websocket_ev::{Client, OpCode, Params, WebSocket};
+
+struct Options {
+    url: String,
+    messages: Vec<(OpCode, Vec<u8>)>,
+    expect_echo: bool,
+    close_code: u16,
+    close_reason: String,
+    timeout: f64,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        url: String::new(),
+        messages: Vec::new(),
+        expect_echo: false,
+        close_code: 1000,
+        close_reason: String::new(),
+        timeout: 30.0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--message" => options
+                .messages
+                .push((OpCode::Text, value("--message")?.into_bytes())),
+            "--binary-size" => {
+                let size: usize = value("--binary-size")?
+                    .parse()
+                    .map_err(|e| format!("--binary-size: {e}"))?;
+                options.messages.push((OpCode::Binary, pattern(size)));
+            }
+            "--expect-echo" => options.expect_echo = true,
+            "--close-code" => {
+                options.close_code = value("--close-code")?
+                    .parse()
+                    .map_err(|e| format!("--close-code: {e}"))?
+            }
+            "--close-reason" => options.close_reason = value("--close-reason")?,
+            "--timeout" => {
+                options.timeout = value("--timeout")?
+                    .parse()
+                    .map_err(|e| format!("--timeout: {e}"))?
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            url if options.url.is_empty() && !url.starts_with("--") => options.url = url.into(),
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if options.url.is_empty() {
+        return Err(USAGE.into());
+    }
+    Ok(options)
+}
+
+const USAGE: &str =
+    "usage: client ws://HOST:PORT/PATH [--message TEXT]... [--binary-size BYTES]... \
+    [--expect-echo] [--close-code CODE] [--close-reason TEXT] [--timeout SECS]";
+
+/// Deterministic, position-dependent bytes, so a reordered or shifted echo shows.
+fn pattern(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 31 + i / 251) as u8).collect()
+}
+
+/// What the session has seen so far.
+#[derive(Default)]
+struct Session {
+    sent: VecDeque<(OpCode, Vec<u8>)>,
+    replies: usize,
+    input_done: bool,
+    closing: bool,
+    failures: u32,
+    close_code: Option<u16>,
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("client: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("client: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: Options) -> Result<ExitCode, String> {
+    let (request, host, port) = ClientRequest::from_url(&options.url).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect((host.as_str(), port))
+        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let lp = Loop::default_loop().map_err(|e| e.to_string())?;
+    let options = Rc::new(options);
+    let session = Rc::new(RefCell::new(Session::default()));
+    let stdin_watcher: Rc<RefCell<Option<Io>>> = Rc::new(RefCell::new(None));
+
+    let deadline = Timer::new(&lp, options.timeout, 0.0, {
+        let lp = lp.clone();
+        move |_| {
+            eprintln!("client: timed out");
+            lp.break_all();
+        }
+    });
+    deadline.start();
+    lp.unref(); // the deadline alone must not keep the loop running
+
+    let handshake_failed = Rc::new(RefCell::new(None));
+    {
+        let (lp2, options, session, stdin_watcher, failed) = (
+            lp.clone(),
+            options.clone(),
+            session.clone(),
+            stdin_watcher.clone(),
+            handshake_failed.clone(),
+        );
+        upgrade::upgrade(
+            &lp,
+            stream,
+            &request,
+            HandshakeOptions::default(),
+            move |result| match result {
+                Ok(upgraded) => {
+                    let params =
+                        client_params(upgraded.into_params().event_loop(&lp2), &options, &session);
+                    match Client::new(params) {
+                        Ok(ws) => start_sending(&lp2, &ws, &options, &session, &stdin_watcher),
+                        Err(err) => *failed.borrow_mut() = Some(err.to_string()),
+                    }
+                }
+                Err(err) => *failed.borrow_mut() = Some(err.to_string()),
+            },
+        );
+    }
+    lp.run();
+    lp.add_ref();
+    drop(deadline);
+    stdin_watcher.borrow_mut().take();
+    if let Some(err) = handshake_failed.borrow_mut().take() {
+        return Err(err);
+    }
+    let session = session.borrow();
+    let clean = session.close_code == Some(options.close_code);
+    if !clean {
+        eprintln!(
+            "client: expected the server to answer close {} but got {:?}",
+            options.close_code, session.close_code
+        );
+    }
+    Ok(
+        if clean && session.failures == 0 && session.sent.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+fn client_params(params: Params, options: &Rc<Options>, session: &Rc<RefCell<Session>>) -> Params {
+    let (on_msg, on_close) = (session.clone(), session.clone());
+    let options = options.clone();
+    params
+        .on_msg_recv(move |ws, _rsv, opcode, msg, _status| {
+            if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+                return;
+            }
+            match opcode {
+                OpCode::Text => println!("text {} {}", msg.len(), String::from_utf8_lossy(msg)),
+                _ => println!("binary {}", msg.len()),
+            }
+            let mut s = on_msg.borrow_mut();
+            s.replies += 1;
+            if options.expect_echo {
+                match s.sent.pop_front() {
+                    Some((sent_op, sent)) if sent_op == opcode && sent == msg => {
+                        println!(
+                            "echo ok {} {}",
+                            if opcode == OpCode::Text {
+                                "text"
+                            } else {
+                                "binary"
+                            },
+                            msg.len()
+                        )
+                    }
+                    other => {
+                        s.failures += 1;
+                        println!(
+                            "echo MISMATCH: got {opcode:?} of {} bytes, expected {:?}",
+                            msg.len(),
+                            other.map(|(op, data)| (op, data.len()))
+                        );
+                    }
+                }
+            } else {
+                s.sent.pop_front();
+            }
+            drop(s);
+            maybe_close(ws, &options, &on_msg);
+        })
+        .on_close(move |_ws, code| {
+            println!("closed {code}");
+            on_close.borrow_mut().close_code = Some(code);
+        })
+}
+
+fn start_sending(
+    lp: &Loop,
+    ws: &WebSocket,
+    options: &Rc<Options>,
+    session: &Rc<RefCell<Session>>,
+    stdin_watcher: &Rc<RefCell<Option<Io>>>,
+) {
+    if !options.messages.is_empty() {
+        for (opcode, data) in &options.messages {
+            send(ws, session, *opcode, data.clone());
+        }
+        session.borrow_mut().input_done = true;
+        maybe_close(ws, options, session);
+        return;
+    }
+    // Lines of stdin, as they come.
+    let (ws, options, session) = (ws.clone(), options.clone(), session.clone());
+    let mut pending = Vec::new();
+    let slot = stdin_watcher.clone();
+    let watcher = Io::new(lp, io::stdin().as_raw_fd(), Events::READ, move |_| {
+        let mut buf = [0u8; 4096];
+        let n = io::stdin().lock().read(&mut buf).unwrap_or(0);
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            send(&ws, &session, OpCode::Text, line[..line.len() - 1].to_vec());
+        }
+        if n == 0 {
+            if !pending.is_empty() {
+                send(&ws, &session, OpCode::Text, std::mem::take(&mut pending));
+            }
+            session.borrow_mut().input_done = true;
+            if let Some(io) = slot.borrow().as_ref() {
+                io.stop();
+            }
+            maybe_close(&ws, &options, &session);
+        }
+    });
+    watcher.start();
+    *stdin_watcher.borrow_mut() = Some(watcher);
+}
+
+fn send(ws: &WebSocket, session: &Rc<RefCell<Session>>, opcode: OpCode, data: Vec<u8>) {
+    match ws.queue_msg(&data, opcode) {
+        Ok(()) => session.borrow_mut().sent.push_back((opcode, data)),
+        Err(err) => {
+            eprintln!("client: cannot send: {err}");
+            session.borrow_mut().failures += 1;
+        }
+    }
+}
+
+/// Closes once the input is over and every message has its reply.
+fn maybe_close(ws: &WebSocket, options: &Options, session: &Rc<RefCell<Session>>) {
+    let mut s = session.borrow_mut();
+    if s.input_done && s.sent.is_empty() && !s.closing {
+        s.closing = true;
+        drop(s);
+        if let Err(err) = ws.close(Some(options.close_code), &options.close_reason) {
+            eprintln!("client: close failed: {err}");
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The Perl SYNOPSIS ported: a WebSocket echo server on 127.0.0.1.
+//!
+//! ```text
+//! cargo run --release --example echo_server -- [--port 8080] [--host 127.0.0.1]
+//!     [--buffering 0|1] [--max-recv-size BYTES] [--frame-callbacks] [--trace]
+//!     [--commands] [--close-timeout SECS]
+//! ```
+//! Every message is echoed with its opcode (pings are answered by the library; their
+//! echo is a pong). `--trace` prints one JSON object per line on stderr for every
+//! callback, with all its arguments; `--commands` makes a text message
+//! `!close CODE REASON` close the connection from the server. Port 0 picks a free
+//! port; the line `listening on HOST:PORT` on stdout says which.
+
+use std::cell::Cell;
+use std::io::{self, Write};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use net_websocket_ev::ev::{Events, Io, Loop, Signal};
+use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
+use net_websocket_ev::{OpCode, Params, Server, WebSocket};
+
+#[derive(Debug, Clone)]
+struct Options {
+    host: String,
+    port: u16,
+    buffering: bool,
+    max_recv_size: u64,
+    frame_callbacks: bool,
+    trace: bool,
+    commands: bool,
+    close_timeout: f64,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        host: "127.0.0.1".into(),
+        port: 8080,
+        buffering: true,
+        max_recv_size: 16 << 20,
+        frame_callbacks: false,
+        trace: false,
+        commands: false,
+        close_timeout: 10.0,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--host" => options.host = value("--host")?,
+            "--port" => {
+                options.port = value("--port")?
+                    .parse()
+                    .map_err(|e| format!("--port: {e}"))?
+            }
+            "--buffering" => {
+                options.buffering = match value("--buffering")?.as_str() {
+                    "0" => false,
+                    "1" => true,
+                    other => return Err(format!("--buffering takes 0 or 1, not {other:?}")),
+                }
+            }
+            "--max-recv-size" => {
+                options.max_recv_size = value("--max-recv-size")?
+                    .parse()
+                    .map_err(|e| format!("--max-recv-size: {e}"))?
+            }
+            "--close-timeout" => {
+                options.close_timeout = value("--close-timeout")?
+                    .parse()
+                    .map_err(|e| format!("--close-timeout: {e}"))?
+            }
+            "--frame-callbacks" => options.frame_callbacks = true,
+            "--trace" => options.trace = true,
+            "--commands" => options.commands = true,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: echo_server [--port N] [--host ADDR] [--buffering 0|1] \
+                    [--max-recv-size BYTES] [--frame-callbacks] [--trace] [--commands] \
+                    [--close-timeout SECS]"
+                        .into(),
+                )
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("echo_server: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind((options.host.as_str(), options.port)) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!(
+                "echo_server: cannot listen on {}:{}: {err}",
+                options.host, options.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(err) = listener.set_nonblocking(true) {
+        eprintln!("echo_server: {err}");
+        return ExitCode::FAILURE;
+    }
+    let lp = match Loop::default_loop() {
+        Ok(lp) => lp,
+        Err(err) => {
+            eprintln!("echo_server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    println!("listening on {addr}");
+    let _ = io::stdout().flush();
+
+    let listener = Rc::new(listener);
+    let options = Rc::new(options);
+    let accepting = listener.clone();
+    let accept_lp = lp.clone();
+    let acceptor = Io::new(&lp, listener.as_raw_fd(), Events::READ, move |_| {
+        while let Ok((stream, _peer)) = accepting.accept() {
+            let _ = stream.set_nodelay(true);
+            let options = options.clone();
+            upgrade::accept(
+                &accept_lp,
+                stream,
+                HandshakeOptions::default(),
+                move |result| match result {
+                    Ok(upgraded) => {
+                        if let Err(err) = Server::new(echo_params(upgraded.into_params(), &options))
+                        {
+                            eprintln!("echo_server: {err}");
+                        }
+                    }
+                    Err(err) => trace_line(
+                        options.trace,
+                        &format!(
+                            r#"{{"event":"handshake_failed","error":{:?}}}"#,
+                            err.to_string()
+                        ),
+                    ),
+                },
+            );
+        }
+    });
+    acceptor.start();
+
+    let stop = Rc::new(Cell::new(false));
+    let signals: Vec<Signal> = [libc::SIGINT, libc::SIGTERM]
+        .into_iter()
+        .map(|signum| {
+            let (lp, stop) = (lp.clone(), stop.clone());
+            let signal = Signal::new(&lp.clone(), signum, move |_| {
+                stop.set(true);
+                lp.break_all();
+            });
+            signal.start();
+            signal
+        })
+        .collect();
+    lp.run();
+    drop(signals);
+    ExitCode::SUCCESS
+}
+
+/// The echo connection's parameters, mirroring the command line.
+fn echo_params(params: Params, options: &Rc<Options>) -> Params {
+    let trace = options.trace;
+    let commands = options.commands;
+    let mut params = params
+        .buffering(options.buffering)
+        .max_recv_size(options.max_recv_size)
+        .close_timeout(Some(options.close_timeout))
+        .on_msg_recv(move |ws, rsv, opcode, msg, status| {
+            trace_line(
+                trace,
+                &format!(
+                    r#"{{"event":"msg_recv","rsv":{},"opcode":{},"len":{},"head":"{}","status":{}}}"#,
+                    rsv.bits(),
+                    opcode.as_u8(),
+                    msg.len(),
+                    hex_head(msg),
+                    status
+                ),
+            );
+            echo(ws, opcode, msg, commands);
+        })
+        .on_close(move |_ws, code| {
+            trace_line(trace, &format!(r#"{{"event":"close","code":{code}}}"#));
+        });
+    if options.frame_callbacks {
+        params = params
+            .on_frame_recv_start(move |_ws, fin, rsv, opcode, len| {
+                trace_line(
+                    trace,
+                    &format!(
+                        r#"{{"event":"frame_recv_start","fin":{},"rsv":{},"opcode":{},"len":{len}}}"#,
+                        u8::from(fin),
+                        rsv.bits(),
+                        opcode.as_u8()
+                    ),
+                );
+            })
+            .on_frame_recv_chunk(move |_ws, data| {
+                trace_line(
+                    trace,
+                    &format!(
+                        r#"{{"event":"frame_recv_chunk","len":{},"head":"{}"}}"#,
+                        data.len(),
+                        hex_head(data)
+                    ),
+                );
+            })
+            .on_frame_recv_end(move |_ws| trace_line(trace, r#"{"event":"frame_recv_end"}"#));
+    }
+    params
+}
+
+fn echo(ws: &WebSocket, opcode: OpCode, msg: &[u8], commands: bool) {
+    let result = match opcode {
+        OpCode::Text if commands && msg.starts_with(b"!close") => {
+            let text = String::from_utf8_lossy(msg);
+            let mut words = text.splitn(3, ' ').skip(1);
+            let code = words.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+            ws.close(Some(code), words.next().unwrap_or(""))
+        }
+        OpCode::Text | OpCode::Binary => ws.queue_msg(msg, opcode),
+        // The library answered the ping already; a pong needs no answer.
+        _ => Ok(()),
+    };
+    if let Err(err) = result {
+        eprintln!("echo_server: echo failed: {err}");
+    }
+}
+
+fn trace_line(enabled: bool, line: &str) {
+    if enabled {
+        eprintln!("{line}");
+    }
+}
+
+fn hex_head(data: &[u8]) -> String {
+    data.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}

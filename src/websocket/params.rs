@@ -1,0 +1,201 @@
+use std::fmt;
+use std::os::fd::OwnedFd;
+
+use crate::ev::Loop;
+use crate::proto::{Config, Fragment, OpCode, Rsv};
+
+use super::WebSocket;
+
+pub(crate) type MsgRecv = Box<dyn FnMut(&WebSocket, Rsv, OpCode, &[u8], u16)>;
+pub(crate) type FrameStart = Box<dyn FnMut(&WebSocket, bool, Rsv, OpCode, u64)>;
+pub(crate) type FrameChunk = Box<dyn FnMut(&WebSocket, &[u8])>;
+pub(crate) type FrameEnd = Box<dyn FnMut(&WebSocket)>;
+pub(crate) type OnClose = Box<dyn FnMut(&WebSocket, u16)>;
+pub(crate) type GenMask = Box<dyn FnMut(&mut [u8; 4])>;
+pub(crate) type Producer = Box<dyn FnMut(&WebSocket, &mut [u8]) -> Fragment>;
+
+/// The default close timeout, in seconds: how long we wait for the peer's close reply
+/// (and for our close frame to leave) before closing the socket with 1006.
+pub const DEFAULT_CLOSE_TIMEOUT: f64 = 10.0;
+
+/// The parameters of [`Server::new`](super::Server::new) and
+/// [`Client::new`](super::Client::new): the Perl hash `{ fh => ..., on_msg_recv => ... }`
+/// as a builder.
+///
+/// ```no_run
+/// use net_websocket_ev::{Params, Server};
+/// # let stream: std::net::TcpStream = unimplemented!();
+/// let ws = Server::new(
+///     Params::new(stream)
+///         .buffering(true)
+///         .max_recv_size(16 << 20)
+///         .on_msg_recv(|ws, _rsv, opcode, msg, _status| {
+///             ws.queue_msg(msg, opcode).ok();
+///         })
+///         .on_close(|_ws, code| println!("closed with {code}")),
+/// )
+/// .unwrap();
+/// ```
+pub struct Params {
+    pub(crate) socket: OwnedFd,
+    pub(crate) event_loop: Option<Loop>,
+    pub(crate) config: Config,
+    pub(crate) close_timeout: Option<f64>,
+    pub(crate) initial_data: Vec<u8>,
+    pub(crate) on_msg_recv: Option<MsgRecv>,
+    pub(crate) on_frame_recv_start: Option<FrameStart>,
+    pub(crate) on_frame_recv_chunk: Option<FrameChunk>,
+    pub(crate) on_frame_recv_end: Option<FrameEnd>,
+    pub(crate) on_close: Option<OnClose>,
+    pub(crate) genmask: Option<GenMask>,
+}
+
+impl Params {
+    /// Parameters for a connected socket whose opening handshake is done (Perl `fh`):
+    /// a `TcpStream`, a `UnixStream`, or any `OwnedFd` of a stream socket. The
+    /// connection takes ownership, sets `O_NONBLOCK`, and closes it exactly once.
+    ///
+    /// A raw fd is passed as `unsafe { OwnedFd::from_raw_fd(fd) }` (you promise it is
+    /// yours to give).
+    pub fn new(socket: impl Into<OwnedFd>) -> Params {
+        Params {
+            socket: socket.into(),
+            event_loop: None,
+            config: Config::default(),
+            close_timeout: Some(DEFAULT_CLOSE_TIMEOUT),
+            initial_data: Vec::new(),
+            on_msg_recv: None,
+            on_frame_recv_start: None,
+            on_frame_recv_chunk: None,
+            on_frame_recv_end: None,
+            on_close: None,
+            genmask: None,
+        }
+    }
+
+    /// Perl `buffering` (default true). False: messages are not assembled, `on_msg_recv`
+    /// gets an empty message for data and the data comes through the frame callbacks;
+    /// `max_recv_size` then limits each frame.
+    pub fn buffering(mut self, on: bool) -> Params {
+        self.config.buffering = on;
+        self
+    }
+
+    /// Perl `max_recv_size`: the largest message (buffering) or frame (no buffering)
+    /// accepted; over it the peer gets close 1009. Default 2^31 - 1, as wslay.
+    pub fn max_recv_size(mut self, bytes: u64) -> Params {
+        self.config.max_recv_size = bytes;
+        self
+    }
+
+    /// Perl `on_msg_recv($rsv, $opcode, $msg, $status_code)`: each complete text,
+    /// binary, ping and pong message (never close); the status code is always 0.
+    pub fn on_msg_recv(
+        mut self,
+        callback: impl FnMut(&WebSocket, Rsv, OpCode, &[u8], u16) + 'static,
+    ) -> Params {
+        self.on_msg_recv = Some(Box::new(callback));
+        self
+    }
+
+    /// Perl `on_frame_recv_start($fin, $rsv, $opcode, $payload_length)`: every frame,
+    /// control frames included; continuation frames report [`OpCode::Continuation`].
+    pub fn on_frame_recv_start(
+        mut self,
+        callback: impl FnMut(&WebSocket, bool, Rsv, OpCode, u64) + 'static,
+    ) -> Params {
+        self.on_frame_recv_start = Some(Box::new(callback));
+        self
+    }
+
+    /// Perl `on_frame_recv_chunk($data)`: payload pieces as they arrive; an empty frame
+    /// gives one empty chunk.
+    pub fn on_frame_recv_chunk(
+        mut self,
+        callback: impl FnMut(&WebSocket, &[u8]) + 'static,
+    ) -> Params {
+        self.on_frame_recv_chunk = Some(Box::new(callback));
+        self
+    }
+
+    /// Perl `on_frame_recv_end()`: the end of each frame.
+    pub fn on_frame_recv_end(mut self, callback: impl FnMut(&WebSocket) + 'static) -> Params {
+        self.on_frame_recv_end = Some(Box::new(callback));
+        self
+    }
+
+    /// Perl `on_close($code)`: once, after the socket is closed, with the code of the
+    /// peer's close frame, 1005 if it had none, 1006 if none came.
+    pub fn on_close(mut self, callback: impl FnMut(&WebSocket, u16) + 'static) -> Params {
+        self.on_close = Some(Box::new(callback));
+        self
+    }
+
+    /// Perl `genmask` (client only): fills the 4 mask bytes of each frame. The default is
+    /// a CSPRNG. It must not call the connection's methods (they return
+    /// [`Error::Busy`](super::Error::Busy) there).
+    pub fn genmask(mut self, callback: impl FnMut(&mut [u8; 4]) + 'static) -> Params {
+        self.genmask = Some(Box::new(callback));
+        self
+    }
+
+    /// The loop to run on; libev's default loop if not given. A loop created by foreign
+    /// code is adopted with [`Loop::from_raw`].
+    pub fn event_loop(mut self, lp: &Loop) -> Params {
+        self.event_loop = Some(lp.clone());
+        self
+    }
+
+    /// Bytes that arrived after the opening handshake (they belong to the WebSocket);
+    /// they are processed from the loop before anything read from the socket.
+    pub fn initial_data(mut self, bytes: Vec<u8>) -> Params {
+        self.initial_data = bytes;
+        self
+    }
+
+    /// Seconds to wait, once a close frame is queued, for the closing handshake to
+    /// finish before the socket is closed and `on_close(1006)` runs. `None` waits
+    /// forever, as the original did. Default [`DEFAULT_CLOSE_TIMEOUT`].
+    pub fn close_timeout(mut self, seconds: Option<f64>) -> Params {
+        self.close_timeout = seconds;
+        self
+    }
+
+    /// The send-queue high-water mark in bytes: a queueing call that would exceed it
+    /// fails with a `QueueFull` error instead of memory growing without bound.
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Params {
+        self.config.max_queued_bytes = bytes;
+        self
+    }
+
+    /// The buffer size offered to a `queue_fragmented` producer per frame (default 4096,
+    /// as the original).
+    pub fn fragment_size(mut self, bytes: usize) -> Params {
+        self.config.fragment_size = bytes.max(1);
+        self
+    }
+
+    /// RSV bits the peer may set (for an extension negotiated during the handshake);
+    /// with RSV1 allowed and set, text is not checked as UTF-8. Default none.
+    pub fn allowed_rsv(mut self, bits: Rsv) -> Params {
+        self.config.allowed_rsv = bits;
+        self
+    }
+}
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Params")
+            .field("socket", &self.socket)
+            .field("config", &self.config)
+            .field("close_timeout", &self.close_timeout)
+            .field("initial_data", &self.initial_data.len())
+            .field("on_msg_recv", &self.on_msg_recv.is_some())
+            .field("on_frame_recv_start", &self.on_frame_recv_start.is_some())
+            .field("on_frame_recv_chunk", &self.on_frame_recv_chunk.is_some())
+            .field("on_frame_recv_end", &self.on_frame_recv_end.is_some())
+            .field("on_close", &self.on_close.is_some())
+            .field("genmask", &self.genmask.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,385 @@
+//! The opening handshake driven from the loop: [`accept`] (server) and [`upgrade`]
+//! (client) read and write a non-blocking socket with a timeout, on top of the pure
+//! parsers in [`crate::handshake`], and hand over the socket with any bytes that
+//! arrived after the handshake.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use crate::ev::{Events, Io, Loop, Timer};
+use crate::handshake::{
+    self, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
+};
+
+use super::Params;
+
+/// Default seconds allowed for a whole opening handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 10.0;
+
+/// Picks a subprotocol from the client's offer (`None`: no protocol header).
+pub type ProtocolSelector = Box<dyn Fn(&Request) -> Option<String>>;
+
+/// Limits and choices of a loop-driven handshake.
+pub struct HandshakeOptions {
+    /// Largest request or response head accepted (default 8 KiB).
+    pub max_header_size: usize,
+    /// Seconds for the whole handshake (default [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub timeout: f64,
+    /// Server: chooses the subprotocol; it must be one the client offered.
+    pub select_protocol: Option<ProtocolSelector>,
+}
+
+impl Default for HandshakeOptions {
+    fn default() -> Self {
+        HandshakeOptions {
+            max_header_size: handshake::DEFAULT_MAX_HEADER_SIZE,
+            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            select_protocol: None,
+        }
+    }
+}
+
+impl fmt::Debug for HandshakeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeOptions")
+            .field("max_header_size", &self.max_header_size)
+            .field("timeout", &self.timeout)
+            .field("select_protocol", &self.select_protocol.is_some())
+            .finish()
+    }
+}
+
+/// Why a handshake failed; the socket has been closed (a server answered a bad
+/// request with 400 or 426 first).
+#[derive(Debug)]
+pub enum UpgradeError {
+    /// The peer's request or response broke a rule.
+    Handshake(HandshakeError),
+    /// The peer closed the connection before the handshake was complete.
+    Eof,
+    /// The handshake did not finish within the timeout.
+    Timeout,
+    /// A socket error.
+    Io(io::Error),
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpgradeError::Handshake(err) => write!(f, "handshake refused: {err}"),
+            UpgradeError::Eof => f.write_str("peer closed the connection during the handshake"),
+            UpgradeError::Timeout => f.write_str("handshake timed out"),
+            UpgradeError::Io(err) => write!(f, "handshake I/O error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for UpgradeError {}
+
+/// A completed handshake: the socket, what was agreed, and the bytes that followed.
+#[derive(Debug)]
+pub struct Upgraded<T> {
+    /// The socket, non-blocking, ready for [`Params::new`].
+    pub stream: TcpStream,
+    /// The client's request (server side) or the server's response (client side).
+    pub head: T,
+    /// The subprotocol agreed on, if any.
+    pub protocol: Option<String>,
+    /// Bytes that arrived after the handshake: the first WebSocket frames.
+    pub leftover: Vec<u8>,
+}
+
+impl<T> Upgraded<T> {
+    /// Parameters for [`Server::new`](super::Server::new) or
+    /// [`Client::new`](super::Client::new) carrying the socket and the leftover bytes.
+    pub fn into_params(self) -> Params {
+        Params::new(self.stream).initial_data(self.leftover)
+    }
+}
+
+/// Server side: reads the client's Upgrade request from `stream` on the loop,
+/// answers 101 (or 400/426 and closes), then calls `done`.
+///
+/// ```no_run
+/// use net_websocket_ev::{ev::Loop, websocket::upgrade, Params, Server};
+/// # let (lp, stream): (Loop, std::net::TcpStream) = unimplemented!();
+/// upgrade::accept(&lp, stream, Default::default(), |result| match result {
+///     Ok(upgraded) => {
+///         Server::new(upgraded.into_params().on_msg_recv(|ws, _, op, msg, _| {
+///             ws.queue_msg(msg, op).ok();
+///         }))
+///         .unwrap();
+///     }
+///     Err(err) => eprintln!("{err}"),
+/// });
+/// ```
+pub fn accept(
+    lp: &Loop,
+    stream: TcpStream,
+    options: HandshakeOptions,
+    done: impl FnOnce(Result<Upgraded<Request>, UpgradeError>) + 'static,
+) {
+    let side = ServerSide {
+        parser: ServerHandshake::new(options.max_header_size),
+        select: options.select_protocol,
+    };
+    Driver::start(
+        lp,
+        stream,
+        options.timeout,
+        Vec::new(),
+        side,
+        Box::new(done),
+    );
+}
+
+/// Client side: sends `request` on `stream` (already connected), reads and validates
+/// the server's 101 response on the loop, then calls `done`.
+pub fn upgrade(
+    lp: &Loop,
+    stream: TcpStream,
+    request: &ClientRequest,
+    options: HandshakeOptions,
+    done: impl FnOnce(Result<Upgraded<Response>, UpgradeError>) + 'static,
+) {
+    let (bytes, key) = request.build();
+    let side = ClientSide {
+        parser: ClientHandshake::new(key, request.protocols.clone(), options.max_header_size),
+    };
+    Driver::start(lp, stream, options.timeout, bytes, side, Box::new(done));
+}
+
+/// What differs between the two sides of the handshake.
+trait Side: 'static {
+    type Head;
+    /// Parses input; Some once the peer's head is complete.
+    fn feed(&mut self, data: &[u8]) -> Result<Option<Self::Head>, HandshakeError>;
+    /// What to write once the head is parsed (the server's 101) and the protocol.
+    fn answer(&mut self, head: &Self::Head) -> (Vec<u8>, Option<String>);
+    /// What to write before closing after a bad head (the server's 400/426).
+    fn refusal(&self, err: &HandshakeError) -> Vec<u8>;
+    fn leftover(&mut self) -> Vec<u8>;
+}
+
+struct ServerSide {
+    parser: ServerHandshake,
+    select: Option<ProtocolSelector>,
+}
+
+impl Side for ServerSide {
+    type Head = Request;
+    fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        self.parser.feed(data)
+    }
+    fn answer(&mut self, request: &Request) -> (Vec<u8>, Option<String>) {
+        let protocol = self
+            .select
+            .as_ref()
+            .and_then(|select| select(request))
+            .filter(|p| request.protocols.iter().any(|offered| offered == p));
+        (handshake::response(request, protocol.as_deref()), protocol)
+    }
+    fn refusal(&self, err: &HandshakeError) -> Vec<u8> {
+        handshake::error_response(err)
+    }
+    fn leftover(&mut self) -> Vec<u8> {
+        self.parser.take_leftover()
+    }
+}
+
+struct ClientSide {
+    parser: ClientHandshake,
+}
+
+impl Side for ClientSide {
+    type Head = Response;
+    fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, HandshakeError> {
+        self.parser.feed(data)
+    }
+    fn answer(&mut self, response: &Response) -> (Vec<u8>, Option<String>) {
+        (Vec::new(), response.protocol.clone())
+    }
+    fn refusal(&self, _err: &HandshakeError) -> Vec<u8> {
+        Vec::new()
+    }
+    fn leftover(&mut self) -> Vec<u8> {
+        self.parser.take_leftover()
+    }
+}
+
+type Done<H> = Box<dyn FnOnce(Result<Upgraded<H>, UpgradeError>)>;
+
+/// One handshake in progress: writes `out`, reads and parses the peer's head, and
+/// finishes once the head is parsed and everything is written.
+struct Driver<S: Side> {
+    stream: Option<TcpStream>,
+    io: Option<Io>,
+    timer: Option<Timer>,
+    out: Vec<u8>,
+    written: usize,
+    side: S,
+    parsed: Option<(S::Head, Option<String>)>,
+    failure: Option<UpgradeError>,
+    done: Option<Done<S::Head>>,
+}
+
+impl<S: Side> Driver<S> {
+    fn start(
+        lp: &Loop,
+        stream: TcpStream,
+        timeout: f64,
+        out: Vec<u8>,
+        side: S,
+        done: Done<S::Head>,
+    ) {
+        if let Err(err) = stream.set_nonblocking(true) {
+            done(Err(UpgradeError::Io(err)));
+            return;
+        }
+        let fd = stream.as_raw_fd();
+        let driver = Rc::new(RefCell::new(Driver {
+            stream: Some(stream),
+            io: None,
+            timer: None,
+            out,
+            written: 0,
+            side,
+            parsed: None,
+            failure: None,
+            done: Some(done),
+        }));
+        // The watchers' closures keep the driver alive until it finishes.
+        let keep = driver.clone();
+        let io = Io::new(lp, fd, Events::READ | Events::WRITE, move |events| {
+            Driver::step(&keep, events)
+        });
+        let keep = driver.clone();
+        let timer = Timer::new(lp, timeout, 0.0, move |_| {
+            keep.borrow_mut().failure = Some(UpgradeError::Timeout);
+            Driver::step(&keep, Events::empty());
+        });
+        io.start();
+        timer.start();
+        let mut d = driver.borrow_mut();
+        d.io = Some(io);
+        d.timer = Some(timer);
+        drop(d);
+        Driver::arm(&driver);
+    }
+
+    fn step(this: &Rc<RefCell<Self>>, events: Events) {
+        let mut d = this.borrow_mut();
+        if d.done.is_none() {
+            return;
+        }
+        if events.contains(Events::READ) && d.failure.is_none() && d.parsed.is_none() {
+            d.read();
+        }
+        if d.failure.is_none() {
+            d.write();
+        }
+        drop(d);
+        Driver::arm(this);
+    }
+
+    fn read(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(mut stream) = self.stream.as_ref() else {
+                return;
+            };
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    self.failure = Some(UpgradeError::Eof);
+                    return;
+                }
+                Ok(n) => match self.side.feed(&buf[..n]) {
+                    Ok(None) => {}
+                    Ok(Some(head)) => {
+                        let (answer, protocol) = self.side.answer(&head);
+                        self.out.extend_from_slice(&answer);
+                        self.parsed = Some((head, protocol));
+                        return;
+                    }
+                    Err(err) => {
+                        // Best effort: the refusal is small and the socket is fresh.
+                        let refusal = self.side.refusal(&err);
+                        let _ = stream.write(&refusal);
+                        self.failure = Some(UpgradeError::Handshake(err));
+                        return;
+                    }
+                },
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.failure = Some(UpgradeError::Io(err));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write(&mut self) {
+        while self.written < self.out.len() {
+            let Some(mut stream) = self.stream.as_ref() else {
+                return;
+            };
+            match stream.write(&self.out[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.failure = Some(UpgradeError::Io(err));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Finishes on failure or success; otherwise waits for what is missing.
+    fn arm(this: &Rc<RefCell<Self>>) {
+        let mut d = this.borrow_mut();
+        let all_written = d.written == d.out.len();
+        let outcome = if let Some(failure) = d.failure.take() {
+            d.stream.take(); // closes the socket
+            Some(Err(failure))
+        } else if d.parsed.is_some() && all_written {
+            let (head, protocol) = d.parsed.take().expect("checked above");
+            let leftover = d.side.leftover();
+            d.stream.take().map(|stream| {
+                Ok(Upgraded {
+                    stream,
+                    head,
+                    protocol,
+                    leftover,
+                })
+            })
+        } else {
+            let mut events = Events::empty();
+            if d.parsed.is_none() {
+                events |= Events::READ;
+            }
+            if !all_written {
+                events |= Events::WRITE;
+            }
+            if let Some(io) = d.io.as_ref() {
+                io.set_events(events);
+            }
+            None
+        };
+        if let Some(outcome) = outcome {
+            let done = d.done.take();
+            // Dropping the watchers releases their closures' hold on the driver.
+            let (io, timer) = (d.io.take(), d.timer.take());
+            drop(d);
+            drop((io, timer));
+            if let Some(done) = done {
+                done(outcome);
+            }
+        }
+    }
+}
