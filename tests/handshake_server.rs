@@ -676,3 +676,11 @@ fn arbitrary_input_never_panics() {
         let _ = hs.take_leftover();
     }
 }
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "was not offered")]
+fn selecting_a_protocol_not_offered_is_a_caller_bug() {
+    let req = parse_whole(RFC_6455);
+    let _ = response(&req, Some("mqtt"));
+}
