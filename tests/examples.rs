@@ -1,0 +1,256 @@
+//! The examples end to end, as a user runs them: `echo_server` (with its flags) and
+//! `embed` answering our own `client` example over loopback.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// The examples are built by `cargo test`; build them here too when run on their own.
+fn example(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    let dir = std::env::current_exe()
+        .expect("test binary path")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("examples");
+    let path = dir.join(name);
+    BUILD.call_once(|| {
+        if !["echo_server", "client", "embed"]
+            .iter()
+            .all(|e| dir.join(e).exists())
+        {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--examples"])
+                .status()
+                .expect("cargo build --examples");
+            assert!(status.success());
+        }
+    });
+    path
+}
+
+/// A server example running on a free port, killed (by PID) when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(name: &str, args: &[&str]) -> Server {
+        let mut child = Command::new(example(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server example");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .expect("the server prints its address");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = stdout.read_to_string(&mut sink);
+        });
+        Server { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// Stops the server and returns what it printed on stderr.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(args: &[&str]) -> Output {
+    Command::new(example("client"))
+        .args(args)
+        .args(["--timeout", "20"])
+        .output()
+        .expect("run client example")
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn echo_server_echoes_every_size_and_answers_the_close_code() {
+    let server = Server::start("echo_server", &["--port", "0"]);
+    let url = server.url();
+    let sizes = ["0", "1", "125", "126", "127", "65535", "65536", "1048576"];
+    let mut args = vec![
+        url.as_str(),
+        "--expect-echo",
+        "--message",
+        "hello",
+        "--message",
+        "héllo €😀",
+    ];
+    for size in &sizes {
+        args.extend(["--binary-size", size]);
+    }
+    args.extend(["--close-code", "4001", "--close-reason", "done"]);
+    let output = client(&args);
+    let out = stdout_of(&output);
+    assert!(
+        output.status.success(),
+        "client failed:\n{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("echo ok text 5\n"));
+    assert!(out.contains("echo ok text 14\n"));
+    for size in &sizes {
+        assert!(
+            out.contains(&format!("echo ok binary {size}\n")),
+            "{size} missing:\n{out}"
+        );
+    }
+    assert!(out.ends_with("closed 4001\n"), "{out}");
+    server.stop();
+}
+
+#[test]
+fn echo_server_trace_reports_every_callback_as_json() {
+    let server = Server::start(
+        "echo_server",
+        &["--port", "0", "--trace", "--frame-callbacks"],
+    );
+    let output = client(&[&server.url(), "--expect-echo", "--message", "hi"]);
+    assert!(output.status.success(), "{}", stdout_of(&output));
+    let trace = server.stop();
+    let events: Vec<&str> = trace.lines().filter(|l| l.starts_with('{')).collect();
+    let expected = [
+        r#"{"event":"frame_recv_start","fin":1,"rsv":0,"opcode":1,"len":2}"#,
+        r#"{"event":"frame_recv_chunk","len":2,"head":"6869"}"#,
+        r#"{"event":"frame_recv_end"}"#,
+        r#"{"event":"msg_recv","rsv":0,"opcode":1,"len":2,"head":"6869","status":0}"#,
+        r#"{"event":"frame_recv_start","fin":1,"rsv":0,"opcode":8,"len":2}"#,
+        r#"{"event":"frame_recv_chunk","len":2,"head":"03e8"}"#,
+        r#"{"event":"frame_recv_end"}"#,
+        r#"{"event":"close","code":1000}"#,
+    ];
+    assert_eq!(events, expected, "full trace:\n{trace}");
+}
+
+#[test]
+fn echo_server_without_buffering_echoes_empty_messages() {
+    // buffering 0: on_msg_recv gets an empty message, which the echo sends back.
+    let server = Server::start("echo_server", &["--port", "0", "--buffering", "0"]);
+    let output = client(&[&server.url(), "--binary-size", "300"]);
+    let out = stdout_of(&output);
+    assert!(out.contains("binary 0\n"), "{out}");
+    assert!(output.status.success(), "{out}");
+    server.stop();
+}
+
+#[test]
+fn echo_server_closes_1009_over_max_recv_size() {
+    let server = Server::start("echo_server", &["--port", "0", "--max-recv-size", "1000"]);
+    let url = server.url();
+    let ok = client(&[&url, "--expect-echo", "--binary-size", "1000"]);
+    assert!(
+        ok.status.success(),
+        "exactly at the limit is fine: {}",
+        stdout_of(&ok)
+    );
+    let over = client(&[&url, "--binary-size", "1001"]);
+    assert!(!over.status.success());
+    assert!(
+        stdout_of(&over).ends_with("closed 1009\n"),
+        "{}",
+        stdout_of(&over)
+    );
+    server.stop();
+}
+
+#[test]
+fn echo_server_close_command_closes_from_the_server() {
+    let server = Server::start("echo_server", &["--port", "0", "--commands"]);
+    let output = client(&[&server.url(), "--message", "!close 4321 server says bye"]);
+    assert!(
+        stdout_of(&output).ends_with("closed 4321\n"),
+        "{}",
+        stdout_of(&output)
+    );
+    server.stop();
+}
+
+#[test]
+fn client_sends_stdin_lines() {
+    let server = Server::start("echo_server", &["--port", "0"]);
+    let mut child = Command::new(example("client"))
+        .args([server.url().as_str(), "--expect-echo", "--timeout", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(b"one\ntwo\nthree\n").unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    let out = stdout_of(&output);
+    assert!(output.status.success(), "{out}");
+    assert_eq!(
+        out,
+        "text 3 one\necho ok text 3\ntext 3 two\necho ok text 3\ntext 5 three\necho ok text 5\nclosed 1000\n"
+    );
+    server.stop();
+}
+
+#[test]
+fn embed_serves_websockets_on_the_hosts_own_loop() {
+    let server = Server::start("embed", &["--port", "0", "--seconds", "2.5"]);
+    let url = server.url();
+    let output = client(&[&url, "--expect-echo", "--message", "from the host loop"]);
+    assert!(output.status.success(), "{}", stdout_of(&output));
+    // The host's own timer keeps ticking, and its stop timer ends the program.
+    let mut child = server;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "embed did not stop after --seconds"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+}
