@@ -10,7 +10,7 @@ use std::rc::Rc;
 use net_websocket_ev::ev::Loop;
 use net_websocket_ev::proto::Role;
 use net_websocket_ev::{Client, OpCode, Params, Rsv, Server};
-use util::{masked_frame, run_until, server, tcp_pair, unix_pair, Peer, Seen};
+use util::{masked_frame, run_until, server, tcp_pair, unix_pair, Peer};
 
 #[test]
 fn echoes_text_binary_and_empty_messages() {
