@@ -2,10 +2,12 @@
 //! call, the engine's two halves in separate cells so callbacks can re-enter, the
 //! close timer, and the end of the connection.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{Shutdown, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use crate::ev::{Events, Io, Loop, Timer};
@@ -49,6 +51,10 @@ pub(crate) struct Conn {
     peer_eof: Cell<bool>,
     status_received: Cell<u16>,
     finished: Cell<bool>,
+    /// A panic raised by a user callback inside the io callback: caught where it was
+    /// raised so the engine's state stays whole, resumed once the watcher is re-armed
+    /// (the ev layer then carries it out of the loop's `run`).
+    panic: RefCell<Option<Box<dyn Any + Send>>>,
 }
 
 struct Callbacks {
@@ -113,6 +119,7 @@ impl Conn {
             peer_eof: Cell::new(false),
             status_received: Cell::new(1006),
             finished: Cell::new(false),
+            panic: RefCell::new(None),
         });
         // The watcher's closure holds the connection: it stays alive on its loop while
         // open, whether or not the user keeps a handle. `finish` drops the watcher.
@@ -167,6 +174,24 @@ impl Conn {
         }
         self.in_io.set(false);
         self.rearm();
+        if let Some(payload) = self.panic.borrow_mut().take() {
+            panic::resume_unwind(payload);
+        }
+    }
+
+    /// Runs user code from inside the io callback; a panic is kept for `on_io` to
+    /// resume after the engine and the watcher are back in order. False if it panicked.
+    fn guarded(&self, f: impl FnOnce()) -> bool {
+        match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(()) => true,
+            Err(payload) => {
+                let mut slot = self.panic.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(payload);
+                }
+                false
+            }
+        }
     }
 
     fn read(self: &Rc<Self>) {
@@ -247,7 +272,9 @@ impl Conn {
         };
         let mut buf = std::mem::take(&mut *self.fragment_buf.borrow_mut());
         buf.resize(max_len, 0);
-        let outcome = producer(&self.handle(), &mut buf[..max_len]);
+        let ws = self.handle();
+        let mut outcome = Fragment::Error; // a panicking producer abandons its message
+        self.guarded(|| outcome = producer(&ws, &mut buf[..max_len]));
         let (len, last) = match outcome {
             Fragment::Data(n) => (n, false),
             Fragment::Eof(n) => (n, true),
@@ -464,7 +491,11 @@ impl Dispatch<'_> {
     /// Pause once the user stopped or shut down reading, or the connection ended.
     fn flow(&self) -> Flow {
         let conn = self.conn;
-        if conn.read_stopped.get() || conn.read_shutdown_pending.get() || conn.finished.get() {
+        if conn.read_stopped.get()
+            || conn.read_shutdown_pending.get()
+            || conn.finished.get()
+            || conn.panic.borrow().is_some()
+        {
             Flow::Pause
         } else {
             Flow::Continue
@@ -476,27 +507,31 @@ impl Handler for Dispatch<'_> {
     fn on_frame_start(&mut self, fin: bool, rsv: Rsv, opcode: OpCode, len: u64) -> Flow {
         let ws = self.ws;
         call(&self.conn.callbacks.frame_start, |cb| {
-            cb(ws, fin, rsv, opcode, len)
+            self.conn.guarded(|| cb(ws, fin, rsv, opcode, len));
         });
         self.flow()
     }
 
     fn on_frame_chunk(&mut self, data: &[u8]) -> Flow {
         let ws = self.ws;
-        call(&self.conn.callbacks.frame_chunk, |cb| cb(ws, data));
+        call(&self.conn.callbacks.frame_chunk, |cb| {
+            self.conn.guarded(|| cb(ws, data));
+        });
         self.flow()
     }
 
     fn on_frame_end(&mut self) -> Flow {
         let ws = self.ws;
-        call(&self.conn.callbacks.frame_end, |cb| cb(ws));
+        call(&self.conn.callbacks.frame_end, |cb| {
+            self.conn.guarded(|| cb(ws));
+        });
         self.flow()
     }
 
     fn on_message(&mut self, rsv: Rsv, opcode: OpCode, data: &[u8], status: u16) -> Flow {
         let ws = self.ws;
         call(&self.conn.callbacks.msg_recv, |cb| {
-            cb(ws, rsv, opcode, data, status)
+            self.conn.guarded(|| cb(ws, rsv, opcode, data, status));
         });
         self.flow()
     }
