@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Interoperability suite: the examples against real peers.
+#   - examples/echo_server (one per suite, on a free 127.0.0.1 port) against
+#     Python `websockets`, Node `ws`, and headless Chromium's own WebSocket;
+#   - examples/client against a Python `websockets` and a Node `ws` echo server.
+# Installs what is missing on a fresh Debian machine (Chromium, a virtualenv at .venv,
+# node_modules in tests/interop/node); safe to run twice. Prints `PASS name` or
+# `FAIL name: why` per scenario and ends with `N passed, M failed`; exits non-zero on
+# any failure. Every wait is bounded; every process started here is killed by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+
+INTEROP=tests/interop
+LOGS=$(mktemp -d)
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        # bounded: SIGKILL whatever is still there after ~5 s
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -rf "$LOGS"
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------------ install
+
+need_packages libev-dev pkg-config chromium
+command -v npm >/dev/null || need_packages nodejs npm
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages python3-venv
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -c 'import websockets.asyncio.client' 2>/dev/null ||
+    .venv/bin/pip install -q 'websockets>=13'
+if [ ! -d "$INTEROP/node/node_modules/ws" ] || [ ! -d "$INTEROP/node/node_modules/playwright-core" ]; then
+    # playwright-core never downloads a browser; the system's Chromium is used.
+    (cd "$INTEROP/node" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+        npm install --no-package-lock --no-audit --no-fund --loglevel=error >&2)
+fi
+CHROMIUM=$(command -v chromium)
+export CHROMIUM
+
+echo "building the examples (release)" >&2
+cargo build --release --examples --quiet
+EXAMPLES="${CARGO_TARGET_DIR:-target}/release/examples"
+ECHO_SERVER="$EXAMPLES/echo_server"
+CLIENT="$EXAMPLES/client"
+
+# ------------------------------------------------------------------ helpers
+
+PASSED=0
+FAILED=0
+pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
+
+# start_server NAME CMD... : starts CMD in the background, waits (10 s at most) for
+# its `listening on 127.0.0.1:PORT` line; sets SERVER_PID and SERVER_PORT.
+start_server() {
+    local name=$1 out="$LOGS/$1.out"
+    shift
+    "$@" >"$out" 2>"$LOGS/$name.err" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    SERVER_PORT=""
+    for _ in $(seq 100); do
+        SERVER_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$out")
+        [ -n "$SERVER_PORT" ] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "--- $name stderr:" >&2
+    cat "$LOGS/$name.err" >&2
+    return 1
+}
+
+# stop_server NAME: SIGTERM, then it must exit by itself within 5 s.
+stop_server() {
+    local name=$1 pid=$SERVER_PID rc=0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        fail "$name/sigterm-exit" "still running 5 s after SIGTERM"
+        return
+    fi
+    wait "$pid" 2>/dev/null || rc=$?
+    if [ "$rc" -eq 0 ]; then pass "$name/sigterm-exit"; else fail "$name/sigterm-exit" "exit status $rc"; fi
+}
+
+# run_peer PEER LIMIT CMD...: runs a peer script, shows its lines, counts them.
+run_peer() {
+    local peer=$1 limit=$2 out="$LOGS/peer-$1.out" rc=0
+    shift 2
+    timeout -k 5 "$limit" "$@" >"$out" || rc=$?
+    cat "$out"
+    PASSED=$((PASSED + $(grep -c '^PASS ' "$out" || true)))
+    FAILED=$((FAILED + $(grep -c '^FAIL ' "$out" || true)))
+    if [ "$rc" -ne 0 ] && ! grep -q '^FAIL ' "$out"; then
+        if [ "$rc" -eq 124 ]; then
+            fail "$peer/suite" "timed out after $limit s"
+        else
+            fail "$peer/suite" "exited with status $rc without a failing scenario"
+        fi
+    fi
+}
+
+# echo_server_suite PEER LIMIT CMD... : a fresh echo_server, the peer against it,
+# then the server must still be alive and must end on SIGTERM.
+echo_server_suite() {
+    local peer=$1 limit=$2
+    shift 2
+    if ! start_server "echo_server-$peer" "$ECHO_SERVER" --port 0 --commands; then
+        fail "echo_server/start-for-$peer" "no 'listening on' line within 10 s"
+        return
+    fi
+    run_peer "$peer" "$limit" "$@" "ws://127.0.0.1:$SERVER_PORT/"
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        pass "echo_server/alive-after-$peer"
+    else
+        fail "echo_server/alive-after-$peer" "the server died during the suite: $(tail -3 "$LOGS/echo_server-$peer.err")"
+    fi
+    stop_server "echo_server-$peer"
+}
+
+# client_case LABEL PORT NAME MESSAGES CLOSE_CODE ARGS... : runs examples/client,
+# expects exit 0, MESSAGES `echo ok` lines and `closed CLOSE_CODE`.
+client_case() {
+    local label=$1 port=$2 name=$3 messages=$4 code=$5 out rc=0 oks
+    shift 5
+    out="$LOGS/client-$label-$name.out"
+    timeout -k 5 60 "$CLIENT" "ws://127.0.0.1:$port/" --expect-echo --timeout 30 \
+        --close-code "$code" "$@" </dev/null >"$out" 2>&1 || rc=$?
+    oks=$(grep -c '^echo ok ' "$out" || true)
+    if [ "$rc" -ne 0 ]; then
+        fail "client-vs-$label/$name" "exit status $rc: $(grep -v '^\(text\|binary\|echo ok\) ' "$out" | tail -3 | tr '\n' ' ')"
+    elif [ "$oks" -ne "$messages" ]; then
+        fail "client-vs-$label/$name" "$oks of $messages echoes verified"
+    elif ! grep -qx "closed $code" "$out"; then
+        fail "client-vs-$label/$name" "no 'closed $code' line: $(tail -1 "$out")"
+    else
+        pass "client-vs-$label/$name"
+    fi
+}
+
+# client_suite LABEL CMD... : a peer echo server, examples/client against it.
+client_suite() {
+    local label=$1 port size i
+    shift
+    if ! start_server "$label-echo" "$@"; then
+        fail "client-vs-$label/start" "no 'listening on' line within 10 s"
+        return
+    fi
+    port=$SERVER_PORT
+    client_case "$label" "$port" text-ascii 1 1000 --message "Hello, WebSocket!" --close-reason "bye"
+    client_case "$label" "$port" text-utf8 1 1000 --message "héllo wörld — 日本語 — 🎉𝄞😀"
+    for size in 0 1 125 126 127 65535 65536 1048576 16777216; do
+        client_case "$label" "$port" "binary-$size" 1 1000 --binary-size "$size"
+    done
+    local many=()
+    for i in $(seq 0 999); do many+=(--message "message $i"); done
+    client_case "$label" "$port" 1000-messages-in-order 1000 1000 "${many[@]}"
+    client_case "$label" "$port" mixed-in-one-connection 5 1000 --message "a" --binary-size 126 \
+        --message "𝄞" --binary-size 65536 --message "z" --close-reason "all done"
+    client_case "$label" "$port" close-4xxx 1 4321 --message "x" --close-reason "application close"
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        pass "client-vs-$label/server-alive"
+    else
+        fail "client-vs-$label/server-alive" "$(tail -3 "$LOGS/$label-echo.err")"
+    fi
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+
+# ------------------------------------------------------------------ suites
+
+echo_server_suite python 240 .venv/bin/python "$INTEROP/python/peer.py"
+echo_server_suite node 240 node "$INTEROP/node/peer.js"
+echo_server_suite chromium 300 node "$INTEROP/node/browser.js"
+client_suite python .venv/bin/python "$INTEROP/python/echo_server.py" 0
+client_suite node node "$INTEROP/node/echo_server.js" 0
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,112 @@
+// Drives headless Chromium (the system's, never a downloaded one) through
+// tests/interop/browser/page.html, whose scenarios use the browser's own WebSocket
+// against examples/echo_server.
+//
+// usage: node browser.js ws://127.0.0.1:PORT/
+// env:   CHROMIUM (default /usr/bin/chromium), BROWSER_TIMEOUT (seconds, default 240)
+//
+// Serves the page from 127.0.0.1 on a free port, prints one line per scenario
+// (`PASS chromium/NAME` / `FAIL chromium/NAME: why`), exits 1 if any failed or the
+// page did not finish in time.
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+const os = require('os');
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const wsUrl = process.argv[2];
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const limit = Number(process.env.BROWSER_TIMEOUT || 240) * 1000;
+const pageFile = path.join(__dirname, '..', 'browser', 'page.html');
+const FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+async function main() {
+  if (!wsUrl) {
+    console.error('usage: node browser.js ws://HOST:PORT/');
+    process.exit(2);
+  }
+  const server = http.createServer((req, res) => {
+    if (req.url.startsWith('/page.html')) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(fs.readFileSync(pageFile));
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise((res) => server.listen(0, '127.0.0.1', res));
+  const pageUrl = `http://127.0.0.1:${server.address().port}/page.html?ws=${encodeURIComponent(wsUrl)}`;
+
+  // A fresh profile every run; Playwright's headless: true adds --headless.
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'interop-chromium-'));
+  let context;
+  let passed = 0;
+  let failed = 0;
+  let done = false;
+  const watchdog = setTimeout(() => finish(`the page did not finish within ${limit / 1000} s`), limit);
+
+  async function finish(problem) {
+    clearTimeout(watchdog);
+    if (problem) {
+      failed++;
+      console.log(`FAIL chromium/page: ${problem}`);
+    }
+    try {
+      if (context) await context.close();
+    } catch (_) {
+      // the browser is gone already
+    }
+    server.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+    process.exit(failed || !done ? 1 : 0);
+  }
+
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      args: FLAGS,
+      timeout: 30000,
+    });
+    const page = context.pages()[0] || (await context.newPage());
+    const finished = new Promise((resolve) => {
+      page.on('console', (msg) => {
+        const text = msg.text();
+        if (text.startsWith('RESULT ')) {
+          const { name, error } = JSON.parse(text.slice(7));
+          if (error) {
+            failed++;
+            console.log(`FAIL chromium/${name}: ${error}`);
+          } else {
+            passed++;
+            console.log(`PASS chromium/${name}`);
+          }
+        } else if (text === 'DONE') {
+          done = true;
+          resolve();
+        } else if (text.startsWith('INFO ') || text.startsWith('FATAL ')) {
+          console.error(`chromium: ${text}`);
+        }
+      });
+      page.on('pageerror', (err) => console.error(`chromium: page error: ${err.message}`));
+      page.on('crash', () => finish('the page crashed'));
+    });
+    await page.goto(pageUrl, { timeout: 30000 });
+    await finished;
+    await finish(passed === 0 ? 'no scenario ran' : null);
+  } catch (err) {
+    await finish(`${err.name}: ${err.message.split('\n')[0]}`);
+  }
+}
+
+main();
