@@ -63,6 +63,7 @@ fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
 start_server() {
     local name=$1 out="$LOGS/$1.out"
     shift
+    : >"$out"
     "$@" >"$out" 2>"$LOGS/$name.err" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
