@@ -287,3 +287,13 @@ pub fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
 }
+
+/// Runs `lp` for `time` (to show that something does NOT happen meanwhile).
+pub fn run_for(lp: &Loop, time: Duration) {
+    let ticker = Timer::new(lp, 0.005, 0.005, |_| {});
+    ticker.start();
+    let start = Instant::now();
+    while start.elapsed() < time {
+        lp.run_with(RunFlags::Once);
+    }
+}
