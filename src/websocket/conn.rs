@@ -449,9 +449,11 @@ impl Conn {
         drop(io); // may be our own running watcher: allowed by the ev layer
         self.close_timer.borrow_mut().take();
         if let Some(socket) = self.socket.borrow_mut().take() {
-            let sent_close = self.sender.try_borrow().is_ok_and(|s| s.close_sent());
+            // The peer may still be sending whenever its close has not come: after
+            // our failure close, a close timeout, or shutdown_read with the queue
+            // drained. Unread bytes at close would reset the connection.
             let received_close = self.status_received.get() != 1006;
-            if sent_close && !received_close && !self.peer_eof.get() {
+            if !received_close && !self.peer_eof.get() {
                 linger(&socket);
             }
             drop(socket);
@@ -466,8 +468,9 @@ impl Conn {
 }
 
 /// Before closing a socket whose peer may still be sending (we failed the connection,
-/// or gave up waiting), read what is already there: closing with unread data resets
-/// the connection, and the reset can destroy our close frame before the peer reads it.
+/// gave up waiting, or stopped reading for good), read what is already there: closing
+/// with unread data resets the connection, and the reset can destroy our last frames
+/// before the peer reads them.
 fn linger(socket: &TcpStream) {
     let _ = socket.shutdown(Shutdown::Write);
     let mut scratch = [0u8; 4096];
