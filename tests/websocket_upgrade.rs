@@ -335,3 +335,30 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
         Err(UpgradeError::Handshake(HandshakeError::BadStatus(403)))
     ));
 }
+
+#[test]
+fn refusal_survives_unread_bytes_after_a_bad_request() {
+    let lp = Loop::new().unwrap();
+    let (ours, mut peer) = tcp_pair();
+    let out = start_accept(&lp, ours, HandshakeOptions::default());
+    let mut wire = REQUEST.replace("GET", "POST").into_bytes();
+    wire.extend(std::iter::repeat(b'x').take(10_000));
+    std::io::Write::write_all(&mut peer, &wire).unwrap();
+    run_until(&lp, "done", || out.borrow().is_some());
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let err = loop {
+        match peer.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => spin(&lp, 1),
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert!(
+        all.starts_with(b"HTTP/1.1 400 "),
+        "got {:?} then {err:?}",
+        String::from_utf8_lossy(&all)
+    );
+    assert_eq!(err, None, "reset instead of a clean close after the 400");
+}

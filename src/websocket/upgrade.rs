@@ -345,7 +345,9 @@ impl<S: Side> Driver<S> {
         let mut d = this.borrow_mut();
         let all_written = d.written == d.out.len();
         let outcome = if let Some(failure) = d.failure.take() {
-            d.stream.take(); // closes the socket
+            if let Some(stream) = d.stream.take() {
+                close_gently(stream);
+            }
             Some(Err(failure))
         } else if d.parsed.is_some() && all_written {
             let (head, protocol) = d.parsed.take().expect("checked above");
@@ -380,6 +382,22 @@ impl<S: Side> Driver<S> {
             if let Some(done) = done {
                 done(outcome);
             }
+        }
+    }
+}
+
+/// Closes a socket the peer may still be writing to (after a 400/426, a timeout, a
+/// bad response): reads what is already there first, since closing with unread
+/// bytes resets the connection, and a reset can destroy the refusal in flight.
+fn close_gently(stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    let mut reader = &stream;
+    while drained < 64 * 1024 {
+        match reader.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }
