@@ -5,8 +5,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::Read;
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
@@ -20,10 +19,6 @@ use super::params::{FrameChunk, FrameEnd, FrameStart, MsgRecv, OnClose, Params, 
 use super::{Error, WebSocket};
 
 type Waiter = Box<dyn FnOnce(&WebSocket)>;
-
-/// Bytes read and thrown away after our failure close, so closing the socket does not
-/// reset the connection and destroy the close frame in flight.
-const LINGER_DRAIN: usize = 64 * 1024;
 
 pub(crate) struct Conn {
     pub(crate) lp: Loop,
@@ -454,7 +449,7 @@ impl Conn {
             // drained. Unread bytes at close would reset the connection.
             let received_close = self.status_received.get() != 1006;
             if !received_close && !self.peer_eof.get() {
-                linger(&socket);
+                super::close_gently(&socket);
             }
             drop(socket);
         }
@@ -464,23 +459,6 @@ impl Conn {
         self.wait_timer.borrow_mut().take();
         let code = self.status_received.get();
         call(&self.callbacks.close, |cb| cb(&ws, code));
-    }
-}
-
-/// Before closing a socket whose peer may still be sending (we failed the connection,
-/// gave up waiting, or stopped reading for good), read what is already there: closing
-/// with unread data resets the connection, and the reset can destroy our last frames
-/// before the peer reads them.
-fn linger(socket: &TcpStream) {
-    let _ = socket.shutdown(Shutdown::Write);
-    let mut scratch = [0u8; 4096];
-    let mut drained = 0;
-    let mut stream = socket;
-    while drained < LINGER_DRAIN {
-        match stream.read(&mut scratch) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
     }
 }
 

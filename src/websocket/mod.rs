@@ -11,6 +11,8 @@ mod params;
 pub mod upgrade;
 
 use std::fmt;
+use std::io::Read;
+use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
 
 use crate::ev::{Loop, RunFlags};
@@ -236,6 +238,25 @@ impl WebSocket {
     /// The loop the connection runs on.
     pub fn event_loop(&self) -> &Loop {
         &self.conn.lp
+    }
+}
+
+/// Closes a socket the peer may still be writing to (we failed the connection, gave
+/// up waiting, stopped reading for good, or refused a handshake): shuts down writing
+/// and reads what is already there first, up to a bound. Closing with unread bytes
+/// resets the connection, and the reset can destroy our last frames (or the 400) before
+/// the peer reads them.
+pub(crate) fn close_gently(socket: &TcpStream) {
+    const DRAIN_LIMIT: usize = 64 * 1024;
+    let _ = socket.shutdown(Shutdown::Write);
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    let mut reader = socket;
+    while drained < DRAIN_LIMIT {
+        match reader.read(&mut scratch) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::handshake::{
     self, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
 };
 
-use super::Params;
+use super::{close_gently, Params};
 
 /// Default seconds allowed for a whole opening handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 10.0;
@@ -223,6 +223,8 @@ struct Driver<S: Side> {
     written: usize,
     side: S,
     parsed: Option<(S::Head, Option<String>)>,
+    /// A bad head: the refusal (400/426) is in `out`; we fail once it is written.
+    refused: Option<UpgradeError>,
     failure: Option<UpgradeError>,
     done: Option<Done<S::Head>>,
 }
@@ -249,6 +251,7 @@ impl<S: Side> Driver<S> {
             written: 0,
             side,
             parsed: None,
+            refused: None,
             failure: None,
             done: Some(done),
         }));
@@ -276,7 +279,8 @@ impl<S: Side> Driver<S> {
         if d.done.is_none() {
             return;
         }
-        if events.contains(Events::READ) && d.failure.is_none() && d.parsed.is_none() {
+        let reading = d.failure.is_none() && d.parsed.is_none() && d.refused.is_none();
+        if events.contains(Events::READ) && reading {
             d.read();
         }
         if d.failure.is_none() {
@@ -306,10 +310,9 @@ impl<S: Side> Driver<S> {
                         return;
                     }
                     Err(err) => {
-                        // Best effort: the refusal is small and the socket is fresh.
                         let refusal = self.side.refusal(&err);
-                        let _ = stream.write(&refusal);
-                        self.failure = Some(UpgradeError::Handshake(err));
+                        self.out.extend_from_slice(&refusal);
+                        self.refused = Some(UpgradeError::Handshake(err));
                         return;
                     }
                 },
@@ -344,9 +347,12 @@ impl<S: Side> Driver<S> {
     fn arm(this: &Rc<RefCell<Self>>) {
         let mut d = this.borrow_mut();
         let all_written = d.written == d.out.len();
+        if all_written && d.failure.is_none() {
+            d.failure = d.refused.take();
+        }
         let outcome = if let Some(failure) = d.failure.take() {
             if let Some(stream) = d.stream.take() {
-                close_gently(stream);
+                close_gently(&stream);
             }
             Some(Err(failure))
         } else if d.parsed.is_some() && all_written {
@@ -362,7 +368,7 @@ impl<S: Side> Driver<S> {
             })
         } else {
             let mut events = Events::empty();
-            if d.parsed.is_none() {
+            if d.parsed.is_none() && d.refused.is_none() {
                 events |= Events::READ;
             }
             if !all_written {
@@ -382,22 +388,6 @@ impl<S: Side> Driver<S> {
             if let Some(done) = done {
                 done(outcome);
             }
-        }
-    }
-}
-
-/// Closes a socket the peer may still be writing to (after a 400/426, a timeout, a
-/// bad response): reads what is already there first, since closing with unread
-/// bytes resets the connection, and a reset can destroy the refusal in flight.
-fn close_gently(stream: TcpStream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let mut scratch = [0u8; 4096];
-    let mut drained = 0;
-    let mut reader = &stream;
-    while drained < 64 * 1024 {
-        match reader.read(&mut scratch) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
         }
     }
 }
