@@ -252,7 +252,8 @@ impl Sender {
         };
         match queued {
             Some((queued_code, len)) => {
-                let start = self.payloads.len() - len;
+                // The stored payload is the code then the reason.
+                let start = self.payloads.len() - len + len.min(2);
                 let reason = self.payloads[start..].to_vec();
                 self.drop_items();
                 self.close_queued = false;
