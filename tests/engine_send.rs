@@ -19,7 +19,7 @@ fn t(fin: bool, op: u8, payload: &[u8]) -> (bool, u8, Vec<u8>) {
 }
 
 /// A producer handing out the given pieces; the last one as EOF.
-fn pieces_producer(pieces: &[&[u8]]) -> Box<dyn FnMut(&mut [u8]) -> Fragment> {
+fn pieces_producer(pieces: &[&[u8]]) -> Producer {
     let mut pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
     pieces.reverse();
     Box::new(move |buf: &mut [u8]| {
