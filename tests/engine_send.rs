@@ -5,7 +5,9 @@ mod util;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use net_websocket_ev::proto::{Config, Engine, Error, Fragment, OpCode, Role, SendStatus, Sender};
+use net_websocket_ev::proto::{
+    Config, Engine, Error, Fragment, OpCode, Producer, Role, SendStatus, Sender,
+};
 use util::*;
 
 fn drain(engine: &mut Engine) -> Vec<Frame> {
