@@ -114,3 +114,22 @@ fn idle_engine_is_small_and_holds_no_buffer() {
     assert_eq!(e.queued_bytes(), 0);
     assert!(!e.receiver().has_pending_input());
 }
+
+#[test]
+fn a_message_whole_in_one_read_is_a_slice_of_the_read_buffer() {
+    struct Addrs(Vec<usize>);
+    impl Handler for Addrs {
+        fn on_message(&mut self, _: Rsv, _: OpCode, data: &[u8], _: u16) -> Flow {
+            self.0.push(data.as_ptr() as usize);
+            Flow::Continue
+        }
+    }
+    let first = frame_to(Role::Server, true, 2, &[1; 1000]);
+    let second = frame_to(Role::Server, true, 2, &[2; 1000]);
+    let mut e = Engine::new(Role::Server, Config::default());
+    let mut h = Addrs(Vec::new());
+    e.feed(&[first.clone(), second].concat(), &mut h);
+    // Copied into one assembly buffer, both would have the same address; read in
+    // place, they are exactly one frame apart.
+    assert_eq!(h.0[1] - h.0[0], first.len());
+}
