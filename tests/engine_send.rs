@@ -595,3 +595,23 @@ fn write_errors_are_returned() {
     );
     assert_eq!(e.queued_count(), 1);
 }
+
+#[test]
+fn peer_close_keeps_framed_control_frames_and_drops_framed_data() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Text, b"framed, never started").unwrap();
+    e.queue_msg(OpCode::Ping, b"P").unwrap();
+    // Everything is framed, nothing written.
+    let mut w = Trickle {
+        block_next: true,
+        ..Trickle::default()
+    };
+    assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+    assert!(w.data.is_empty());
+    let mut rec = Recorder::default();
+    e.feed(&frame_to(Role::Server, true, 8, b""), &mut rec);
+    assert_eq!(
+        drain(&mut e).iter().map(|f| f.op).collect::<Vec<_>>(),
+        [9, 8]
+    );
+}
