@@ -255,3 +255,14 @@ pub enum SendStatus {
         max_len: usize,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn halves_are_small() {
+        let r = std::mem::size_of::<super::Receiver>();
+        let s = std::mem::size_of::<super::Sender>();
+        eprintln!("Receiver {r} bytes, Sender {s} bytes");
+        assert!(r + s <= 640);
+    }
+}

@@ -510,7 +510,7 @@ impl Receiver {
                 self.msg_buf.extend_from_slice(chunk);
             }
         }
-        self.msg_len += n;
+        self.msg_len = self.msg_len.saturating_add(n);
         Ok(())
     }
 

@@ -70,6 +70,8 @@ struct Mark {
     completes: bool,
     /// The close frame, with its code (1005 for an empty one).
     close: Option<u16>,
+    /// A ping or pong.
+    control: bool,
 }
 
 impl Sender {
@@ -250,7 +252,8 @@ impl Sender {
         };
         match queued {
             Some((queued_code, len)) => {
-                let start = self.payloads.len() - len;
+                // The stored payload is the code then the reason.
+                let start = self.payloads.len() - len + len.min(2);
                 let reason = self.payloads[start..].to_vec();
                 self.drop_items();
                 self.close_queued = false;
@@ -448,18 +451,33 @@ impl Sender {
         pool::release(&mut self.payloads);
     }
 
-    /// Drops the frames in `out` whose writing has not begun.
+    /// Drops the data frames in `out` whose writing has not begun; control frames
+    /// among them stay, in order.
     fn drop_unstarted_frames(&mut self) {
-        while let Some(mark) = self.marks.back() {
-            if mark.start < self.out_pos {
-                break;
+        let first = self
+            .marks
+            .iter()
+            .position(|m| m.start >= self.out_pos)
+            .unwrap_or(self.marks.len());
+        let mut write = self.marks.get(first).map_or(self.out.len(), |m| m.start);
+        let mut kept = first;
+        for i in first..self.marks.len() {
+            let mut mark = self.marks[i];
+            if !mark.control {
+                if mark.completes {
+                    self.in_flight -= 1;
+                }
+                continue;
             }
-            if mark.completes {
-                self.in_flight -= 1;
-            }
-            self.out.truncate(mark.start);
-            self.marks.pop_back();
+            self.out.copy_within(mark.start..mark.end, write);
+            mark.end = write + (mark.end - mark.start);
+            mark.start = write;
+            write = mark.end;
+            self.marks[kept] = mark;
+            kept += 1;
         }
+        self.marks.truncate(kept);
+        self.out.truncate(write);
     }
 
     fn close_framed(&self) -> bool {
@@ -539,6 +557,7 @@ impl Sender {
             end: self.out.len(),
             completes: false,
             close: None,
+            control: matches!(opcode, OpCode::Ping | OpCode::Pong),
         });
     }
 

@@ -1,0 +1,618 @@
+//! Sending: queueing rules, ordering, fragmented messages, closes, shutdown,
+//! masks, the high-water mark and partial writes, checked on the wire.
+mod engine_util;
+use engine_util as util;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use net_websocket_ev::proto::{
+    Config, Engine, Error, Fragment, OpCode, Producer, Role, SendStatus, Sender,
+};
+use util::*;
+
+fn drain(engine: &mut Engine) -> Vec<Frame> {
+    let mut wire = Vec::new();
+    engine.send(&mut wire).unwrap();
+    parse_frames(&wire)
+}
+
+fn t(fin: bool, op: u8, payload: &[u8]) -> (bool, u8, Vec<u8>) {
+    (fin, op, payload.to_vec())
+}
+
+/// A producer handing out the given pieces; the last one as EOF.
+fn pieces_producer(pieces: &[&[u8]]) -> Producer {
+    let mut pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
+    pieces.reverse();
+    Box::new(move |buf: &mut [u8]| {
+        let p = pieces.pop().unwrap_or_default();
+        buf[..p.len()].copy_from_slice(&p);
+        if pieces.is_empty() {
+            Fragment::Eof(p.len())
+        } else {
+            Fragment::Data(p.len())
+        }
+    })
+}
+
+#[test]
+fn queue_msg_checks() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    assert_eq!(
+        e.queue_msg(OpCode::Continuation, b"x"),
+        Err(Error::InvalidOpcode(0))
+    );
+    assert_eq!(
+        e.queue_msg(OpCode::Close, b""),
+        Err(Error::InvalidOpcode(8))
+    );
+    assert_eq!(
+        e.queue_msg(OpCode::Ping, &[0; 126]),
+        Err(Error::ControlTooLong(126))
+    );
+    assert_eq!(
+        e.queue_msg(OpCode::Pong, &[0; 126]),
+        Err(Error::ControlTooLong(126))
+    );
+    assert_eq!(e.queue_msg(OpCode::Text, b"\xff"), Err(Error::InvalidUtf8));
+    assert_eq!(
+        e.queue_fragmented(OpCode::Ping, pieces_producer(&[b""])),
+        Err(Error::InvalidOpcode(9))
+    );
+    assert_eq!(e.queued_count(), 0);
+    assert!(!e.want_write());
+    e.queue_msg(OpCode::Ping, &[0; 125]).unwrap();
+    e.queue_msg(OpCode::Binary, b"\xff").unwrap();
+    assert_eq!(e.queued_count(), 2);
+    assert!(e.want_write());
+}
+
+#[test]
+fn control_frames_go_before_data_not_yet_started() {
+    for role in [Role::Server, Role::Client] {
+        let mut e = Engine::new(role, Config::default());
+        e.queue_msg(OpCode::Text, b"one").unwrap();
+        e.queue_msg(OpCode::Binary, b"two").unwrap();
+        e.queue_msg(OpCode::Ping, b"P").unwrap();
+        e.sender_mut().queue_pong(b"Q");
+        let frames = drain(&mut e);
+        assert_eq!(
+            summary(&frames),
+            vec![
+                t(true, 9, b"P"),
+                t(true, 10, b"Q"),
+                t(true, 1, b"one"),
+                t(true, 2, b"two")
+            ]
+        );
+        assert!(frames
+            .iter()
+            .all(|f| f.mask.is_some() == (role == Role::Client)));
+        assert_eq!(e.queued_count(), 0);
+        assert!(!e.want_write());
+    }
+}
+
+#[test]
+fn control_frame_never_enters_a_partly_written_frame() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Binary, &[7; 300]).unwrap();
+    let mut w = Trickle {
+        step: 10,
+        ..Trickle::default()
+    };
+    assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+    e.queue_msg(OpCode::Ping, b"P").unwrap();
+    e.queue_msg(OpCode::Text, b"after").unwrap();
+    e.queue_msg(OpCode::Ping, b"R").unwrap();
+    while e.send(&mut w).unwrap() != SendStatus::Idle {}
+    assert_eq!(
+        summary(&parse_frames(&w.data)),
+        vec![
+            t(true, 2, &[7; 300]),
+            t(true, 9, b"P"),
+            t(true, 9, b"R"),
+            t(true, 1, b"after")
+        ]
+    );
+}
+
+#[test]
+fn fragmented_message_with_interleaved_ping_then_queued_message() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_fragmented(OpCode::Binary, pieces_producer(&[b"a", b"b", b"c"]))
+        .unwrap();
+    e.queue_msg(OpCode::Text, b"after").unwrap();
+    e.queue_msg(OpCode::Ping, b"P").unwrap();
+    assert_eq!(e.queued_count(), 3);
+    assert_eq!(
+        summary(&drain(&mut e)),
+        vec![
+            t(true, 9, b"P"),
+            t(false, 2, b"a"),
+            t(false, 0, b"b"),
+            t(true, 0, b"c"),
+            t(true, 1, b"after"),
+        ]
+    );
+    assert_eq!(e.queued_count(), 0);
+}
+
+#[test]
+fn control_frames_between_fragments() {
+    // The sender-level protocol: NeedFragment, push_fragment, pings in between.
+    let mut s = Sender::new(Role::Server, &Config::default());
+    s.queue_fragmented(OpCode::Text).unwrap();
+    let mut wire = Vec::new();
+    assert_eq!(
+        s.send(&mut wire).unwrap(),
+        SendStatus::NeedFragment { max_len: 4096 }
+    );
+    assert_eq!(s.push_fragment(b"a", false), Ok(()));
+    s.queue_msg(OpCode::Ping, b"P").unwrap();
+    assert_eq!(
+        s.send(&mut wire).unwrap(),
+        SendStatus::NeedFragment { max_len: 4096 }
+    );
+    s.queue_msg(OpCode::Pong, b"Q").unwrap();
+    assert_eq!(
+        s.send(&mut wire).unwrap(),
+        SendStatus::NeedFragment { max_len: 4096 }
+    );
+    assert_eq!(
+        s.push_fragment(&[0; 4097], false),
+        Err(Error::FragmentTooLong {
+            len: 4097,
+            max: 4096
+        })
+    );
+    // Text fragments are checked across pieces.
+    assert_eq!(s.push_fragment(b"\xe2\x82", false), Ok(()));
+    assert_eq!(s.push_fragment(b"\xff", false), Err(Error::InvalidUtf8));
+    assert_eq!(s.push_fragment(b"\xac", true), Ok(()));
+    assert_eq!(
+        s.push_fragment(b"x", true),
+        Err(Error::FragmentedNotPending)
+    );
+    assert_eq!(s.send(&mut wire).unwrap(), SendStatus::Idle);
+    assert_eq!(
+        summary(&parse_frames(&wire)),
+        vec![
+            t(false, 1, b"a"),
+            t(true, 9, b"P"),
+            t(true, 10, b"Q"),
+            t(false, 0, b"\xe2\x82"),
+            t(true, 0, b"\xac"),
+        ]
+    );
+}
+
+#[test]
+fn producer_edge_cases() {
+    // Eof(0) first: an empty message.
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_fragmented(OpCode::Text, pieces_producer(&[b""]))
+        .unwrap();
+    assert_eq!(summary(&drain(&mut e)), vec![t(true, 1, b"")]);
+
+    // Eof(0) after data: an empty final frame.
+    e.queue_fragmented(OpCode::Binary, pieces_producer(&[b"x", b""]))
+        .unwrap();
+    assert_eq!(
+        summary(&drain(&mut e)),
+        vec![t(false, 2, b"x"), t(true, 0, b"")]
+    );
+
+    // Data(0): nothing now, asked again at the next send.
+    let calls = Rc::new(RefCell::new(0));
+    let c = calls.clone();
+    e.queue_fragmented(
+        OpCode::Binary,
+        Box::new(move |buf: &mut [u8]| {
+            *c.borrow_mut() += 1;
+            match *c.borrow() {
+                1 => Fragment::Data(0),
+                _ => {
+                    buf[0] = b'z';
+                    Fragment::Eof(1)
+                }
+            }
+        }),
+    )
+    .unwrap();
+    let mut wire = Vec::new();
+    assert_eq!(
+        e.send(&mut wire).unwrap(),
+        SendStatus::NeedFragment { max_len: 4096 }
+    );
+    assert!(wire.is_empty() && e.want_write());
+    assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+    assert_eq!(summary(&parse_frames(&wire)), vec![t(true, 2, b"z")]);
+    assert_eq!(*calls.borrow(), 2);
+
+    // The buffer offered is fragment_size bytes.
+    let mut e = Engine::new(
+        Role::Server,
+        Config {
+            fragment_size: 3,
+            ..Config::default()
+        },
+    );
+    e.queue_fragmented(
+        OpCode::Binary,
+        Box::new(|buf: &mut [u8]| {
+            assert_eq!(buf.len(), 3);
+            buf.fill(b'k');
+            Fragment::Eof(3)
+        }),
+    )
+    .unwrap();
+    assert_eq!(summary(&drain(&mut e)), vec![t(true, 2, b"kkk")]);
+}
+
+#[test]
+fn producer_error_or_overlong_sends_1011_and_discards_the_rest() {
+    for bad in [Fragment::Error, Fragment::Data(5000), Fragment::Eof(4097)] {
+        let mut e = Engine::new(Role::Server, Config::default());
+        let mut n = 0;
+        e.queue_fragmented(
+            OpCode::Binary,
+            Box::new(move |buf: &mut [u8]| {
+                n += 1;
+                if n == 1 {
+                    buf[0] = b'a';
+                    Fragment::Data(1)
+                } else {
+                    bad
+                }
+            }),
+        )
+        .unwrap();
+        e.queue_msg(OpCode::Text, b"dropped").unwrap();
+        let frames = drain(&mut e);
+        assert_eq!(summary(&frames[..1]), vec![t(false, 2, b"a")]);
+        assert_eq!(frames[1].close(), Some((1011, vec![])));
+        assert_eq!(frames.len(), 2);
+        assert!(e.close_sent() && !e.want_write());
+        assert_eq!(e.status_code_sent(), 1011);
+        assert_eq!(e.queue_msg(OpCode::Text, b"x"), Err(Error::Closed));
+    }
+}
+
+#[test]
+fn user_close_goes_after_everything_queued_before_it() {
+    let mut e = Engine::new(Role::Client, Config::default());
+    e.queue_msg(OpCode::Text, b"a").unwrap();
+    e.queue_fragmented(OpCode::Binary, pieces_producer(&[b"b", b"c"]))
+        .unwrap();
+    e.queue_close(Some(1000), b"bye").unwrap();
+    assert_eq!(e.queue_msg(OpCode::Text, b"late"), Err(Error::Closed));
+    assert_eq!(e.queue_msg(OpCode::Ping, b"late"), Err(Error::Closed));
+    assert_eq!(e.queue_close(Some(1000), b""), Err(Error::Closed));
+    // An automatic pong after the close is queued is dropped.
+    e.sender_mut().queue_pong(b"dropped");
+    assert_eq!(e.status_code_sent(), 1006);
+    assert!(e.sender().close_queued() && !e.close_sent());
+    let frames = drain(&mut e);
+    assert_eq!(
+        summary(&frames),
+        vec![
+            t(true, 1, b"a"),
+            t(false, 2, b"b"),
+            t(true, 0, b"c"),
+            t(true, 8, &close_payload(1000, b"bye")),
+        ]
+    );
+    assert!(e.close_sent() && !e.want_write());
+    assert_eq!(e.status_code_sent(), 1000);
+    // Reading goes on until the peer's close.
+    assert!(e.want_read());
+}
+
+#[test]
+fn queue_close_checks() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    assert_eq!(
+        e.queue_close(Some(999), b""),
+        Err(Error::InvalidCloseCode(999))
+    );
+    assert_eq!(
+        e.queue_close(Some(1005), b""),
+        Err(Error::InvalidCloseCode(1005))
+    );
+    assert_eq!(
+        e.queue_close(Some(1000), &[b'a'; 124]),
+        Err(Error::ReasonTooLong(124))
+    );
+    assert_eq!(
+        e.queue_close(Some(1000), b"\xff"),
+        Err(Error::InvalidCloseReason)
+    );
+    assert_eq!(e.queue_close(None, b"why"), Err(Error::InvalidCloseReason));
+    assert!(!e.sender().close_queued());
+    e.queue_close(None, b"").unwrap();
+    assert_eq!(summary(&drain(&mut e)), vec![t(true, 8, b"")]);
+    assert_eq!(e.status_code_sent(), 1005);
+    // 123 bytes of reason is the most.
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_close(Some(4000), &[b'r'; 123]).unwrap();
+    assert_eq!(drain(&mut e)[0].close(), Some((4000, vec![b'r'; 123])));
+}
+
+#[test]
+fn peer_close_is_answered_at_once_and_unstarted_data_dropped() {
+    for role in [Role::Server, Role::Client] {
+        let mut e = Engine::new(role, Config::default());
+        e.queue_msg(OpCode::Binary, &[1; 100]).unwrap();
+        let mut w = Trickle {
+            step: 10,
+            ..Trickle::default()
+        };
+        assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+        e.queue_msg(OpCode::Text, b"echo queued before the close")
+            .unwrap();
+        e.queue_fragmented(OpCode::Binary, pieces_producer(&[b"x"]))
+            .unwrap();
+        let mut rec = Recorder::default();
+        let input = [
+            frame_to(role, true, 9, b"p"),
+            frame_to(role, true, 8, &close_payload(1001, b"going")),
+        ]
+        .concat();
+        e.feed(&input, &mut rec);
+        assert!(e.close_received());
+        assert_eq!(e.queued_count(), 3, "partly written frame, pong, close");
+        assert_eq!(e.queue_msg(OpCode::Text, b"x"), Err(Error::Closed));
+        while e.send(&mut w).unwrap() != SendStatus::Idle {}
+        assert_eq!(
+            summary(&parse_frames(&w.data)),
+            vec![
+                t(true, 2, &[1; 100]),
+                t(true, 10, b"p"),
+                t(true, 8, &close_payload(1001, b"going")),
+            ]
+        );
+        assert!(!e.want_read() && !e.want_write());
+        assert_eq!(
+            (e.status_code_received(), e.status_code_sent()),
+            (1001, 1001)
+        );
+    }
+}
+
+#[test]
+fn peer_close_moves_a_queued_user_close_to_the_front() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Binary, &[1; 10]).unwrap();
+    e.queue_close(Some(1000), b"mine").unwrap();
+    let mut rec = Recorder::default();
+    e.feed(
+        &frame_to(Role::Server, true, 8, &close_payload(1001, b"")),
+        &mut rec,
+    );
+    let frames = drain(&mut e);
+    assert_eq!(
+        summary(&frames),
+        vec![t(true, 8, &close_payload(1000, b"mine"))]
+    );
+}
+
+#[test]
+fn violation_close_goes_after_what_was_queued() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Text, b"earlier").unwrap();
+    let mut rec = Recorder::default();
+    e.feed(&raw_frame(0x81, b"unmasked", None), &mut rec);
+    assert_eq!(e.queue_msg(OpCode::Text, b"x"), Err(Error::Closed));
+    let frames = drain(&mut e);
+    assert_eq!(
+        summary(&frames),
+        vec![
+            t(true, 1, b"earlier"),
+            t(true, 8, &close_payload(1002, b""))
+        ]
+    );
+}
+
+#[test]
+fn shutdown_write_drops_the_queue_at_once() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Text, b"a").unwrap();
+    e.queue_fragmented(OpCode::Binary, pieces_producer(&[b"b"]))
+        .unwrap();
+    e.shutdown_write();
+    assert!(!e.want_write());
+    assert_eq!((e.queued_count(), e.queued_bytes()), (0, 0));
+    assert_eq!(e.queue_msg(OpCode::Text, b"x"), Err(Error::Closed));
+    assert_eq!(e.queue_close(Some(1000), b""), Err(Error::Closed));
+    let mut wire = Vec::new();
+    assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+    assert!(wire.is_empty());
+    // Reading goes on; the peer's close can no longer be answered.
+    let mut rec = Recorder::default();
+    e.feed(&frame_to(Role::Server, true, 1, b"still read"), &mut rec);
+    e.feed(
+        &frame_to(Role::Server, true, 8, &close_payload(1000, b"")),
+        &mut rec,
+    );
+    assert_eq!(rec.merged()[..4], whole(1, b"still read")[..]);
+    assert_eq!(e.status_code_received(), 1000);
+    assert!(!e.want_write() && !e.close_sent());
+}
+
+#[test]
+fn mask_source_is_called_once_per_frame() {
+    let mut e = Engine::new(Role::Client, Config::default());
+    let calls = Rc::new(RefCell::new(0u8));
+    let c = calls.clone();
+    e.set_mask_source(Box::new(move |key: &mut [u8; 4]| {
+        *c.borrow_mut() += 1;
+        *key = [1, 2, 3, 4];
+    }));
+    e.queue_msg(OpCode::Ping, b"cp").unwrap();
+    e.queue_msg(OpCode::Text, b"hello").unwrap();
+    e.queue_fragmented(OpCode::Text, pieces_producer(&[b"ab", b"cd"]))
+        .unwrap();
+    e.queue_close(Some(1000), b"done").unwrap();
+    let mut wire = Vec::new();
+    e.send(&mut wire).unwrap();
+    let frames = parse_frames(&wire);
+    assert_eq!(frames.len(), 5);
+    assert!(frames.iter().all(|f| f.mask == Some([1, 2, 3, 4])));
+    assert_eq!(*calls.borrow(), 5);
+    // The bytes on the wire really are masked with that key.
+    assert_eq!(&wire[2..6], &[1, 2, 3, 4]);
+    assert_eq!(&wire[6..8], &[b'c' ^ 1, b'p' ^ 2]);
+}
+
+#[test]
+fn default_masks_are_random() {
+    let mut e = Engine::new(Role::Client, Config::default());
+    for _ in 0..8 {
+        e.queue_msg(OpCode::Binary, b"x").unwrap();
+    }
+    let masks: std::collections::HashSet<_> = drain(&mut e).iter().map(|f| f.mask).collect();
+    assert!(masks.len() >= 7, "{masks:?}");
+    assert!(!masks.contains(&None));
+}
+
+#[test]
+fn high_water_mark() {
+    let mut e = Engine::new(
+        Role::Server,
+        Config {
+            max_queued_bytes: 100,
+            ..Config::default()
+        },
+    );
+    e.queue_msg(OpCode::Binary, &[0; 60]).unwrap();
+    assert_eq!(e.queued_bytes(), 60);
+    assert_eq!(
+        e.queue_msg(OpCode::Binary, &[0; 41]),
+        Err(Error::QueueFull {
+            queued: 101,
+            limit: 100
+        })
+    );
+    e.queue_msg(OpCode::Binary, &[0; 40]).unwrap();
+    assert_eq!(e.queued_count(), 2);
+    // A close or a pong is never refused.
+    e.sender_mut().queue_pong(b"p");
+    e.queue_close(Some(1000), b"").unwrap();
+    drain(&mut e);
+    assert_eq!(e.queued_bytes(), 0);
+}
+
+#[test]
+fn queued_count_and_bytes_follow_partial_writes() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Text, b"abc").unwrap();
+    e.queue_msg(OpCode::Binary, b"defgh").unwrap();
+    e.queue_msg(OpCode::Ping, b"p").unwrap();
+    assert_eq!((e.queued_count(), e.queued_bytes()), (3, 9));
+    let mut w = Trickle {
+        step: 1,
+        ..Trickle::default()
+    };
+    let mut seen = vec![];
+    loop {
+        match e.send(&mut w).unwrap() {
+            SendStatus::Idle => break,
+            SendStatus::WouldBlock => seen.push((e.queued_count(), e.queued_bytes())),
+            other => panic!("{other:?}"),
+        }
+    }
+    // 3 frames: 3 + 5 + 7 = 15 bytes, one byte per write.
+    assert_eq!(w.data.len(), 15);
+    assert_eq!(seen.first(), Some(&(3, 14)));
+    assert_eq!(seen[2], (2, 12), "the pong (3 bytes) is written");
+    assert_eq!(seen.last(), Some(&(1, 1)));
+    assert!(seen.windows(2).all(|p| p[0].1 == p[1].1 + 1));
+    assert_eq!(
+        summary(&parse_frames(&w.data)),
+        vec![t(true, 9, b"p"), t(true, 1, b"abc"), t(true, 2, b"defgh")]
+    );
+    assert_eq!((e.queued_count(), e.queued_bytes()), (0, 0));
+}
+
+#[test]
+fn partial_writes_resume_exactly_and_small_frames_coalesce() {
+    for role in [Role::Server, Role::Client] {
+        let make = || {
+            let mut e = Engine::new(role, Config::default());
+            e.set_mask_source(Box::new(|k: &mut [u8; 4]| *k = [9, 8, 7, 6]));
+            for i in 0..50u8 {
+                e.queue_msg(OpCode::Binary, &vec![i; usize::from(i) * 7])
+                    .unwrap();
+            }
+            e.queue_msg(OpCode::Binary, &[3; 70_000]).unwrap();
+            e.queue_fragmented(OpCode::Text, pieces_producer(&[b"x", b"y"]))
+                .unwrap();
+            e.queue_close(Some(1000), b"").unwrap();
+            e
+        };
+        let mut at_once = Counting::default();
+        let mut e = make();
+        assert_eq!(e.send(&mut at_once).unwrap(), SendStatus::Idle);
+        assert!(at_once.writes <= 4, "{} writes", at_once.writes);
+
+        for step in [1, 7, 1000] {
+            let mut e = make();
+            let mut w = Trickle {
+                step,
+                ..Trickle::default()
+            };
+            while e.send(&mut w).unwrap() != SendStatus::Idle {}
+            assert_eq!(w.data, at_once.data, "step {step}");
+        }
+    }
+}
+
+#[test]
+fn write_errors_are_returned() {
+    use std::io;
+    struct Broken(usize);
+    impl io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            self.0 += 1;
+            match self.0 {
+                1 => Err(io::ErrorKind::Interrupted.into()),
+                2 => Ok(0),
+                _ => Err(io::ErrorKind::BrokenPipe.into()),
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Text, b"x").unwrap();
+    let mut w = Broken(0);
+    assert_eq!(e.send(&mut w).unwrap_err().kind(), io::ErrorKind::WriteZero);
+    assert_eq!(
+        e.send(&mut w).unwrap_err().kind(),
+        io::ErrorKind::BrokenPipe
+    );
+    assert_eq!(e.queued_count(), 1);
+}
+
+#[test]
+fn peer_close_keeps_framed_control_frames_and_drops_framed_data() {
+    let mut e = Engine::new(Role::Server, Config::default());
+    e.queue_msg(OpCode::Text, b"framed, never started").unwrap();
+    e.queue_msg(OpCode::Ping, b"P").unwrap();
+    // Everything is framed, nothing written.
+    let mut w = Trickle {
+        block_next: true,
+        ..Trickle::default()
+    };
+    assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+    assert!(w.data.is_empty());
+    let mut rec = Recorder::default();
+    e.feed(&frame_to(Role::Server, true, 8, b""), &mut rec);
+    assert_eq!(
+        drain(&mut e).iter().map(|f| f.op).collect::<Vec<_>>(),
+        [9, 8]
+    );
+}
