@@ -235,3 +235,37 @@ fn panic_in_on_msg_recv_comes_out_of_run_and_the_loop_goes_on() {
     s.peer.flush();
     s.until("fd closed", |p, log| p.eof && log.closes == [1000]);
 }
+
+#[test]
+fn abort_ends_at_once_without_a_close_frame() {
+    let mut s = server(|p| p);
+    s.ws.queue_text("never sent").unwrap();
+    s.ws.abort().unwrap();
+    assert!(s.ws.is_closed());
+    assert_eq!(s.log.borrow().closes, [1006]);
+    assert!(matches!(s.ws.queued_count(), Err(Error::Closed)));
+    assert!(matches!(s.ws.abort(), Err(Error::Closed)));
+    s.until("peer sees EOF", |p, _| p.eof);
+    assert!(s.peer.msgs().is_empty(), "queued data is dropped");
+    assert!(!s.peer.close_received(), "no close frame");
+}
+
+#[test]
+fn abort_inside_a_callback_takes_effect_when_it_returns() {
+    let mut s = server(|p| {
+        p.on_msg_recv(|ws, _, _, msg, _| {
+            if msg == b"abort" {
+                ws.abort().unwrap();
+                // Still open until the callback returns; calls still work.
+                assert!(!ws.is_closed());
+                ws.queue_text("dropped").unwrap();
+            }
+        })
+    });
+    let mut wire = masked_frame(true, 1, b"abort");
+    wire.extend(masked_frame(true, 1, b"not delivered"));
+    s.peer.send_raw(&wire);
+    s.until("closed", |p, log| !log.closes.is_empty() && p.eof);
+    assert_eq!(s.log.borrow().closes, [1006]);
+    assert!(s.peer.msgs().is_empty());
+}

@@ -47,7 +47,7 @@ fn echoes_text_binary_and_empty_messages() {
 fn ping_is_answered_without_on_msg_recv() {
     let lp = Loop::new().unwrap();
     let (ours, peer) = unix_pair();
-    let _ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
+    let ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
     let mut peer = Peer::new(peer, Role::Client);
     peer.send_msg(OpCode::Ping, b"are you there");
     run_until(&lp, "pong", || {
@@ -55,6 +55,7 @@ fn ping_is_answered_without_on_msg_recv() {
         !peer.msgs().is_empty()
     });
     assert_eq!(peer.msgs(), vec![(OpCode::Pong, b"are you there".to_vec())]);
+    ws.abort().unwrap(); // end the still-open connection with the test
 }
 
 #[test]
@@ -208,7 +209,7 @@ fn initial_data_is_delivered_before_socket_bytes() {
     peer.send_msg(OpCode::Text, b"from the socket");
     let got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
-    let _ws = Server::new(
+    let ws = Server::new(
         Params::new(ours)
             .event_loop(&lp)
             .initial_data(first)
@@ -221,6 +222,7 @@ fn initial_data_is_delivered_before_socket_bytes() {
         *got.borrow(),
         [b"from the handshake".to_vec(), b"from the socket".to_vec()]
     );
+    ws.abort().unwrap(); // end the still-open connection with the test
 }
 
 #[test]
@@ -232,7 +234,7 @@ fn initial_data_alone_is_delivered() {
     wire.extend(peer.frame(OpCode::Ping, b"b"));
     let got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
-    let _ws = Server::new(
+    let ws = Server::new(
         Params::new(ours)
             .event_loop(&lp)
             .initial_data(wire)
@@ -248,6 +250,7 @@ fn initial_data_alone_is_delivered() {
         [(OpCode::Text, b"a".to_vec()), (OpCode::Ping, b"b".to_vec())]
     );
     assert_eq!(peer.msgs(), [(OpCode::Pong, b"b".to_vec())]);
+    ws.abort().unwrap(); // end the still-open connection with the test
 }
 
 /// A violation followed by more bytes: the peer must get close 1002 intact, then a
@@ -353,6 +356,7 @@ fn client_masks_every_frame_with_genmask() {
     peer.send_msg(OpCode::Text, b"back");
     run_until(&lp, "reply at the client", || !got.borrow().is_empty());
     assert_eq!(*got.borrow(), [(OpCode::Text, b"back".to_vec())]);
+    ws.abort().unwrap(); // end the still-open connection with the test
 }
 
 #[test]

@@ -82,7 +82,7 @@ fn accept_answers_101_and_keeps_the_bytes_after_the_request() {
     // The leftover frame reaches on_msg_recv first, then socket bytes.
     let got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
-    let _ws = Server::new(
+    let ws = Server::new(
         upgraded
             .into_params()
             .event_loop(&lp)
@@ -92,6 +92,7 @@ fn accept_answers_101_and_keeps_the_bytes_after_the_request() {
     peer.send_msg(OpCode::Text, b"later");
     run_until(&lp, "two messages", || got.borrow().len() == 2);
     assert_eq!(*got.borrow(), [b"early".to_vec(), b"later".to_vec()]);
+    ws.abort().unwrap(); // end the still-open connection with the test
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub(crate) struct Conn {
     /// shutdown_read() called while the receiver was busy: applied after it returns.
     read_shutdown_pending: Cell<bool>,
     peer_eof: Cell<bool>,
+    /// `abort()` was called: finish at the next safe point.
+    aborted: Cell<bool>,
     status_received: Cell<u16>,
     finished: Cell<bool>,
     /// A panic raised by a user callback inside the io callback: caught where it was
@@ -112,6 +114,7 @@ impl Conn {
             write_stopped: Cell::new(false),
             read_shutdown_pending: Cell::new(false),
             peer_eof: Cell::new(false),
+            aborted: Cell::new(false),
             status_received: Cell::new(1006),
             finished: Cell::new(false),
             panic: RefCell::new(None),
@@ -164,7 +167,7 @@ impl Conn {
         }
         // Write at once after reading (replies, pongs), not a loop turn later; the
         // watcher waits for WRITE only when the socket would block.
-        if !self.finished.get() && !self.write_stopped.get() {
+        if !self.finished.get() && !self.write_stopped.get() && !self.aborted.get() {
             self.write();
         }
         self.in_io.set(false);
@@ -321,7 +324,7 @@ impl Conn {
             Err(_) => return,
         };
         let want_read = want_read && !self.peer_eof.get();
-        if self.peer_eof.get() || (!want_read && !want_write) {
+        if self.peer_eof.get() || self.aborted.get() || (!want_read && !want_write) {
             self.finish();
             return;
         }
@@ -429,6 +432,13 @@ impl Conn {
         self.producers.borrow_mut().clear();
         self.rearm();
         Ok(())
+    }
+
+    /// Ends the connection at the next safe point: at once, or when the running io
+    /// callback returns (the receiver may be reading from the socket right now).
+    pub(crate) fn abort(self: &Rc<Self>) {
+        self.aborted.set(true);
+        self.rearm();
     }
 
     pub(crate) fn in_io(&self) -> bool {

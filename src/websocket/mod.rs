@@ -219,6 +219,18 @@ impl WebSocket {
         self.conn.shutdown_write()
     }
 
+    /// Ends the connection now, without a closing handshake: the socket is closed (after
+    /// reading away what the peer already sent, so it is not reset), queued data is
+    /// dropped, `wait` callbacks are released and `on_close` runs with
+    /// [`status_code_received`](Self::status_code_received) (1006 unless the peer's close
+    /// already arrived). The counterpart of destroying the Perl object. From inside one of
+    /// this connection's callbacks it takes effect when that callback returns.
+    pub fn abort(&self) -> Result<(), Error> {
+        self.conn.check_open()?;
+        self.conn.abort();
+        Ok(())
+    }
+
     /// Whether the connection is over (`on_close` has run or is running).
     pub fn is_closed(&self) -> bool {
         self.conn.is_finished()

@@ -256,6 +256,14 @@ pub fn server(tweak: impl FnOnce(Params) -> Params) -> Setup {
     }
 }
 
+/// A test ends its connection if it is still open: an open connection keeps itself
+/// alive on its loop (by design), which would otherwise outlive the test.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = self.ws.abort();
+    }
+}
+
 impl Setup {
     /// Runs the loop (pumping the peer) until `done` holds.
     pub fn until(&mut self, what: &str, mut done: impl FnMut(&mut Peer<UnixStream>, &Log) -> bool) {
