@@ -21,6 +21,10 @@ use super::{Error, WebSocket};
 
 type Waiter = Box<dyn FnOnce(&WebSocket)>;
 
+/// What one queued frame costs beyond its payload, for the read backpressure
+/// (about the size of the engine's record of a control frame).
+const FRAME_OVERHEAD: usize = 128;
+
 pub(crate) struct Conn {
     pub(crate) lp: Loop,
     pub(crate) role: Role,
@@ -37,6 +41,8 @@ pub(crate) struct Conn {
     fragment_buf: RefCell<Vec<u8>>,
     waiters: RefCell<VecDeque<Waiter>>,
     callbacks: Callbacks,
+    /// The send-queue high-water mark: reading pauses while the queue is above it.
+    max_backlog: usize,
     /// Inside the io callback: calls only record their effect; the callback re-arms.
     in_io: Cell<bool>,
     read_stopped: Cell<bool>,
@@ -145,6 +151,7 @@ impl Conn {
             role,
             socket: RefCell::new(Some(socket)),
             io: RefCell::new(None),
+            max_backlog: params.config.max_queued_bytes,
             deadlines: Deadlines::new(params.close_timeout, params.idle_timeout, params.keepalive),
             wait_timer: RefCell::new(None),
             initial_data: RefCell::new(params.initial_data),
@@ -373,8 +380,13 @@ impl Conn {
             Ok(r) => (r.want_read(), r.has_pending_input()),
             Err(_) => return, // inside a receive callback run from a nested loop
         };
-        let (want_write, close_queued, drained) = match self.sender.try_borrow() {
-            Ok(s) => (s.want_write(), s.close_queued(), s.queued_count() == 0),
+        let (want_write, close_queued, drained, backlogged) = match self.sender.try_borrow() {
+            Ok(s) => (
+                s.want_write(),
+                s.close_queued(),
+                s.queued_count() == 0,
+                self.backlogged(&s),
+            ),
             Err(_) => return,
         };
         let want_read = want_read && !self.peer_eof.get();
@@ -383,7 +395,7 @@ impl Conn {
             return;
         }
         let mut events = Events::empty();
-        if want_read && !self.read_stopped.get() {
+        if want_read && !self.read_stopped.get() && !backlogged {
             events |= Events::READ;
         }
         if want_write && !self.write_stopped.get() {
@@ -409,6 +421,18 @@ impl Conn {
         if drained && !want_write && !self.waiters.borrow().is_empty() {
             self.schedule_waiters();
         }
+    }
+
+    /// Whether the send queue holds more than the high-water mark, counting each
+    /// queued frame's bookkeeping too (an automatic pong to an empty ping has no
+    /// payload but still takes memory). Reading pauses meanwhile: a peer that sends
+    /// pings (or anything we answer) without reading our answers is slowed down to
+    /// the pace at which it reads, and our memory stays bounded.
+    fn backlogged(&self, sender: &Sender) -> bool {
+        sender
+            .queued_bytes()
+            .saturating_add(sender.queued_count().saturating_mul(FRAME_OVERHEAD))
+            > self.max_backlog
     }
 
     /// Makes the deadline timer fire no later than the nearest deadline. A later
@@ -588,13 +612,15 @@ struct Dispatch<'a> {
 }
 
 impl Dispatch<'_> {
-    /// Pause once the user stopped or shut down reading, or the connection ended.
+    /// Pause once the user stopped or shut down reading, the connection ended, or
+    /// the send queue is backlogged (what we read would only add to it).
     fn flow(&self) -> Flow {
         let conn = self.conn;
         if conn.read_stopped.get()
             || conn.read_shutdown_pending.get()
             || conn.finished.get()
             || conn.panic.borrow().is_some()
+            || conn.sender.try_borrow().is_ok_and(|s| conn.backlogged(&s))
         {
             Flow::Pause
         } else {
