@@ -77,6 +77,9 @@ struct Conn {
     received: Cell<u64>,
 }
 
+/// Every established connection, for the end of the sending phase.
+type Open = Rc<RefCell<Vec<(WebSocket, Rc<Conn>)>>>;
+
 fn message(id: u64, seq: u64, size: usize) -> Vec<u8> {
     let mut msg = Vec::with_capacity(size);
     msg.extend_from_slice(&seq.to_be_bytes());
@@ -96,7 +99,7 @@ fn main() -> ExitCode {
     let lp = Loop::default_loop().expect("libev default loop");
     let totals = Rc::new(RefCell::new(Totals::default()));
     let sending = Rc::new(Cell::new(true));
-    let open: Rc<RefCell<Vec<(WebSocket, Rc<Conn>)>>> = Rc::default();
+    let open: Open = Rc::default();
     let next_id = Rc::new(Cell::new(0usize));
     let started = Instant::now();
 
@@ -208,7 +211,7 @@ fn connect(
     o: &Rc<Options>,
     id: u64,
     totals: &Rc<RefCell<Totals>>,
-    open: &Rc<RefCell<Vec<(WebSocket, Rc<Conn>)>>>,
+    open: &Open,
     sending: &Rc<Cell<bool>>,
 ) {
     let stream = match TcpStream::connect((o.host.as_str(), o.port)) {
