@@ -269,3 +269,29 @@ fn idle_and_keepalive_are_off_by_default() {
     assert_eq!(arena.close_of(port), None);
     arena.assert_serving(&mut good);
 }
+
+#[test]
+fn the_idle_clock_is_suspended_while_the_user_stopped_reading() {
+    let arena = Arena::with_params(|p| p.idle_timeout(Some(0.2)).close_timeout(Some(0.2)));
+    let mut good = arena.good_client();
+    let mut quiet = arena.upgraded();
+    let port = port_of(&quiet.sock);
+    let ws = arena.conn(port);
+    ws.stop_read().unwrap();
+    arena.run_for(Duration::from_millis(400), Some(&mut good));
+    quiet.pump();
+    assert!(!quiet.close_received(), "closed while reading was stopped");
+    ws.start_read().unwrap();
+    let start = Instant::now();
+    arena.run_until("the idle close", Some(&mut good), || {
+        quiet.pump();
+        quiet.close_received()
+    });
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(quiet.close_code(), 1001);
+    arena.assert_serving(&mut good);
+}
