@@ -1,6 +1,6 @@
 //! The soak test's client (see `scripts/soak.sh`): opens many WebSocket connections to
-//! an echo server from one libev loop, keeps `--window` numbered messages in flight on
-//! each for `--seconds`, checks every echo came back whole and in order, then closes
+//! an echo server from one libev loop and, once all are open, keeps `--window`
+//! numbered messages in flight on each for `--seconds`; checks every echo came back whole and in order, then closes
 //! every connection with 1000 and waits for the server's close.
 //!
 //! ```text
@@ -98,10 +98,10 @@ fn main() -> ExitCode {
     };
     let lp = Loop::default_loop().expect("libev default loop");
     let totals = Rc::new(RefCell::new(Totals::default()));
-    let sending = Rc::new(Cell::new(true));
+    let sending = Rc::new(Cell::new(false));
     let open: Open = Rc::default();
     let next_id = Rc::new(Cell::new(0usize));
-    let started = Instant::now();
+    let started_at = Instant::now();
 
     // Connects in batches, a few handshakes in flight at a time (no listen-queue overflow).
     let connector = {
@@ -128,19 +128,53 @@ fn main() -> ExitCode {
     };
     connector.start();
 
-    // The end of the sending phase: each connection closes once its echoes are in.
-    let stopper = {
-        let (open, sending) = (open.clone(), sending.clone());
-        Timer::new(&lp, o.seconds, 0.0, move |_| {
-            sending.set(false);
+    // Once every connection is open (or failed), the echo phase starts on all of
+    // them; after `--seconds` each closes once its echoes are in.
+    let phase = {
+        let (lp2, o, totals, open, sending) = (
+            lp.clone(),
+            o.clone(),
+            totals.clone(),
+            open.clone(),
+            sending.clone(),
+        );
+        let started = Cell::new(false);
+        let stopper: RefCell<Option<Timer>> = RefCell::new(None);
+        Timer::new(&lp, 0.01, 0.01, move |_| {
+            let t = totals.borrow();
+            if started.get() || t.established + t.failed < o.connections {
+                return;
+            }
+            drop(t);
+            started.set(true);
+            eprintln!(
+                "soak_client: {:.1}s all {} open: echoing for {}s",
+                started_at.elapsed().as_secs_f64(),
+                o.connections,
+                o.seconds
+            );
+            sending.set(true);
             for (ws, conn) in open.borrow().iter() {
-                if conn.received.get() == conn.sent.get() {
-                    ws.close(Some(1000), "").ok();
+                for _ in 0..o.window {
+                    let seq = conn.sent.get();
+                    ws.queue_binary(&message(conn.id, seq, o.size)).ok();
+                    conn.sent.set(seq + 1);
                 }
             }
+            let (open, sending) = (open.clone(), sending.clone());
+            let timer = Timer::new(&lp2, o.seconds, 0.0, move |_| {
+                sending.set(false);
+                for (ws, conn) in open.borrow().iter() {
+                    if conn.received.get() == conn.sent.get() {
+                        ws.close(Some(1000), "").ok();
+                    }
+                }
+            });
+            timer.start();
+            *stopper.borrow_mut() = Some(timer);
         })
     };
-    stopper.start();
+    phase.start();
     // A progress line every 5 s, and the exit once every connection is over.
     let ticker = {
         let (lp2, totals, o) = (lp.clone(), totals.clone(), o.clone());
@@ -148,7 +182,7 @@ fn main() -> ExitCode {
             let t = totals.borrow();
             eprintln!(
                 "soak_client: {:.0}s established {} echoed {} closed {}",
-                started.elapsed().as_secs_f64(),
+                started_at.elapsed().as_secs_f64(),
                 t.established,
                 t.echoed,
                 t.closed_ok + t.closed_bad
@@ -178,10 +212,10 @@ fn main() -> ExitCode {
     };
     finisher.start();
     lp.run();
-    drop((connector, stopper, ticker, watchdog, finisher));
+    drop((connector, phase, ticker, watchdog, finisher));
 
     let t = totals.borrow();
-    let secs = started.elapsed().as_secs_f64();
+    let secs = started_at.elapsed().as_secs_f64();
     println!(
         "connections {} established {} failed {} closed_1000 {} closed_other {} echoed {} ({:.0}/s over {:.1}s) out_of_order {}",
         o.connections,
@@ -298,15 +332,6 @@ fn connect(
             }
         };
         totals2.borrow_mut().established += 1;
-        if sending2.get() {
-            for _ in 0..o2.window {
-                let seq = conn.sent.get();
-                ws.queue_binary(&message(conn.id, seq, size)).ok();
-                conn.sent.set(seq + 1);
-            }
-        } else {
-            ws.close(Some(1000), "").ok();
-        }
         open2.borrow_mut().push((ws, conn));
     });
 }
