@@ -18,7 +18,7 @@ cargo test --all-targets
 step "doc tests"
 cargo test --doc
 step "valgrind: the libev layer and the FFI-touching tests"
-for file in tests/ev_loop.rs tests/websocket_*.rs; do
+for file in tests/ev_loop.rs tests/websocket_*.rs tests/hostile_*.rs; do
     [ -e "$file" ] || continue
     test=$(basename "$file" .rs)
     bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null |

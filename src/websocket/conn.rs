@@ -1,6 +1,7 @@
 //! The machinery behind a [`WebSocket`]: one io watcher re-armed after every event and
-//! call, the engine's two halves in separate cells so callbacks can re-enter, the
-//! close timer, and the end of the connection.
+//! call, the engine's two halves in separate cells so callbacks can re-enter, one
+//! deadline timer (close timeout, idle timeout, keepalive pings), and the end of the
+//! connection.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -20,6 +21,10 @@ use super::{Error, WebSocket};
 
 type Waiter = Box<dyn FnOnce(&WebSocket)>;
 
+/// What one queued frame costs beyond its payload, for the read backpressure
+/// (about the size of the engine's record of a control frame).
+const FRAME_OVERHEAD: usize = 128;
+
 pub(crate) struct Conn {
     pub(crate) lp: Loop,
     pub(crate) role: Role,
@@ -27,7 +32,7 @@ pub(crate) struct Conn {
     /// read/write/writev/shutdown on any stream socket fd.
     socket: RefCell<Option<TcpStream>>,
     io: RefCell<Option<Io>>,
-    close_timer: RefCell<Option<Timer>>,
+    deadlines: Deadlines,
     wait_timer: RefCell<Option<Timer>>,
     pub(crate) receiver: RefCell<Receiver>,
     pub(crate) sender: RefCell<Sender>,
@@ -36,7 +41,8 @@ pub(crate) struct Conn {
     fragment_buf: RefCell<Vec<u8>>,
     waiters: RefCell<VecDeque<Waiter>>,
     callbacks: Callbacks,
-    close_timeout: Option<f64>,
+    /// The send-queue high-water mark: reading pauses while the queue is above it.
+    max_backlog: usize,
     /// Inside the io callback: calls only record their effect; the callback re-arms.
     in_io: Cell<bool>,
     read_stopped: Cell<bool>,
@@ -52,6 +58,58 @@ pub(crate) struct Conn {
     /// raised so the engine's state stays whole, resumed once the watcher is re-armed
     /// (the ev layer then carries it out of the loop's `run`).
     panic: RefCell<Option<Box<dyn Any + Send>>>,
+}
+
+/// The close timeout, the idle timeout and keepalive pings, served by one timer
+/// created on first need (none for a connection without them, until it closes).
+struct Deadlines {
+    timer: RefCell<Option<Timer>>,
+    /// When the timer fires (loop time); infinity while stopped.
+    armed_at: Cell<f64>,
+    close_timeout: Option<f64>,
+    idle_timeout: Option<f64>,
+    keepalive: Option<f64>,
+    /// A close is queued: only the close deadline counts from then on.
+    closing: Cell<bool>,
+    close_at: Cell<f64>,
+    last_recv: Cell<f64>,
+    last_ping: Cell<f64>,
+}
+
+impl Deadlines {
+    fn new(close_timeout: Option<f64>, idle_timeout: Option<f64>, keepalive: Option<f64>) -> Self {
+        let positive = |t: Option<f64>| t.filter(|t| *t >= 0.0 && t.is_finite());
+        Deadlines {
+            timer: RefCell::new(None),
+            armed_at: Cell::new(f64::INFINITY),
+            close_timeout: positive(close_timeout),
+            idle_timeout: positive(idle_timeout),
+            keepalive: positive(keepalive).filter(|k| *k > 0.0),
+            closing: Cell::new(false),
+            close_at: Cell::new(f64::INFINITY),
+            last_recv: Cell::new(0.0),
+            last_ping: Cell::new(0.0),
+        }
+    }
+
+    /// Whether receiving moves a deadline (idle timeout or keepalive set).
+    fn watch_recv(&self) -> bool {
+        self.idle_timeout.is_some() || self.keepalive.is_some()
+    }
+
+    /// The nearest deadline (loop time), infinity if none.
+    fn next(&self) -> f64 {
+        if self.closing.get() {
+            return self.close_at.get();
+        }
+        let idle = self
+            .idle_timeout
+            .map_or(f64::INFINITY, |t| self.last_recv.get() + t);
+        let ping = self.keepalive.map_or(f64::INFINITY, |k| {
+            self.last_recv.get().max(self.last_ping.get()) + k
+        });
+        idle.min(ping)
+    }
 }
 
 struct Callbacks {
@@ -95,7 +153,8 @@ impl Conn {
             role,
             socket: RefCell::new(Some(socket)),
             io: RefCell::new(None),
-            close_timer: RefCell::new(None),
+            max_backlog: params.config.max_queued_bytes,
+            deadlines: Deadlines::new(params.close_timeout, params.idle_timeout, params.keepalive),
             wait_timer: RefCell::new(None),
             initial_data: RefCell::new(params.initial_data),
             producers: RefCell::new(VecDeque::new()),
@@ -108,7 +167,6 @@ impl Conn {
                 frame_end: RefCell::new(params.on_frame_recv_end),
                 close: RefCell::new(params.on_close),
             },
-            close_timeout: params.close_timeout,
             in_io: Cell::new(false),
             read_stopped: Cell::new(false),
             write_stopped: Cell::new(false),
@@ -127,7 +185,13 @@ impl Conn {
             io.feed_event(Events::READ);
         }
         *conn.io.borrow_mut() = Some(io);
+        if conn.deadlines.watch_recv() {
+            let now = conn.lp.now();
+            conn.deadlines.last_recv.set(now);
+            conn.deadlines.last_ping.set(now);
+        }
         conn.rearm();
+        conn.arm_deadline();
         Ok(WebSocket { conn })
     }
 
@@ -319,8 +383,13 @@ impl Conn {
             Ok(r) => (r.want_read(), r.has_pending_input()),
             Err(_) => return, // inside a receive callback run from a nested loop
         };
-        let (want_write, close_queued, drained) = match self.sender.try_borrow() {
-            Ok(s) => (s.want_write(), s.close_queued(), s.queued_count() == 0),
+        let (want_write, close_queued, drained, backlogged) = match self.sender.try_borrow() {
+            Ok(s) => (
+                s.want_write(),
+                s.close_queued(),
+                s.queued_count() == 0,
+                self.backlogged(&s),
+            ),
             Err(_) => return,
         };
         let want_read = want_read && !self.peer_eof.get();
@@ -329,7 +398,7 @@ impl Conn {
             return;
         }
         let mut events = Events::empty();
-        if want_read && !self.read_stopped.get() {
+        if want_read && !self.read_stopped.get() && !backlogged {
             events |= Events::READ;
         }
         if want_write && !self.write_stopped.get() {
@@ -346,29 +415,92 @@ impl Conn {
                 }
             }
         }
-        if close_queued {
-            self.arm_close_timer();
+        if close_queued && !self.deadlines.closing.replace(true) {
+            if let Some(seconds) = self.deadlines.close_timeout {
+                self.deadlines.close_at.set(self.lp.now() + seconds);
+                self.arm_deadline();
+            }
         }
         if drained && !want_write && !self.waiters.borrow().is_empty() {
             self.schedule_waiters();
         }
     }
 
-    fn arm_close_timer(self: &Rc<Self>) {
-        let Some(seconds) = self.close_timeout else {
+    /// Whether the send queue holds more than the high-water mark, counting each
+    /// queued frame's bookkeeping too (an automatic pong to an empty ping has no
+    /// payload but still takes memory). Reading pauses meanwhile: a peer that sends
+    /// pings (or anything we answer) without reading our answers is slowed down to
+    /// the pace at which it reads, and our memory stays bounded.
+    fn backlogged(&self, sender: &Sender) -> bool {
+        sender
+            .queued_bytes()
+            .saturating_add(sender.queued_count().saturating_mul(FRAME_OVERHEAD))
+            > self.max_backlog
+    }
+
+    /// Makes the deadline timer fire no later than the nearest deadline. A later
+    /// deadline leaves it as it is: it fires early and re-arms (libev's cheapest way to
+    /// track a timeout that moves on every read).
+    fn arm_deadline(self: &Rc<Self>) {
+        let at = self.deadlines.next();
+        if at >= self.deadlines.armed_at.get() || self.finished.get() {
             return;
-        };
-        let mut slot = self.close_timer.borrow_mut();
-        if slot.is_none() {
-            let weak = Rc::downgrade(self);
-            let timer = Timer::new(&self.lp, seconds, 0.0, move |_| {
-                if let Some(conn) = weak.upgrade() {
-                    conn.finish();
-                }
-            });
-            timer.start();
-            *slot = Some(timer);
         }
+        self.deadlines.armed_at.set(at);
+        let after = (at - self.lp.now()).max(0.0);
+        let mut slot = self.deadlines.timer.borrow_mut();
+        let timer = slot.get_or_insert_with(|| {
+            let weak = Rc::downgrade(self);
+            Timer::new(&self.lp, after, 0.0, move |_| {
+                if let Some(conn) = weak.upgrade() {
+                    conn.on_deadline();
+                }
+            })
+        });
+        timer.set(after, 0.0);
+        timer.start();
+    }
+
+    /// The deadline timer fired: close timeout → the end (1006); idle timeout → close
+    /// 1001; keepalive due → a ping. Then the timer is set for the next deadline.
+    fn on_deadline(self: &Rc<Self>) {
+        let d = &self.deadlines;
+        d.armed_at.set(f64::INFINITY);
+        if self.finished.get() {
+            return;
+        }
+        let now = self.lp.now();
+        if d.closing.get() {
+            if now >= d.close_at.get() {
+                self.finish();
+                return;
+            }
+        } else if d.watch_recv() {
+            let reading =
+                !self.read_stopped.get() && self.receiver.try_borrow().is_ok_and(|r| r.want_read());
+            if !reading {
+                // A paused reader is not an idle peer: the clock starts again on resume.
+                d.last_recv.set(now);
+            } else if d.idle_timeout.is_some_and(|t| now >= d.last_recv.get() + t) {
+                let closed = self
+                    .sender()
+                    .and_then(|mut s| Ok(s.queue_close(Some(1001), b"idle timeout")?));
+                if closed.is_err() {
+                    d.last_recv.set(now); // busy (a nested loop): try again a period later
+                }
+            } else if d
+                .keepalive
+                .is_some_and(|k| now >= d.last_recv.get().max(d.last_ping.get()) + k)
+            {
+                // A full queue skips this ping: the peer is not reading anyway.
+                if let Ok(mut sender) = self.sender() {
+                    let _ = sender.queue_msg(OpCode::Ping, b"");
+                }
+                d.last_ping.set(now);
+            }
+            self.rearm();
+        }
+        self.arm_deadline();
     }
 
     /// `wait` callbacks fire from the loop, promptly, never inside the call that
@@ -413,6 +545,9 @@ impl Conn {
     }
 
     pub(crate) fn set_read_stopped(self: &Rc<Self>, stopped: bool) {
+        if !stopped && self.read_stopped.get() {
+            self.note_recv(); // the idle clock restarts when reading resumes
+        }
         self.read_stopped.set(stopped);
         self.rearm();
     }
@@ -441,6 +576,14 @@ impl Conn {
         self.rearm();
     }
 
+    /// Something arrived from the peer (a frame began or a piece of payload came):
+    /// the idle and keepalive clocks start again.
+    fn note_recv(&self) {
+        if self.deadlines.watch_recv() {
+            self.deadlines.last_recv.set(self.lp.now());
+        }
+    }
+
     pub(crate) fn in_io(&self) -> bool {
         self.in_io.get()
     }
@@ -452,7 +595,7 @@ impl Conn {
         }
         let io = self.io.borrow_mut().take();
         drop(io); // may be our own running watcher: allowed by the ev layer
-        self.close_timer.borrow_mut().take();
+        self.deadlines.timer.borrow_mut().take();
         if let Some(socket) = self.socket.borrow_mut().take() {
             // The peer may still be sending whenever its close has not come: after
             // our failure close, a close timeout, or shutdown_read with the queue
@@ -479,13 +622,16 @@ struct Dispatch<'a> {
 }
 
 impl Dispatch<'_> {
-    /// Pause once the user stopped or shut down reading, or the connection ended.
+    /// Pause once the user stopped or shut down reading, the connection ended, or
+    /// the send queue is backlogged (what we read would only add to it).
     fn flow(&self) -> Flow {
         let conn = self.conn;
         if conn.read_stopped.get()
             || conn.read_shutdown_pending.get()
+            || conn.aborted.get()
             || conn.finished.get()
             || conn.panic.borrow().is_some()
+            || conn.sender.try_borrow().is_ok_and(|s| conn.backlogged(&s))
         {
             Flow::Pause
         } else {
@@ -496,6 +642,7 @@ impl Dispatch<'_> {
 
 impl Handler for Dispatch<'_> {
     fn on_frame_start(&mut self, fin: bool, rsv: Rsv, opcode: OpCode, len: u64) -> Flow {
+        self.conn.note_recv();
         let ws = self.ws;
         call(&self.conn.callbacks.frame_start, |cb| {
             self.conn.guarded(|| cb(ws, fin, rsv, opcode, len));
@@ -504,6 +651,7 @@ impl Handler for Dispatch<'_> {
     }
 
     fn on_frame_chunk(&mut self, data: &[u8]) -> Flow {
+        self.conn.note_recv();
         let ws = self.ws;
         call(&self.conn.callbacks.frame_chunk, |cb| {
             self.conn.guarded(|| cb(ws, data));

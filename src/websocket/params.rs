@@ -41,6 +41,8 @@ pub struct Params {
     pub(crate) event_loop: Option<Loop>,
     pub(crate) config: Config,
     pub(crate) close_timeout: Option<f64>,
+    pub(crate) idle_timeout: Option<f64>,
+    pub(crate) keepalive: Option<f64>,
     pub(crate) initial_data: Vec<u8>,
     pub(crate) on_msg_recv: Option<MsgRecv>,
     pub(crate) on_frame_recv_start: Option<FrameStart>,
@@ -63,6 +65,8 @@ impl Params {
             event_loop: None,
             config: Config::default(),
             close_timeout: Some(DEFAULT_CLOSE_TIMEOUT),
+            idle_timeout: None,
+            keepalive: None,
             initial_data: Vec::new(),
             on_msg_recv: None,
             on_frame_recv_start: None,
@@ -161,6 +165,26 @@ impl Params {
         self
     }
 
+    /// Seconds without anything received from the peer after which we start the
+    /// closing handshake with code 1001 and reason `idle timeout` (the close timeout
+    /// then bounds the wait for the reply: a vanished peer ends in `on_close(1006)`).
+    /// "Received" means a frame began or a piece of payload arrived (any frame: a
+    /// pong to a keepalive ping counts). The clock is suspended while reading is
+    /// stopped. `None` (the default, as the original) never closes an idle connection.
+    pub fn idle_timeout(mut self, seconds: Option<f64>) -> Params {
+        self.idle_timeout = seconds;
+        self
+    }
+
+    /// Seconds of silence from the peer after which we send a ping (empty payload),
+    /// then again every `seconds` while the silence lasts. With an idle timeout longer
+    /// than this, a live peer's pongs keep the connection open and a dead one is
+    /// closed. Skipped while the send queue is full. `None` (the default) sends none.
+    pub fn keepalive(mut self, seconds: Option<f64>) -> Params {
+        self.keepalive = seconds;
+        self
+    }
+
     /// The send-queue high-water mark in bytes: a queueing call that would exceed it
     /// fails with a `QueueFull` error instead of memory growing without bound.
     pub fn max_queued_bytes(mut self, bytes: usize) -> Params {
@@ -189,6 +213,8 @@ impl fmt::Debug for Params {
             .field("socket", &self.socket)
             .field("config", &self.config)
             .field("close_timeout", &self.close_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keepalive", &self.keepalive)
             .field("initial_data", &self.initial_data.len())
             .field("on_msg_recv", &self.on_msg_recv.is_some())
             .field("on_frame_recv_start", &self.on_frame_recv_start.is_some())

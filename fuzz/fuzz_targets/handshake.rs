@@ -1,0 +1,107 @@
+//! Arbitrary bytes through the opening-handshake parsers of both sides, fed in pieces
+//! whose size comes from the input: no panic; fed in pieces or whole, the same
+//! outcome; an accepted request gets a 101 that our own client accepts, a refused one
+//! a 400 or 426; a `ws://` URL our client accepts builds a request our server accepts.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use net_websocket_ev::handshake::{
+    accept_key, error_response, parse_request, parse_response, response, ClientHandshake,
+    ClientRequest, ServerHandshake,
+};
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn server_side(data: &[u8], step: usize, max: usize) {
+    let whole = parse_request(data, max);
+    let mut hs = ServerHandshake::new(max);
+    let mut pieces = Ok(None);
+    for piece in data.chunks(step) {
+        pieces = hs.feed(piece);
+        if !matches!(pieces, Ok(None)) {
+            break;
+        }
+    }
+    match (&whole, &pieces) {
+        (Ok(Some((req, consumed))), Ok(Some(req2))) => {
+            assert_eq!(format!("{req:?}"), format!("{req2:?}"));
+            let mut leftover = hs.take_leftover();
+            // The pieces after the one that completed the head were not fed.
+            let fed = data.len().min(leftover.len() + consumed);
+            leftover.truncate(fed - consumed);
+            assert_eq!(leftover, data[*consumed..fed]);
+            let answer = response(req, None);
+            assert!(answer.starts_with(b"HTTP/1.1 101 "));
+            let parsed = parse_response(&answer, &req.key, &[], 8192)
+                .expect("our client accepts our server's 101")
+                .expect("complete");
+            assert_eq!(parsed.0.status, 101);
+            assert_eq!(parsed.1, answer.len());
+            assert_eq!(
+                parsed.0.header("Sec-WebSocket-Accept"),
+                Some(accept_key(req.key.as_bytes()).as_str())
+            );
+        }
+        (Err(e), Err(e2)) => {
+            assert_eq!(e, e2);
+            let refusal = error_response(e);
+            assert!(
+                refusal.starts_with(b"HTTP/1.1 400 ") || refusal.starts_with(b"HTTP/1.1 426 ")
+            );
+        }
+        (Ok(None), Ok(None)) => {}
+        _ => panic!("whole {whole:?} but in pieces of {step}: {pieces:?}"),
+    }
+}
+
+fn client_side(data: &[u8], step: usize, max: usize) {
+    let offered = vec!["chat".to_string(), "superchat".to_string()];
+    let whole = parse_response(data, KEY, &offered, max);
+    let mut hs = ClientHandshake::new(KEY.to_string(), offered, max);
+    let mut pieces = Ok(None);
+    for piece in data.chunks(step) {
+        pieces = hs.feed(piece);
+        if !matches!(pieces, Ok(None)) {
+            break;
+        }
+    }
+    match (&whole, &pieces) {
+        (Ok(Some((resp, _))), Ok(Some(resp2))) => {
+            assert_eq!(resp.status, 101);
+            assert_eq!(format!("{resp:?}"), format!("{resp2:?}"));
+        }
+        (Err(e), Err(e2)) => assert_eq!(e, e2),
+        (Ok(None), Ok(None)) => {}
+        _ => panic!("whole {whole:?} but in pieces of {step}: {pieces:?}"),
+    }
+}
+
+fn url_round_trip(data: &[u8]) {
+    let Ok(url) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok((request, _host, _port)) = ClientRequest::from_url(url) else {
+        return;
+    };
+    let (bytes, key) = request.build();
+    let (req, consumed) = parse_request(&bytes, 1 << 20)
+        .unwrap_or_else(|e| panic!("our server refuses our request for {url:?}: {e:?}"))
+        .expect("complete");
+    assert_eq!(consumed, bytes.len());
+    assert_eq!(req.key, key);
+    assert_eq!(req.host, request.host);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&knobs, rest)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(knobs & 0x3f) + 1;
+    let max = if knobs & 0x40 != 0 { 64 } else { 8192 };
+    if knobs & 0x80 == 0 {
+        server_side(rest, step, max);
+    } else {
+        client_side(rest, step, max);
+    }
+    url_round_trip(rest);
+});
