@@ -143,13 +143,12 @@ fn main() -> ExitCode {
                             eprintln!("echo_server: {err}");
                         }
                     }
-                    Err(err) => trace_line(
-                        options.trace,
-                        &format!(
+                    Err(err) => trace_line(options.trace, || {
+                        format!(
                             r#"{{"event":"handshake_failed","error":{:?}}}"#,
                             err.to_string()
-                        ),
-                    ),
+                        )
+                    }),
                 },
             );
         }
@@ -183,28 +182,25 @@ fn echo_params(params: Params, options: &Rc<Options>) -> Params {
         .max_recv_size(options.max_recv_size)
         .close_timeout(Some(options.close_timeout))
         .on_msg_recv(move |ws, rsv, opcode, msg, status| {
-            trace_line(
-                trace,
-                &format!(
+            trace_line(trace, || {
+                format!(
                     r#"{{"event":"msg_recv","rsv":{},"opcode":{},"len":{},"head":"{}","status":{}}}"#,
                     rsv.bits(),
                     opcode.as_u8(),
                     msg.len(),
                     hex_head(msg),
                     status
-                ),
-            );
+                )
+            });
             echo(ws, opcode, msg, commands);
         })
         .on_close(move |_ws, code| {
-            trace_line(trace, &format!(r#"{{"event":"close","code":{code}}}"#));
+            trace_line(trace, || format!(r#"{{"event":"close","code":{code}}}"#));
         });
     if options.frame_callbacks {
         params = params
             .on_frame_recv_start(move |_ws, fin, rsv, opcode, len| {
-                trace_line(
-                    trace,
-                    &format!(
+                trace_line(trace, || format!(
                         r#"{{"event":"frame_recv_start","fin":{},"rsv":{},"opcode":{},"len":{len}}}"#,
                         u8::from(fin),
                         rsv.bits(),
@@ -213,16 +209,14 @@ fn echo_params(params: Params, options: &Rc<Options>) -> Params {
                 );
             })
             .on_frame_recv_chunk(move |_ws, data| {
-                trace_line(
-                    trace,
-                    &format!(
+                trace_line(trace, || format!(
                         r#"{{"event":"frame_recv_chunk","len":{},"head":"{}"}}"#,
                         data.len(),
                         hex_head(data)
                     ),
                 );
             })
-            .on_frame_recv_end(move |_ws| trace_line(trace, r#"{"event":"frame_recv_end"}"#));
+            .on_frame_recv_end(move |_ws| trace_line(trace, || r#"{"event":"frame_recv_end"}"#.to_owned()));
     }
     params
 }
@@ -244,9 +238,11 @@ fn echo(ws: &WebSocket, opcode: OpCode, msg: &[u8], commands: bool) {
     }
 }
 
-fn trace_line(enabled: bool, line: &str) {
+/// Prints one trace line; `line` is only formatted when tracing is on (the echo path
+/// must not pay for it).
+fn trace_line(enabled: bool, line: impl FnOnce() -> String) {
     if enabled {
-        eprintln!("{line}");
+        eprintln!("{}", line());
     }
 }
 
