@@ -497,7 +497,7 @@ impl Receiver {
             }
             return Ok(());
         }
-        if self.check_utf8 && self.utf8.feed(chunk).is_err() {
+        if self.check_utf8 && !self.utf8.feed(chunk) {
             return Err(ProtocolError::InvalidUtf8);
         }
         if self.msg_buffered {

@@ -173,7 +173,7 @@ impl Sender {
                 self.frag_utf8.reset();
             }
             let mut utf8 = self.frag_utf8;
-            if utf8.feed(data).is_err() || last && !utf8.is_complete() {
+            if !utf8.feed(data) || last && !utf8.is_complete() {
                 return Err(Error::InvalidUtf8);
             }
             self.frag_utf8 = utf8;
