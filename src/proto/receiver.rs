@@ -104,6 +104,30 @@ impl Receiver {
         h: &mut H,
         s: &mut S,
     ) -> io::Result<RecvStatus> {
+        self.recv_until(r, h, s, false)
+    }
+
+    /// [`Receiver::recv`] for a non-blocking socket watched level-triggered (a
+    /// libev io watcher): a read that returns fewer bytes than asked for ends the
+    /// call with [`RecvStatus::WouldBlock`]. The socket had no more bytes then,
+    /// so the next read would only fail with `EAGAIN`: skipping it saves one
+    /// syscall per readiness event, and the watcher fires again when more come.
+    pub fn recv_available<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+    ) -> io::Result<RecvStatus> {
+        self.recv_until(r, h, s, true)
+    }
+
+    fn recv_until<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+        short_read_drains: bool,
+    ) -> io::Result<RecvStatus> {
         if self.has_pending_input() {
             let status = self.resume(h, s);
             if status != RecvStatus::WouldBlock {
@@ -125,9 +149,10 @@ impl Receiver {
                     return Ok(RecvStatus::Eof);
                 }
                 Ok(n) => {
-                    self.end = n.min(self.input.len());
+                    let asked = self.input.len();
+                    self.end = n.min(asked);
                     let status = self.run(h, s);
-                    if status != RecvStatus::WouldBlock {
+                    if status != RecvStatus::WouldBlock || (short_read_drains && n < asked) {
                         return Ok(status);
                     }
                 }
@@ -590,5 +615,102 @@ impl std::fmt::Debug for Receiver {
             .field("failed", &self.failed)
             .field("shut", &self.shut)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its bytes in reads of at most `chunk`, then would block;
+    /// counts the reads.
+    struct Chunks<'a> {
+        data: &'a [u8],
+        chunk: usize,
+        reads: usize,
+    }
+
+    impl Read for Chunks<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            if self.data.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = self.data.len().min(buf.len()).min(self.chunk);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[derive(Default)]
+    struct Count(usize);
+
+    impl Handler for Count {
+        fn on_message(&mut self, _: Rsv, _: OpCode, _: &[u8], _: u16) -> Flow {
+            self.0 += 1;
+            Flow::Continue
+        }
+    }
+
+    struct NoReply;
+
+    impl ReplySink for NoReply {
+        fn reply(&mut self, _: Reply<'_>) {}
+    }
+
+    fn frames(count: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..count {
+            Header {
+                fin: true,
+                rsv: Rsv::empty(),
+                opcode: 2,
+                mask: Some([1, 2, 3, 4]),
+                len: len as u64,
+            }
+            .encode(&mut out);
+            out.extend(std::iter::repeat(0).take(len));
+        }
+        out
+    }
+
+    #[test]
+    fn a_short_read_ends_recv_available_without_a_read_that_would_block() {
+        let data = frames(16, 32);
+        let mut r = Receiver::new(Role::Server, &Config::default());
+        let mut h = Count::default();
+        let mut src = Chunks {
+            data: &data,
+            chunk: usize::MAX,
+            reads: 0,
+        };
+        let status = r.recv_available(&mut src, &mut h, &mut NoReply).unwrap();
+        assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 16, 1));
+        // `recv` reads on until the transport says it would block.
+        let mut src = Chunks {
+            data: &data,
+            chunk: usize::MAX,
+            reads: 0,
+        };
+        let status = r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+        assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 32, 2));
+    }
+
+    #[test]
+    fn a_full_read_goes_on_reading() {
+        // 100 KiB arrive in reads as large as the buffer: every full read is
+        // followed by another, the last (short) one ends the call.
+        let data = frames(1, 100 << 10);
+        let mut r = Receiver::new(Role::Server, &Config::default());
+        let mut h = Count::default();
+        let mut src = Chunks {
+            data: &data,
+            chunk: usize::MAX,
+            reads: 0,
+        };
+        let status = r.recv_available(&mut src, &mut h, &mut NoReply).unwrap();
+        assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 1, 2));
+        assert!(!r.has_pending_input());
     }
 }
