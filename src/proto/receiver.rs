@@ -11,6 +11,12 @@ use super::{
     ReplySink, Role, Rsv,
 };
 
+/// A frame payload part at least this large is read straight into the message
+/// buffer rather than through the read buffer.
+const DIRECT_MIN: usize = 16 * 1024;
+/// The most bytes read straight into the message buffer per call.
+const DIRECT_MAX: usize = 4 << 20;
+
 /// Decodes the peer's bytes into events for a [`Handler`], and reports the
 /// replies they call for to a [`ReplySink`].
 ///
@@ -137,6 +143,12 @@ impl Receiver {
         loop {
             if !self.want_read() {
                 return Ok(RecvStatus::Closed);
+            }
+            if self.reads_direct() {
+                match self.recv_direct(r, h, s)? {
+                    None => continue,
+                    Some(status) => return Ok(status),
+                }
             }
             if self.input.is_empty() {
                 self.input = pool::take_read_buf();
@@ -274,6 +286,74 @@ impl Receiver {
         status
     }
 
+    /// Whether the rest of the current frame's payload is read straight into the
+    /// message buffer: a large part of a buffered data frame is still to come and
+    /// no bytes are kept. This saves a copy through the read buffer and reads in
+    /// larger pieces.
+    fn reads_direct(&self) -> bool {
+        self.stage == Stage::Payload
+            && self.msg_buffered
+            && !self.frame_op.is_control()
+            && self.remaining >= DIRECT_MIN as u64
+            && !self.has_pending_input()
+    }
+
+    /// Reads payload of the current frame into the message buffer (at most
+    /// `DIRECT_MAX` bytes a call), then runs the decoder over what follows the
+    /// payload (the frame's end and the message). `None`: go on reading.
+    fn recv_direct<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+    ) -> io::Result<Option<RecvStatus>> {
+        let want = self.remaining.min(DIRECT_MAX as u64) as usize;
+        if self.msg_buf.capacity() == 0 {
+            self.msg_buf = pool::take_buf();
+        }
+        self.msg_buf.reserve(want);
+        let start = self.msg_buf.len();
+        // `read_to_end` fills the spare capacity without zeroing it first; it ends
+        // at `want` bytes, at end of file, or with the error that stopped it
+        // (what was read before the error is kept).
+        let result = r.take(want as u64).read_to_end(&mut self.msg_buf);
+        let got = self.msg_buf.len() - start;
+        let stopped = match result {
+            Ok(_) if got < want => Some(RecvStatus::Eof),
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(RecvStatus::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => return Err(e),
+        };
+        if got == 0 {
+            return Ok(stopped);
+        }
+        let offset = (self.frame.len - self.remaining) as usize;
+        let chunk = &mut self.msg_buf[start..];
+        if let Some(mask) = self.frame.mask {
+            apply_mask(chunk, mask, offset);
+        }
+        if self.check_utf8 && !self.utf8.feed(chunk) {
+            return Ok(Some(self.fail(ProtocolError::InvalidUtf8, s)));
+        }
+        self.remaining -= got as u64;
+        self.msg_len = self.msg_len.saturating_add(got as u64);
+        if self.remaining == 0 {
+            self.stage = Stage::End;
+        }
+        if h.on_frame_chunk(&self.msg_buf[start..]) == Flow::Pause {
+            return Ok(Some(RecvStatus::Paused));
+        }
+        if self.remaining == 0 {
+            // The frame's end and the message: no input bytes are needed.
+            let (_, status) = self.process(&mut [], h, s);
+            if status != RecvStatus::WouldBlock {
+                return Ok(Some(status));
+            }
+        }
+        Ok(stopped)
+    }
+
     /// Appends `data` to the kept bytes (feed after a pause).
     fn keep(&mut self, data: &[u8]) {
         if data.is_empty() || !self.want_read() {
@@ -394,7 +474,8 @@ impl Receiver {
                             (_, false) => &[],
                         };
                         let flow = h.on_message(self.msg_rsv, op, data, 0);
-                        self.msg_buf.clear();
+                        // An idle connection holds no assembly buffer.
+                        pool::release(&mut self.msg_buf);
                         flow
                     }
                 }
@@ -699,8 +780,8 @@ mod tests {
 
     #[test]
     fn a_full_read_goes_on_reading() {
-        // 100 KiB arrive in reads as large as the buffer: every full read is
-        // followed by another, the last (short) one ends the call.
+        // 100 KiB arrive: the first read fills the read buffer, the rest of the
+        // payload is read straight into the message buffer.
         let data = frames(1, 100 << 10);
         let mut r = Receiver::new(Role::Server, &Config::default());
         let mut h = Count::default();
@@ -710,7 +791,85 @@ mod tests {
             reads: 0,
         };
         let status = r.recv_available(&mut src, &mut h, &mut NoReply).unwrap();
-        assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 1, 2));
+        assert_eq!((status, h.0), (RecvStatus::WouldBlock, 1));
+        assert!(src.reads >= 2);
         assert!(!r.has_pending_input());
+    }
+
+    /// Keeps every message and the chunk sizes.
+    #[derive(Default)]
+    struct Keep {
+        msgs: Vec<Vec<u8>>,
+        chunks: usize,
+    }
+
+    impl Handler for Keep {
+        fn on_frame_chunk(&mut self, _: &[u8]) -> Flow {
+            self.chunks += 1;
+            Flow::Continue
+        }
+        fn on_message(&mut self, _: Rsv, _: OpCode, data: &[u8], _: u16) -> Flow {
+            self.msgs.push(data.to_vec());
+            Flow::Continue
+        }
+    }
+
+    fn text_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [9, 8, 7, 6];
+        let mut out = Vec::new();
+        Header {
+            fin,
+            rsv: Rsv::empty(),
+            opcode,
+            mask: Some(mask),
+            len: payload.len() as u64,
+        }
+        .encode(&mut out);
+        let body = out.len();
+        out.extend_from_slice(payload);
+        apply_mask(&mut out[body..], mask, 0);
+        out
+    }
+
+    #[test]
+    fn large_fragmented_text_read_straight_into_the_message_is_intact() {
+        let text: Vec<u8> = "ab€𝄞".repeat(30_000).into_bytes();
+        let (a, b) = text.split_at(50_001); // inside a code point
+        let mut wire = text_frame(false, 1, a);
+        wire.extend(text_frame(true, 0, b));
+        wire.extend(text_frame(true, 2, b"tail"));
+        for chunk in [1000, 7, 65_536, usize::MAX] {
+            let mut r = Receiver::new(Role::Server, &Config::default());
+            let mut h = Keep::default();
+            let mut src = Chunks {
+                data: &wire,
+                chunk,
+                reads: 0,
+            };
+            while !src.data.is_empty() {
+                r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+            }
+            assert_eq!(h.msgs.len(), 2, "chunk {chunk}");
+            assert!(h.msgs[0] == text, "chunk {chunk}");
+            assert_eq!(h.msgs[1], b"tail");
+        }
+    }
+
+    #[test]
+    fn bad_utf8_read_straight_into_the_message_fails() {
+        let mut text = vec![b'a'; 200_000];
+        text[150_000] = 0xff;
+        let wire = text_frame(true, 1, &text);
+        let mut r = Receiver::new(Role::Server, &Config::default());
+        let mut h = Keep::default();
+        let mut src = Chunks {
+            data: &wire,
+            chunk: usize::MAX,
+            reads: 0,
+        };
+        let status = r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+        assert_eq!(status, RecvStatus::Closed);
+        assert_eq!(r.failed(), Some(&ProtocolError::InvalidUtf8));
+        assert!(h.msgs.is_empty());
     }
 }
