@@ -474,8 +474,10 @@ impl Receiver {
                             (_, false) => &[],
                         };
                         let flow = h.on_message(self.msg_rsv, op, data, 0);
-                        // An idle connection holds no assembly buffer.
-                        pool::release(&mut self.msg_buf);
+                        // Kept, not pooled: a large one would be freed, and
+                        // fresh pages for every large message cost more than
+                        // the copy they carry.
+                        self.msg_buf.clear();
                         flow
                     }
                 }

@@ -1,7 +1,7 @@
 //! The sending half: the send queue, framing, masking, close state and
 //! fragmented messages.
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 use super::frame::Header;
 use super::mask::apply_mask;
@@ -11,6 +11,10 @@ use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, 
 /// How many bytes are framed ahead into the write buffer at most (a single
 /// larger message is framed whole).
 const BATCH: usize = 64 * 1024;
+/// A message at least this large, last in the payload buffer, is not copied
+/// into `out`: its header is, and the payload is written from where it was
+/// queued (one `writev`).
+const DIRECT_MIN: usize = 16 * 1024;
 
 /// Queues messages and writes them as frames.
 ///
@@ -35,9 +39,13 @@ pub struct Sender {
     payloads_pos: usize,
     fragmented: usize,
     frag_utf8: Utf8Validator,
-    /// Framed bytes; `out[out_pos..]` is not yet written.
+    /// Framed bytes, followed by `direct[direct_start..]` (the payload of the
+    /// last frame when it was not copied); `out_pos` counts bytes written of
+    /// both together.
     out: Vec<u8>,
     out_pos: usize,
+    direct: Vec<u8>,
+    direct_start: usize,
     /// One per frame in `out`, in order.
     marks: VecDeque<Mark>,
     in_flight: usize,
@@ -91,6 +99,8 @@ impl Sender {
             frag_utf8: Utf8Validator::default(),
             out: Vec::new(),
             out_pos: 0,
+            direct: Vec::new(),
+            direct_start: 0,
             marks: VecDeque::new(),
             in_flight: 0,
             close_queued: false,
@@ -186,9 +196,10 @@ impl Sender {
         } else {
             opcode
         };
-        if self.out_pos == self.out.len() {
+        if self.out_pos == self.framed_len() {
             self.reset_out();
         }
+        self.flatten_direct();
         self.frame(wire_op, last, data);
         if last {
             self.items.pop_front();
@@ -297,8 +308,18 @@ impl Sender {
             if self.shut || self.close_sent {
                 return Ok(SendStatus::Idle);
             }
-            if self.out_pos < self.out.len() {
-                match w.write(&self.out[self.out_pos..]) {
+            if self.out_pos < self.framed_len() {
+                let written = if self.out_pos < self.out.len() && self.direct.is_empty() {
+                    w.write(&self.out[self.out_pos..])
+                } else if self.out_pos < self.out.len() {
+                    w.write_vectored(&[
+                        IoSlice::new(&self.out[self.out_pos..]),
+                        IoSlice::new(&self.direct[self.direct_start..]),
+                    ])
+                } else {
+                    w.write(&self.direct[self.direct_start + self.out_pos - self.out.len()..])
+                };
+                match written {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => self.advance(n),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -328,7 +349,7 @@ impl Sender {
     pub fn want_write(&self) -> bool {
         !self.shut
             && !self.close_sent
-            && (self.out_pos < self.out.len() || !self.ctrl.is_empty() || !self.items.is_empty())
+            && (self.out_pos < self.framed_len() || !self.ctrl.is_empty() || !self.items.is_empty())
     }
 
     /// Messages queued or partly sent, control frames and the close included.
@@ -341,7 +362,7 @@ impl Sender {
     pub fn queued_bytes(&self) -> usize {
         self.ctrl_bytes
             + (self.payloads.len() - self.payloads_pos)
-            + (self.out.len() - self.out_pos)
+            + (self.framed_len() - self.out_pos)
     }
 
     /// Whether a close is queued (or sent).
@@ -459,6 +480,12 @@ impl Sender {
             .iter()
             .position(|m| m.start >= self.out_pos)
             .unwrap_or(self.marks.len());
+        // A direct payload belongs to the last frame: started, it stays whole;
+        // not started, it goes with its frame (control frames never follow it).
+        if first < self.marks.len() && self.framed_len() > self.out.len() {
+            pool::release(&mut self.direct);
+            self.direct_start = 0;
+        }
         let mut write = self.marks.get(first).map_or(self.out.len(), |m| m.start);
         let mut kept = first;
         for i in first..self.marks.len() {
@@ -484,9 +511,26 @@ impl Sender {
         self.marks.iter().any(|m| m.close.is_some())
     }
 
+    /// Bytes framed so far: `out` and the direct payload after it.
+    fn framed_len(&self) -> usize {
+        self.out.len() + (self.direct.len() - self.direct_start)
+    }
+
+    /// Copies a direct payload into `out`, so that frames can follow it there.
+    fn flatten_direct(&mut self) {
+        if !self.direct.is_empty() {
+            self.out
+                .extend_from_slice(&self.direct[self.direct_start..]);
+            pool::release(&mut self.direct);
+            self.direct_start = 0;
+        }
+    }
+
     fn reset_out(&mut self) {
         self.out.clear();
         self.out_pos = 0;
+        pool::release(&mut self.direct);
+        self.direct_start = 0;
         self.marks.clear();
         self.in_flight = 0;
     }
@@ -508,6 +552,15 @@ impl Sender {
             self.items.pop_front();
             let start = self.payloads_pos;
             self.payloads_pos += len;
+            if len >= DIRECT_MIN && self.payloads_pos == self.payloads.len() {
+                // The payload stays where it was queued; only the header is framed.
+                self.direct = std::mem::take(&mut self.payloads);
+                self.direct_start = start;
+                self.payloads_pos = 0;
+                self.frame_direct(opcode);
+                self.complete_last_mark(close);
+                break;
+            }
             let payloads = std::mem::take(&mut self.payloads);
             self.frame(opcode, true, &payloads[start..start + len]);
             self.payloads = payloads;
@@ -522,9 +575,38 @@ impl Sender {
         }
     }
 
-    /// Appends one frame to `out`, masked for a client.
-    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let mask = match self.role {
+    /// Frames the final frame whose payload is `direct[direct_start..]`: the
+    /// header goes to `out`, the payload is masked where it is for a client.
+    fn frame_direct(&mut self, opcode: OpCode) {
+        let mask = self.next_mask();
+        if self.out.capacity() == 0 {
+            self.out = pool::take_buf();
+        }
+        let start = self.out.len();
+        let payload = &mut self.direct[self.direct_start..];
+        Header {
+            fin: true,
+            rsv: Rsv::empty(),
+            opcode: opcode.as_u8(),
+            mask,
+            len: payload.len() as u64,
+        }
+        .encode(&mut self.out);
+        if let Some(mask) = mask {
+            apply_mask(payload, mask, 0);
+        }
+        self.marks.push_back(Mark {
+            start,
+            end: self.out.len() + payload.len(),
+            completes: false,
+            close: None,
+            control: false,
+        });
+    }
+
+    /// A client's mask key for the next frame.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
             Role::Server => None,
             Role::Client => {
                 let mut key = [0u8; 4];
@@ -534,7 +616,12 @@ impl Sender {
                 }
                 Some(key)
             }
-        };
+        }
+    }
+
+    /// Appends one frame to `out`, masked for a client.
+    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = self.next_mask();
         if self.out.capacity() == 0 {
             self.out = pool::take_buf();
         }
@@ -605,5 +692,158 @@ impl std::fmt::Debug for Sender {
             .field("close_sent", &self.close_sent)
             .field("shut", &self.shut)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Flow, Handler, Receiver, Reply, ReplySink};
+
+    /// Takes at most `chunk` bytes a write (only the first of vectored
+    /// buffers, as `Write`'s default), and `budget` bytes in all, then would
+    /// block.
+    struct Pipe {
+        out: Vec<u8>,
+        chunk: usize,
+        budget: usize,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.chunk).min(self.budget);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.budget -= n;
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Got(Vec<(OpCode, Vec<u8>)>, Vec<Option<u16>>);
+
+    impl Handler for Got {
+        fn on_message(&mut self, _: Rsv, op: OpCode, data: &[u8], _: u16) -> Flow {
+            self.0.push((op, data.to_vec()));
+            Flow::Continue
+        }
+    }
+
+    impl ReplySink for Got {
+        fn reply(&mut self, reply: Reply<'_>) {
+            if let Reply::Close { code, .. } = reply {
+                self.1.push(code);
+            }
+        }
+    }
+
+    /// What the peer of `role` makes of `wire`.
+    fn decode(role: Role, wire: &[u8]) -> Got {
+        let peer = match role {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        };
+        let mut r = Receiver::new(peer, &Config::default());
+        let mut got = Got::default();
+        let mut sink = Got::default();
+        r.feed(wire, &mut got, &mut sink);
+        got.1 = sink.1;
+        got
+    }
+
+    fn big(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_large_payload_written_in_small_pieces_arrives_whole() {
+        for role in [Role::Server, Role::Client] {
+            let data = big(100_000);
+            let mut s = Sender::new(role, &Config::default());
+            s.queue_msg(OpCode::Binary, b"small").unwrap();
+            s.queue_msg(OpCode::Binary, &data).unwrap();
+            let mut pipe = Pipe {
+                out: Vec::new(),
+                chunk: 999,
+                budget: usize::MAX,
+            };
+            assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+            assert_eq!(s.queued_count(), 0);
+            let got = decode(role, &pipe.out);
+            assert_eq!(got.0.len(), 2);
+            assert_eq!(got.0[0].1, b"small");
+            assert!(got.0[1].1 == data, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn a_pong_waits_for_a_large_payload_already_started() {
+        let data = big(50_000);
+        let mut s = Sender::new(Role::Server, &Config::default());
+        s.queue_msg(OpCode::Binary, &data).unwrap();
+        let mut pipe = Pipe {
+            out: Vec::new(),
+            chunk: usize::MAX,
+            budget: 20_000,
+        };
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+        assert_eq!(s.queued_bytes(), 50_004 - 20_000);
+        assert!(!s.direct.is_empty(), "the payload was not copied");
+        s.queue_pong(b"p");
+        pipe.budget = usize::MAX;
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+        let got = decode(Role::Server, &pipe.out);
+        assert_eq!(got.0.len(), 2);
+        assert!(got.0[0].1 == data);
+        assert_eq!(got.0[1], (OpCode::Pong, b"p".to_vec()));
+    }
+
+    #[test]
+    fn a_close_reply_drops_a_large_payload_not_started() {
+        let mut s = Sender::new(Role::Server, &Config::default());
+        s.queue_msg(OpCode::Text, b"first").unwrap();
+        s.queue_msg(OpCode::Binary, &big(40_000)).unwrap();
+        let mut pipe = Pipe {
+            out: Vec::new(),
+            chunk: usize::MAX,
+            budget: 3,
+        };
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+        assert!(!s.direct.is_empty());
+        s.reply_close(Some(1000), b"");
+        assert!(s.queued_bytes() < 100);
+        pipe.budget = usize::MAX;
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+        let got = decode(Role::Server, &pipe.out);
+        assert_eq!(got.0, [(OpCode::Text, b"first".to_vec())]);
+        assert_eq!(got.1, [Some(1000)]);
+        assert!(s.close_sent());
+    }
+
+    #[test]
+    fn a_fragment_pushed_behind_a_large_payload_follows_it() {
+        let data = big(30_000);
+        let mut s = Sender::new(Role::Client, &Config::default());
+        s.queue_msg(OpCode::Binary, &data).unwrap();
+        s.queue_fragmented(OpCode::Text).unwrap();
+        let mut pipe = Pipe {
+            out: Vec::new(),
+            chunk: usize::MAX,
+            budget: 10,
+        };
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+        assert!(!s.direct.is_empty());
+        s.push_fragment(b"frag", true).unwrap();
+        pipe.budget = usize::MAX;
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+        let got = decode(Role::Client, &pipe.out);
+        assert_eq!(got.0.len(), 2);
+        assert!(got.0[0].1 == data);
+        assert_eq!(got.0[1], (OpCode::Text, b"frag".to_vec()));
     }
 }
