@@ -11,7 +11,7 @@ use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, 
 /// How many bytes are framed ahead into the write buffer at most (a single
 /// larger message is framed whole).
 const BATCH: usize = 64 * 1024;
-/// A message at least this large, last in the payload buffer, is not copied
+/// A message at least this large, alone in the payload buffer, is not copied
 /// into `out`: its header is, and the payload is written from where it was
 /// queued (one `writev`).
 const DIRECT_MIN: usize = 16 * 1024;
@@ -39,13 +39,11 @@ pub struct Sender {
     payloads_pos: usize,
     fragmented: usize,
     frag_utf8: Utf8Validator,
-    /// Framed bytes, followed by `direct[direct_start..]` (the payload of the
-    /// last frame when it was not copied); `out_pos` counts bytes written of
-    /// both together.
+    /// Framed bytes, followed by `direct` (the payload of the last frame when it
+    /// was not copied); `out_pos` counts bytes written of both together.
     out: Vec<u8>,
     out_pos: usize,
     direct: Vec<u8>,
-    direct_start: usize,
     /// One per frame in `out`, in order.
     marks: VecDeque<Mark>,
     in_flight: usize,
@@ -100,7 +98,6 @@ impl Sender {
             out: Vec::new(),
             out_pos: 0,
             direct: Vec::new(),
-            direct_start: 0,
             marks: VecDeque::new(),
             in_flight: 0,
             close_queued: false,
@@ -314,10 +311,10 @@ impl Sender {
                 } else if self.out_pos < self.out.len() {
                     w.write_vectored(&[
                         IoSlice::new(&self.out[self.out_pos..]),
-                        IoSlice::new(&self.direct[self.direct_start..]),
+                        IoSlice::new(&self.direct),
                     ])
                 } else {
-                    w.write(&self.direct[self.direct_start + self.out_pos - self.out.len()..])
+                    w.write(&self.direct[self.out_pos - self.out.len()..])
                 };
                 match written {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -484,7 +481,6 @@ impl Sender {
         // not started, it goes with its frame (control frames never follow it).
         if first < self.marks.len() && self.framed_len() > self.out.len() {
             pool::release(&mut self.direct);
-            self.direct_start = 0;
         }
         let mut write = self.marks.get(first).map_or(self.out.len(), |m| m.start);
         let mut kept = first;
@@ -513,16 +509,14 @@ impl Sender {
 
     /// Bytes framed so far: `out` and the direct payload after it.
     fn framed_len(&self) -> usize {
-        self.out.len() + (self.direct.len() - self.direct_start)
+        self.out.len() + self.direct.len()
     }
 
     /// Copies a direct payload into `out`, so that frames can follow it there.
     fn flatten_direct(&mut self) {
         if !self.direct.is_empty() {
-            self.out
-                .extend_from_slice(&self.direct[self.direct_start..]);
+            self.out.extend_from_slice(&self.direct);
             pool::release(&mut self.direct);
-            self.direct_start = 0;
         }
     }
 
@@ -530,7 +524,6 @@ impl Sender {
         self.out.clear();
         self.out_pos = 0;
         pool::release(&mut self.direct);
-        self.direct_start = 0;
         self.marks.clear();
         self.in_flight = 0;
     }
@@ -552,10 +545,9 @@ impl Sender {
             self.items.pop_front();
             let start = self.payloads_pos;
             self.payloads_pos += len;
-            if len >= DIRECT_MIN && self.payloads_pos == self.payloads.len() {
+            if len >= DIRECT_MIN && start == 0 && self.payloads_pos == self.payloads.len() {
                 // The payload stays where it was queued; only the header is framed.
                 self.direct = std::mem::take(&mut self.payloads);
-                self.direct_start = start;
                 self.payloads_pos = 0;
                 self.frame_direct(opcode);
                 self.complete_last_mark(close);
@@ -575,7 +567,7 @@ impl Sender {
         }
     }
 
-    /// Frames the final frame whose payload is `direct[direct_start..]`: the
+    /// Frames the final frame whose payload is `direct`: the
     /// header goes to `out`, the payload is masked where it is for a client.
     fn frame_direct(&mut self, opcode: OpCode) {
         let mask = self.next_mask();
@@ -583,7 +575,7 @@ impl Sender {
             self.out = pool::take_buf();
         }
         let start = self.out.len();
-        let payload = &mut self.direct[self.direct_start..];
+        let payload = &mut self.direct[..];
         Header {
             fin: true,
             rsv: Rsv::empty(),
@@ -765,19 +757,24 @@ mod tests {
         for role in [Role::Server, Role::Client] {
             let data = big(100_000);
             let mut s = Sender::new(role, &Config::default());
-            s.queue_msg(OpCode::Binary, b"small").unwrap();
-            s.queue_msg(OpCode::Binary, &data).unwrap();
             let mut pipe = Pipe {
                 out: Vec::new(),
                 chunk: 999,
                 budget: usize::MAX,
             };
+            // Alone in the queue: written from where it was queued; behind
+            // another message: copied.
+            s.queue_msg(OpCode::Binary, &data).unwrap();
+            assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+            s.queue_msg(OpCode::Binary, b"small").unwrap();
+            s.queue_msg(OpCode::Binary, &data).unwrap();
             assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
             assert_eq!(s.queued_count(), 0);
             let got = decode(role, &pipe.out);
-            assert_eq!(got.0.len(), 2);
-            assert_eq!(got.0[0].1, b"small");
-            assert!(got.0[1].1 == data, "{role:?}");
+            assert_eq!(got.0.len(), 3);
+            assert!(got.0[0].1 == data, "{role:?}");
+            assert_eq!(got.0[1].1, b"small");
+            assert!(got.0[2].1 == data, "{role:?}");
         }
     }
 
@@ -806,8 +803,8 @@ mod tests {
     #[test]
     fn a_close_reply_drops_a_large_payload_not_started() {
         let mut s = Sender::new(Role::Server, &Config::default());
-        s.queue_msg(OpCode::Text, b"first").unwrap();
         s.queue_msg(OpCode::Binary, &big(40_000)).unwrap();
+        s.queue_msg(OpCode::Ping, b"first").unwrap();
         let mut pipe = Pipe {
             out: Vec::new(),
             chunk: usize::MAX,
@@ -820,7 +817,7 @@ mod tests {
         pipe.budget = usize::MAX;
         assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
         let got = decode(Role::Server, &pipe.out);
-        assert_eq!(got.0, [(OpCode::Text, b"first".to_vec())]);
+        assert_eq!(got.0, [(OpCode::Ping, b"first".to_vec())]);
         assert_eq!(got.1, [Some(1000)]);
         assert!(s.close_sent());
     }
