@@ -37,6 +37,8 @@ pub struct Sender {
     items: VecDeque<Item>,
     payloads: Vec<u8>,
     payloads_pos: usize,
+    /// Header bytes stored in `payloads[payloads_pos..]` (not counted as queued).
+    queued_headers: usize,
     fragmented: usize,
     frag_utf8: Utf8Validator,
     /// Framed bytes, followed by `direct` (the payload of the last frame when it
@@ -62,9 +64,22 @@ struct Control {
 
 #[derive(Clone, Copy, Debug)]
 enum Item {
-    Message { opcode: OpCode, len: usize },
-    Fragmented { opcode: OpCode, started: bool },
-    Close { code: u16, len: usize },
+    /// `header`: bytes of the frame header stored before the payload (a
+    /// server frames data messages as they are queued); 0 for a client, whose
+    /// mask is drawn when the frame is framed.
+    Message {
+        opcode: OpCode,
+        len: usize,
+        header: u8,
+    },
+    Fragmented {
+        opcode: OpCode,
+        started: bool,
+    },
+    Close {
+        code: u16,
+        len: usize,
+    },
 }
 
 /// The end of a frame in `out`, and what writing it completes.
@@ -93,6 +108,7 @@ impl Sender {
             items: VecDeque::new(),
             payloads: Vec::new(),
             payloads_pos: 0,
+            queued_headers: 0,
             fragmented: 0,
             frag_utf8: Utf8Validator::default(),
             out: Vec::new(),
@@ -133,10 +149,25 @@ impl Sender {
         if opcode.is_control() {
             self.push_control(opcode, data);
         } else {
-            self.push_payload(data);
+            let mut header = 0;
+            if self.role == Role::Server {
+                let (bytes, n) = Header {
+                    fin: true,
+                    rsv: Rsv::empty(),
+                    opcode: opcode.as_u8(),
+                    mask: None,
+                    len: data.len() as u64,
+                }
+                .to_bytes();
+                self.push_payload(&bytes[..n]);
+                self.queued_headers += n;
+                header = n as u8;
+            }
+            self.push_payload_more(data, header > 0);
             self.items.push_back(Item::Message {
                 opcode,
                 len: data.len(),
+                header,
             });
         }
         Ok(())
@@ -329,7 +360,7 @@ impl Sender {
             }
             self.reset_out();
             self.fill();
-            if self.out.is_empty() {
+            if self.framed_len() == 0 {
                 pool::release(&mut self.out);
                 if let Some(Item::Fragmented { .. }) = self.items.front() {
                     return Ok(SendStatus::NeedFragment {
@@ -358,7 +389,7 @@ impl Sender {
     /// (headers included) not yet written. The high-water mark applies to this.
     pub fn queued_bytes(&self) -> usize {
         self.ctrl_bytes
-            + (self.payloads.len() - self.payloads_pos)
+            + (self.payloads.len() - self.payloads_pos - self.queued_headers)
             + (self.framed_len() - self.out_pos)
     }
 
@@ -431,6 +462,16 @@ impl Sender {
     }
 
     fn push_payload(&mut self, data: &[u8]) {
+        self.push_payload_more(data, false);
+    }
+
+    /// Appends `data` to the payload buffer; `more`: it continues what was just
+    /// pushed (a payload after its header), so the buffer is not reorganised.
+    fn push_payload_more(&mut self, data: &[u8], more: bool) {
+        if more {
+            self.payloads.extend_from_slice(data);
+            return;
+        }
         if self.payloads.capacity() == 0 {
             self.payloads = pool::take_buf();
         }
@@ -466,6 +507,7 @@ impl Sender {
         self.fragmented = 0;
         self.payloads.clear();
         self.payloads_pos = 0;
+        self.queued_headers = 0;
         pool::release(&mut self.payloads);
     }
 
@@ -477,10 +519,15 @@ impl Sender {
             .iter()
             .position(|m| m.start >= self.out_pos)
             .unwrap_or(self.marks.len());
-        // A direct payload belongs to the last frame: started, it stays whole;
-        // not started, it goes with its frame (control frames never follow it).
-        if first < self.marks.len() && self.framed_len() > self.out.len() {
-            pool::release(&mut self.direct);
+        // Direct frames come last (nothing is framed into `out` after them): cut
+        // them at the first frame not started.
+        if first < self.marks.len() && !self.direct.is_empty() {
+            let cut = self.marks[first].start;
+            if cut <= self.out.len() {
+                pool::release(&mut self.direct);
+            } else {
+                self.direct.truncate(cut - self.out.len());
+            }
         }
         let mut write = self.marks.get(first).map_or(self.out.len(), |m| m.start);
         let mut kept = first;
@@ -537,11 +584,33 @@ impl Sender {
             self.complete_last_mark(None);
         }
         while self.out.len() < BATCH {
-            let (opcode, len, close) = match self.items.front() {
-                Some(Item::Message { opcode, len }) => (*opcode, *len, None),
-                Some(Item::Close { code, len }) => (OpCode::Close, *len, Some(*code)),
+            let (opcode, len, header, close) = match self.items.front() {
+                Some(Item::Message {
+                    opcode,
+                    len,
+                    header,
+                }) => (*opcode, *len, usize::from(*header), None),
+                Some(Item::Close { code, len }) => (OpCode::Close, *len, 0, Some(*code)),
                 Some(Item::Fragmented { .. }) | None => break,
             };
+            if header > 0 {
+                if self.payloads_pos == 0 && self.take_framed() {
+                    break;
+                }
+                // Framed when queued: copied as it is.
+                self.items.pop_front();
+                let start = self.payloads_pos;
+                self.payloads_pos += header + len;
+                self.queued_headers -= header;
+                let out_start = self.out.len();
+                if self.out.capacity() == 0 {
+                    self.out = pool::take_buf();
+                }
+                self.out
+                    .extend_from_slice(&self.payloads[start..self.payloads_pos]);
+                self.push_mark(out_start, self.out.len(), true);
+                continue;
+            }
             self.items.pop_front();
             let start = self.payloads_pos;
             self.payloads_pos += len;
@@ -564,6 +633,61 @@ impl Sender {
         if self.payloads_pos == self.payloads.len() {
             self.payloads_pos = 0;
             pool::release(&mut self.payloads);
+        }
+    }
+
+    /// Takes the frames queued framed at the head of the queue as the direct
+    /// bytes, without copying, when they fill the payload buffer (or leave only
+    /// a small tail, which is moved to a buffer of its own). False when they
+    /// do not, or are too small to be worth it.
+    fn take_framed(&mut self) -> bool {
+        let mut end = 0;
+        let mut count = 0;
+        for item in &self.items {
+            match item {
+                Item::Message { len, header, .. } if *header > 0 => {
+                    end += usize::from(*header) + len;
+                    count += 1;
+                }
+                _ => break,
+            }
+        }
+        let tail = self.payloads.len() - end;
+        if end < DIRECT_MIN / 4 || tail > 4096 {
+            return false;
+        }
+        let rest = if tail > 0 {
+            self.payloads.split_off(end)
+        } else {
+            Vec::new()
+        };
+        self.direct = std::mem::replace(&mut self.payloads, rest);
+        self.payloads_pos = 0;
+        let base = self.out.len();
+        let mut at = 0;
+        for _ in 0..count {
+            let Some(Item::Message { len, header, .. }) = self.items.pop_front() else {
+                break;
+            };
+            let header = usize::from(header);
+            self.queued_headers -= header;
+            self.push_mark(base + at, base + at + header + len, true);
+            at += header + len;
+        }
+        true
+    }
+
+    /// Records a whole data frame (`completes`: the end of a message).
+    fn push_mark(&mut self, start: usize, end: usize, completes: bool) {
+        self.marks.push_back(Mark {
+            start,
+            end,
+            completes,
+            close: None,
+            control: false,
+        });
+        if completes {
+            self.in_flight += 1;
         }
     }
 
@@ -842,5 +966,40 @@ mod tests {
         assert_eq!(got.0.len(), 2);
         assert!(got.0[0].1 == data);
         assert_eq!(got.0[1], (OpCode::Text, b"frag".to_vec()));
+    }
+
+    #[test]
+    fn a_close_reply_cuts_a_framed_batch_at_the_first_frame_not_started() {
+        let mut s = Sender::new(Role::Server, &Config::default());
+        for i in 0..10u8 {
+            s.queue_msg(OpCode::Binary, &[i; 1000]).unwrap();
+        }
+        assert_eq!(s.queued_bytes(), 10_000);
+        let mut pipe = Pipe {
+            out: Vec::new(),
+            chunk: usize::MAX,
+            budget: 3500, // inside the 4th frame (1004 bytes each)
+        };
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+        assert!(!s.direct.is_empty(), "the batch was not copied");
+        assert_eq!(s.queued_bytes(), 10 * 1004 - 3500);
+        s.queue_pong(b"p");
+        s.reply_close(Some(1001), b"bye");
+        pipe.budget = usize::MAX;
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+        let got = decode(Role::Server, &pipe.out);
+        let msgs: Vec<_> = got.0.iter().map(|(op, d)| (*op, d.len(), d[0])).collect();
+        assert_eq!(
+            msgs,
+            [
+                (OpCode::Binary, 1000, 0),
+                (OpCode::Binary, 1000, 1),
+                (OpCode::Binary, 1000, 2),
+                (OpCode::Binary, 1000, 3),
+                (OpCode::Pong, 1, b'p'),
+            ]
+        );
+        assert_eq!(got.1, [Some(1001)]);
+        assert_eq!((s.queued_count(), s.queued_bytes()), (0, 0));
     }
 }
