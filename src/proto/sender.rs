@@ -11,10 +11,10 @@ use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, 
 /// How many bytes are framed ahead into the write buffer at most (a single
 /// larger message is framed whole).
 const BATCH: usize = 64 * 1024;
-/// A message at least this large, alone in the payload buffer, is not copied
-/// into `out`: its header is, and the payload is written from where it was
-/// queued (one `writev`).
-const DIRECT_MIN: usize = 16 * 1024;
+/// Data frames at the head of the queue that add up to at least this many
+/// bytes are written from the payload buffer where they were queued and framed
+/// (one `writev` with any control frames), not copied into `out`.
+const DIRECT_MIN: usize = 4 * 1024;
 
 /// Queues messages and writes them as frames.
 ///
@@ -65,8 +65,7 @@ struct Control {
 #[derive(Clone, Copy, Debug)]
 enum Item {
     /// `header`: bytes of the frame header stored before the payload (a
-    /// server frames data messages as they are queued); 0 for a client, whose
-    /// mask is drawn when the frame is framed.
+    /// server's written when queued, a client's when framed, with its mask).
     Message {
         opcode: OpCode,
         len: usize,
@@ -149,25 +148,23 @@ impl Sender {
         if opcode.is_control() {
             self.push_control(opcode, data);
         } else {
-            let mut header = 0;
-            if self.role == Role::Server {
-                let (bytes, n) = Header {
-                    fin: true,
-                    rsv: Rsv::empty(),
-                    opcode: opcode.as_u8(),
-                    mask: None,
-                    len: data.len() as u64,
-                }
-                .to_bytes();
-                self.push_payload(&bytes[..n]);
-                self.queued_headers += n;
-                header = n as u8;
+            // The header's room is kept in front of the payload: a server's header
+            // is written now, a client's (with its mask) when it is framed.
+            let (bytes, n) = Header {
+                fin: true,
+                rsv: Rsv::empty(),
+                opcode: opcode.as_u8(),
+                mask: (self.role == Role::Client).then_some([0; 4]),
+                len: data.len() as u64,
             }
-            self.push_payload_more(data, header > 0);
+            .to_bytes();
+            self.push_payload(&bytes[..n]);
+            self.push_payload_more(data, true);
+            self.queued_headers += n;
             self.items.push_back(Item::Message {
                 opcode,
                 len: data.len(),
-                header,
+                header: n as u8,
             });
         }
         Ok(())
@@ -597,11 +594,13 @@ impl Sender {
                 if self.payloads_pos == 0 && self.take_framed() {
                     break;
                 }
-                // Framed when queued: copied as it is.
+                // Framed where it was queued, then copied.
                 self.items.pop_front();
                 let start = self.payloads_pos;
                 self.payloads_pos += header + len;
                 self.queued_headers -= header;
+                let mask = self.next_mask();
+                seal(&mut self.payloads[start..self.payloads_pos], header, mask);
                 let out_start = self.out.len();
                 if self.out.capacity() == 0 {
                     self.out = pool::take_buf();
@@ -614,14 +613,6 @@ impl Sender {
             self.items.pop_front();
             let start = self.payloads_pos;
             self.payloads_pos += len;
-            if len >= DIRECT_MIN && start == 0 && self.payloads_pos == self.payloads.len() {
-                // The payload stays where it was queued; only the header is framed.
-                self.direct = std::mem::take(&mut self.payloads);
-                self.payloads_pos = 0;
-                self.frame_direct(opcode);
-                self.complete_last_mark(close);
-                break;
-            }
             let payloads = std::mem::take(&mut self.payloads);
             self.frame(opcode, true, &payloads[start..start + len]);
             self.payloads = payloads;
@@ -653,7 +644,7 @@ impl Sender {
             }
         }
         let tail = self.payloads.len() - end;
-        if end < DIRECT_MIN / 4 || tail > 4096 {
+        if end < DIRECT_MIN || tail > 4096 {
             return false;
         }
         let rest = if tail > 0 {
@@ -671,6 +662,8 @@ impl Sender {
             };
             let header = usize::from(header);
             self.queued_headers -= header;
+            let mask = self.next_mask();
+            seal(&mut self.direct[at..at + header + len], header, mask);
             self.push_mark(base + at, base + at + header + len, true);
             at += header + len;
         }
@@ -689,35 +682,6 @@ impl Sender {
         if completes {
             self.in_flight += 1;
         }
-    }
-
-    /// Frames the final frame whose payload is `direct`: the
-    /// header goes to `out`, the payload is masked where it is for a client.
-    fn frame_direct(&mut self, opcode: OpCode) {
-        let mask = self.next_mask();
-        if self.out.capacity() == 0 {
-            self.out = pool::take_buf();
-        }
-        let start = self.out.len();
-        let payload = &mut self.direct[..];
-        Header {
-            fin: true,
-            rsv: Rsv::empty(),
-            opcode: opcode.as_u8(),
-            mask,
-            len: payload.len() as u64,
-        }
-        .encode(&mut self.out);
-        if let Some(mask) = mask {
-            apply_mask(payload, mask, 0);
-        }
-        self.marks.push_back(Mark {
-            start,
-            end: self.out.len() + payload.len(),
-            completes: false,
-            close: None,
-            control: false,
-        });
     }
 
     /// A client's mask key for the next frame.
@@ -796,6 +760,18 @@ impl Sender {
             self.marks.pop_front();
         }
     }
+}
+
+/// Completes a frame stored with room for its header (`frame[..header]`): a
+/// client's header gets its mask key and the payload is masked in place; a
+/// server's header was written when the message was queued.
+fn seal(frame: &mut [u8], header: usize, mask: Option<[u8; 4]>) {
+    let Some(mask) = mask else {
+        return;
+    };
+    let (head, payload) = frame.split_at_mut(header);
+    head[header - 4..].copy_from_slice(&mask);
+    apply_mask(payload, mask, 0);
 }
 
 impl std::fmt::Debug for Sender {
