@@ -13,6 +13,9 @@
 # 3. End to end: examples/echo_server under a load generator, side by side with
 #    reference servers (C wslay + libev, tokio-tungstenite, fastwebsockets, a raw TCP
 #    echo) in the same run, server and load generator pinned to different cores.
+#    `net-websocket-ev` is examples/echo_server as shipped; `nwe-lean` is
+#    bench/src/bin/nwe-echo.rs, the same echo without the example's tracing and
+#    commands (the library's own cost).
 #    The load generator and the reference servers are not in this repository: set
 #    BENCH_TOOLS to a directory holding `compare.sh` (and its `run.sh`, load
 #    generator and anchors, already built). Without it this step is skipped.
@@ -79,10 +82,11 @@ if [ $e2e = 1 ] && [ -n "${BENCH_TOOLS:-}" ]; then
     step "end to end (load generator from $BENCH_TOOLS)"
     cargo build --release --quiet --example echo_server
     server="$TARGET/release/examples/echo_server --port {PORT}"
+    lean="$TARGET/bench/release/nwe-echo {PORT}"
     RESULTS="$OUT/e2e.jsonl" ROUNDS=$ROUNDS DURATION=${DURATION:-4} \
         "$BENCH_TOOLS/compare.sh" --no-build \
-        --only wslay-echo,raw-tcp,tungstenite,fastwebsockets,net-websocket-ev \
-        --add net-websocket-ev "$server" >"$OUT/e2e.txt"
+        --only wslay-echo,raw-tcp,tungstenite,fastwebsockets,net-websocket-ev,nwe-lean \
+        --add net-websocket-ev "$server" --add nwe-lean "$lean" >"$OUT/e2e.txt"
     cat "$OUT/e2e.txt" >&2
 elif [ $e2e = 1 ]; then
     echo "end to end skipped: set BENCH_TOOLS to the load generator's directory" >&2
@@ -168,7 +172,9 @@ if e2e:
     w("")
     w("Same run, servers interleaved over rounds; server pinned to CPU 1, load generator to")
     w("CPU 0, loopback TCP. `srv us/msg`: server CPU time (utime+stime from /proc) per echoed")
-    w("message, median over rounds; `x ours`: the other's figure over ours, per round, median.")
+    w("message, median over rounds; `x example` / `x nwe-lean`: the server's figure over")
+    w("examples/echo_server's / nwe-lean's (the same echo without the example's tracing),")
+    w("per round, median: above 1, ours costs less.")
     w("Idle: RSS growth per open idle connection (10,000 connections).")
     w("")
     by = {}
@@ -182,8 +188,9 @@ if e2e:
             continue
         w("### %s: %s" % (scen, scen_names[scen]))
         w("")
-        w("| server | msgs/s | srv us/msg | x ours (srv us/msg) |")
-        w("|---|---:|---:|---:|")
+        w("| server | msgs/s | srv us/msg | x example | x nwe-lean |")
+        w("|---|---:|---:|---:|---:|")
+        lean_by_round = {r["round"]: r["server_cpu_us_per_msg_run"] for r in by.get((scen, "nwe-lean"), [])}
         ours_by_round = {r["round"]: r["server_cpu_us_per_msg_run"] for r in by.get((scen, "net-websocket-ev"), [])}
         for n in names:
             rs = by[(scen, n)]
@@ -191,9 +198,13 @@ if e2e:
             rate = statistics.median(r["loadgen"]["msgs_per_s"] for r in rs)
             rr = [r["server_cpu_us_per_msg_run"] / ours_by_round[r["round"]] for r in rs if r["round"] in ours_by_round]
             ratio = statistics.median(rr) if rr else float("nan")
-            w("| %s | %.0f | %.3f | %.2f |" % (n, rate, per, ratio))
-            if n != "net-websocket-ev":
-                ratios.append(("%s e2e %s" % (n, scen), ratio))
+            rl = [r["server_cpu_us_per_msg_run"] / lean_by_round[r["round"]] for r in rs if r["round"] in lean_by_round]
+            lean_ratio = statistics.median(rl) if rl else float("nan")
+            w("| %s | %.0f | %.3f | %.2f | %.2f |" % (n, rate, per, ratio, lean_ratio))
+            if n not in ("net-websocket-ev", "nwe-lean"):
+                ratios.append(("%s e2e %s (vs example)" % (n, scen), ratio))
+                if lean_by_round:
+                    ratios.append(("%s e2e %s (vs nwe-lean)" % (n, scen), lean_ratio))
         w("")
     idle = sorted((n, statistics.median(r["bytes_per_conn"] for r in rs)) for (s, n), rs in by.items() if s == "idle")
     if idle:

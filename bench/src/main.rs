@@ -97,6 +97,10 @@ fn main() {
             );
         }
     }
+    for size in [32, 1024] {
+        let cases = parse_cases_of(Role::Server, size, true);
+        run_group(&mut opts, cases, &mut last_group, &mut nwe_ns);
+    }
     run_group(&mut opts, mask_cases(), &mut last_group, &mut nwe_ns);
     run_group(&mut opts, utf8_cases(), &mut last_group, &mut nwe_ns);
 }
@@ -226,10 +230,19 @@ fn role_name(role: Role) -> &'static str {
 /// `count` binary frames of `size` bytes as the peer of `receiver` sends them
 /// (masked when the receiver is a server).
 fn stream(receiver: Role, size: usize, count: usize) -> Vec<u8> {
-    let payload: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
+    stream_of(receiver, size, count, false)
+}
+
+/// [`stream`] of binary frames, or of ASCII text frames (`text`).
+fn stream_of(receiver: Role, size: usize, count: usize, text: bool) -> Vec<u8> {
+    let payload: Vec<u8> = if text {
+        (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+    } else {
+        (0..size).map(|i| (i * 7 + 3) as u8).collect()
+    };
     let mut out = Vec::with_capacity(count * (size + 14));
     for _ in 0..count {
-        out.push(0x82);
+        out.push(if text { 0x81 } else { 0x82 });
         let mask_bit = if receiver == Role::Server { 0x80 } else { 0 };
         if size < 126 {
             out.push(mask_bit | size as u8);
@@ -334,15 +347,22 @@ impl Write for MemStream {
 
 /// Parse and deliver: `receiver` gets a stream of whole binary messages.
 fn parse_cases(role: Role, size: usize) -> Vec<Case<'static>> {
+    parse_cases_of(role, size, false)
+}
+
+/// Parse and deliver whole binary messages, or ASCII text ones (`text`: the
+/// UTF-8 check included; wslay does none).
+fn parse_cases_of(role: Role, size: usize, text: bool) -> Vec<Case<'static>> {
+    let group = if text { "parse-text" } else { "parse" };
     let count = count_for(size);
-    let data = stream(role, size, count);
+    let data = stream_of(role, size, count, text);
     let (msgs, bytes) = (count as u64, (count * size) as u64);
     let mut cases = Vec::new();
 
     let ours = data.clone();
     let mut rx = Receiver::new(role, &big_config());
     cases.push(Case {
-        group: "parse",
+        group,
         role: role_name(role),
         size,
         imp: "nwe",
@@ -361,7 +381,7 @@ fn parse_cases(role: Role, size: usize) -> Vec<Case<'static>> {
     assert!(!ctx.is_null());
     let guard = WslayCtx(ctx);
     cases.push(Case {
-        group: "parse",
+        group,
         role: role_name(role),
         size,
         imp: "wslay",
@@ -388,7 +408,7 @@ fn parse_cases(role: Role, size: usize) -> Vec<Case<'static>> {
         Some(tungstenite_config()),
     );
     cases.push(Case {
-        group: "parse",
+        group,
         role: role_name(role),
         size,
         imp: "tungstenite",

@@ -5,7 +5,7 @@ use std::io::{self, IoSlice, Write};
 
 use super::frame::Header;
 use super::mask::apply_mask;
-use super::utf8::Utf8Validator;
+use super::utf8::{self, Utf8Validator};
 use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, Rsv, SendStatus};
 
 /// How many bytes are framed ahead into the write buffer at most (a single
@@ -141,7 +141,7 @@ impl Sender {
             OpCode::Ping | OpCode::Pong if data.len() > 125 => {
                 return Err(Error::ControlTooLong(data.len()))
             }
-            OpCode::Text if std::str::from_utf8(data).is_err() => return Err(Error::InvalidUtf8),
+            OpCode::Text if !utf8::is_valid(data) => return Err(Error::InvalidUtf8),
             _ => {}
         }
         self.check_room(data.len())?;
