@@ -2,7 +2,9 @@
 # Runs every benchmark and writes BENCHMARKS.md and bench/ratios.png. Slow (about
 # 10 minutes with the end-to-end runs): never part of scripts/test.sh or CI.
 #
-#   scripts/bench.sh [--no-e2e] [--no-callgrind] [--rounds N]
+#   scripts/bench.sh [--no-e2e] [--no-callgrind] [--rounds N] [--report-only]
+#
+# --report-only rewrites BENCHMARKS.md and the chart from the last run's results.
 #
 # 1. In-process engine benchmarks (bench/, its own crate and workspace, so the
 #    library never depends on wslay or tungstenite): parse + deliver and serialise
@@ -28,13 +30,15 @@ cd "$(dirname "$0")/.."
 
 e2e=1
 callgrind=1
+engine=1
 ROUNDS=${ROUNDS:-2}
 while [ $# -gt 0 ]; do
     case $1 in
     --no-e2e) e2e=0; shift ;;
     --no-callgrind) callgrind=0; shift ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    *) echo "usage: scripts/bench.sh [--no-e2e] [--no-callgrind] [--rounds N]" >&2; exit 2 ;;
+    --report-only) engine=0; callgrind=0; e2e=0; shift ;;
+    *) echo "usage: scripts/bench.sh [--no-e2e] [--no-callgrind] [--rounds N] [--report-only]" >&2; exit 2 ;;
     esac
 done
 
@@ -43,14 +47,16 @@ need_packages libev-dev libwslay-dev pkg-config valgrind python3-venv
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 OUT="$TARGET/bench-results"
 mkdir -p "$OUT"
-rm -f "$OUT"/engine.jsonl "$OUT"/callgrind.jsonl "$OUT"/e2e.jsonl
 
 step() { printf '\n=== %s\n' "$*" >&2; }
 
-step "engine benchmarks"
-CARGO_TARGET_DIR="$TARGET/bench" cargo build --release --quiet --manifest-path bench/Cargo.toml
 BENCH="$TARGET/bench/release/nwe-bench"
-"$BENCH" --time-ms "${ENGINE_MS:-300}" --json "$OUT/engine.jsonl"
+if [ $engine = 1 ]; then
+    step "engine benchmarks"
+    rm -f "$OUT"/engine.jsonl "$OUT"/callgrind.jsonl "$OUT"/e2e.jsonl
+    CARGO_TARGET_DIR="$TARGET/bench" cargo build --release --quiet --manifest-path bench/Cargo.toml
+    "$BENCH" --time-ms "${ENGINE_MS:-300}" --json "$OUT/engine.jsonl"
+fi
 
 if [ $callgrind = 1 ]; then
     step "callgrind: instructions per message"
@@ -64,8 +70,8 @@ if [ $callgrind = 1 ]; then
         sed -n 's/^summary: *//p' "$file"
         rm -f "$file"
     }
-    for case in parse/server/32/ parse/server/1024/ serialise/server/32/ serialise/server/1024/ \
-        parse/client/32/ serialise/client/32/; do
+    for case in parse/server/32/ parse-text/server/32/ parse/server/1024/ serialise/server/32/ \
+        serialise/server/1024/ parse/client/32/ serialise/client/32/; do
         for imp in nwe wslay tungstenite; do
             one=$(ir "$case$imp" 1)
             many=$(ir "$case$imp" 21)
@@ -230,14 +236,16 @@ if ratios:
     labels = [l for l, _ in ratios]
     values = [v for _, v in ratios]
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(ratios) + 1.5))
-    colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
+    colors = ["tab:gray" if 0.97 <= v <= 1.03 else "tab:green" if v > 1 else "tab:red" for v in values]
     ax.barh(range(len(values)), values, color=colors)
+    for i, v in enumerate(values):
+        ax.text(v, i, " %.2f" % v, va="center", fontsize=6)
     ax.set_yticks(range(len(values)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlabel("other's cost / ours (log scale; > 1: ours is cheaper)")
+    ax.set_xlabel("other's cost / ours (log scale; > 1, green: ours is cheaper; grey: within 3 %)")
     ax.set_title("net-websocket-ev against its peers, same run")
     fig.tight_layout()
     fig.savefig(os.path.join("bench", "ratios.png"), dpi=110)
