@@ -46,7 +46,7 @@ const IN_FLIGHT: usize = 16;
 fn echoing_small_messages_over_a_socket_allocates_nothing_per_message() {
     let lp = Loop::new().expect("loop");
     let (ours, mut peer) = tcp_pair();
-    let _ws = Server::new(Params::new(ours).event_loop(&lp).on_msg_recv(
+    let ws = Server::new(Params::new(ours).event_loop(&lp).on_msg_recv(
         |ws, _rsv, op, msg, _status| {
             ws.queue_msg(msg, op).expect("echo");
         },
@@ -97,4 +97,12 @@ fn echoing_small_messages_over_a_socket_allocates_nothing_per_message() {
         "{counted} allocations while echoing {} messages",
         rounds * IN_FLIGHT
     );
+    // An open connection keeps its loop alive: end it (the peer goes away).
+    drop(peer);
+    let mut turns = 0;
+    while !ws.is_closed() {
+        lp.run_with(RunFlags::NoWait);
+        turns += 1;
+        assert!(turns < 1_000_000, "the connection did not end");
+    }
 }
