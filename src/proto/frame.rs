@@ -71,6 +71,31 @@ impl Header {
         Ok(Some((header, at)))
     }
 
+    /// The encoded header in an array, and its length.
+    pub(crate) fn to_bytes(self) -> ([u8; MAX_HEADER_LEN], usize) {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let b0 = (u8::from(self.fin) << 7) | (self.rsv.bits() << 4) | (self.opcode & 0x0f);
+        let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
+        bytes[0] = b0;
+        let mut len = if self.len < 126 {
+            bytes[1] = mask_bit | self.len as u8;
+            2
+        } else if self.len <= 0xffff {
+            bytes[1] = mask_bit | 126;
+            bytes[2..4].copy_from_slice(&(self.len as u16).to_be_bytes());
+            4
+        } else {
+            bytes[1] = mask_bit | 127;
+            bytes[2..10].copy_from_slice(&self.len.to_be_bytes());
+            10
+        };
+        if let Some(mask) = self.mask {
+            bytes[len..len + 4].copy_from_slice(&mask);
+            len += 4;
+        }
+        (bytes, len)
+    }
+
     /// Appends the encoded header to `out`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let b0 = (u8::from(self.fin) << 7) | (self.rsv.bits() << 4) | (self.opcode & 0x0f);
@@ -107,6 +132,8 @@ mod tests {
                 };
                 let mut out = Vec::new();
                 h.encode(&mut out);
+                let (bytes, n) = h.to_bytes();
+                assert_eq!(&bytes[..n], &out[..]);
                 assert_eq!(Header::parse(&out).unwrap(), Some((h, out.len())));
                 for cut in 0..out.len() {
                     assert_eq!(Header::parse(&out[..cut]).unwrap(), None);

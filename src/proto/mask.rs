@@ -1,9 +1,19 @@
 //! Payload masking (RFC 6455, section 5.3), a machine word at a time.
 
 /// XORs `buf` with `mask`, where `buf[0]` is payload byte number `offset` of its
-/// frame (so masking can resume in the middle of a payload).
+/// frame (so masking can resume in the middle of a payload). Masking and
+/// unmasking are the same operation.
+///
+/// ```
+/// use net_websocket_ev::proto::apply_mask;
+/// let mut data = *b"hello";
+/// apply_mask(&mut data, [1, 2, 3, 4], 0);
+/// apply_mask(&mut data[..2], [1, 2, 3, 4], 0);
+/// apply_mask(&mut data[2..], [1, 2, 3, 4], 2);
+/// assert_eq!(&data, b"hello");
+/// ```
 #[inline]
-pub(crate) fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let shift = offset % 4;
     let key = [
         mask[shift],

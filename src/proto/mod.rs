@@ -25,8 +25,10 @@ mod utf8;
 
 pub use engine::Engine;
 pub use error::{Error, ProtocolError};
+pub use mask::apply_mask;
 pub use receiver::Receiver;
 pub use sender::Sender;
+pub use utf8::Utf8Validator;
 
 /// The source of a client's mask keys: fills the 4 bytes of one frame's key.
 pub type MaskSource = Box<dyn FnMut(&mut [u8; 4])>;

@@ -7,11 +7,16 @@ pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
 /// Spare buffers kept per kind and thread.
 const MAX_SPARE: usize = 16;
 /// Larger general buffers are freed rather than kept.
-const MAX_KEPT_CAPACITY: usize = 256 * 1024;
+const MAX_KEPT_CAPACITY: usize = 4 << 20;
+/// The most bytes of spare general buffers kept per thread: large messages
+/// reuse a buffer instead of growing a fresh one (page faults and copies), and
+/// a burst of them leaves at most this much behind.
+const MAX_KEPT_TOTAL: usize = 8 << 20;
 
 thread_local! {
     static READ_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static BUFS_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A read buffer: `len() == READ_BUF_SIZE`, contents unspecified.
@@ -36,7 +41,9 @@ pub(crate) fn give_read_buf(buf: Vec<u8>) {
 
 /// An empty buffer, with spare capacity when the pool had one.
 pub(crate) fn take_buf() -> Vec<u8> {
-    BUFS.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+    let buf = BUFS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    BUFS_BYTES.with(|b| b.set(b.get() - buf.capacity()));
+    buf
 }
 
 /// Gives back a general buffer; a very large or capacity-less one is freed.
@@ -45,9 +52,14 @@ pub(crate) fn give_buf(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
+    let bytes = BUFS_BYTES.with(|b| b.get()) + buf.capacity();
+    if bytes > MAX_KEPT_TOTAL {
+        return;
+    }
     BUFS.with(|p| {
         let mut p = p.borrow_mut();
         if p.len() < MAX_SPARE {
+            BUFS_BYTES.with(|b| b.set(bytes));
             p.push(buf);
         }
     });

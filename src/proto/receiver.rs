@@ -11,6 +11,12 @@ use super::{
     ReplySink, Role, Rsv,
 };
 
+/// A frame payload part at least this large is read straight into the message
+/// buffer rather than through the read buffer.
+const DIRECT_MIN: usize = 16 * 1024;
+/// The most bytes read straight into the message buffer per call.
+const DIRECT_MAX: usize = 4 << 20;
+
 /// Decodes the peer's bytes into events for a [`Handler`], and reports the
 /// replies they call for to a [`ReplySink`].
 ///
@@ -104,6 +110,30 @@ impl Receiver {
         h: &mut H,
         s: &mut S,
     ) -> io::Result<RecvStatus> {
+        self.recv_until(r, h, s, false)
+    }
+
+    /// [`Receiver::recv`] for a non-blocking socket watched level-triggered (a
+    /// libev io watcher): a read that returns fewer bytes than asked for ends the
+    /// call with [`RecvStatus::WouldBlock`]. The socket had no more bytes then,
+    /// so the next read would only fail with `EAGAIN`: skipping it saves one
+    /// syscall per readiness event, and the watcher fires again when more come.
+    pub fn recv_available<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+    ) -> io::Result<RecvStatus> {
+        self.recv_until(r, h, s, true)
+    }
+
+    fn recv_until<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+        short_read_drains: bool,
+    ) -> io::Result<RecvStatus> {
         if self.has_pending_input() {
             let status = self.resume(h, s);
             if status != RecvStatus::WouldBlock {
@@ -113,6 +143,12 @@ impl Receiver {
         loop {
             if !self.want_read() {
                 return Ok(RecvStatus::Closed);
+            }
+            if self.reads_direct() {
+                match self.recv_direct(r, h, s)? {
+                    None => continue,
+                    Some(status) => return Ok(status),
+                }
             }
             if self.input.is_empty() {
                 self.input = pool::take_read_buf();
@@ -125,9 +161,10 @@ impl Receiver {
                     return Ok(RecvStatus::Eof);
                 }
                 Ok(n) => {
-                    self.end = n.min(self.input.len());
+                    let asked = self.input.len();
+                    self.end = n.min(asked);
                     let status = self.run(h, s);
-                    if status != RecvStatus::WouldBlock {
+                    if status != RecvStatus::WouldBlock || (short_read_drains && n < asked) {
                         return Ok(status);
                     }
                 }
@@ -247,6 +284,74 @@ impl Receiver {
         }
         self.release_input();
         status
+    }
+
+    /// Whether the rest of the current frame's payload is read straight into the
+    /// message buffer: a large part of a buffered data frame is still to come and
+    /// no bytes are kept. This saves a copy through the read buffer and reads in
+    /// larger pieces.
+    fn reads_direct(&self) -> bool {
+        self.stage == Stage::Payload
+            && self.msg_buffered
+            && !self.frame_op.is_control()
+            && self.remaining >= DIRECT_MIN as u64
+            && !self.has_pending_input()
+    }
+
+    /// Reads payload of the current frame into the message buffer (at most
+    /// `DIRECT_MAX` bytes a call), then runs the decoder over what follows the
+    /// payload (the frame's end and the message). `None`: go on reading.
+    fn recv_direct<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+    ) -> io::Result<Option<RecvStatus>> {
+        let want = self.remaining.min(DIRECT_MAX as u64) as usize;
+        if self.msg_buf.capacity() == 0 {
+            self.msg_buf = pool::take_buf();
+        }
+        self.msg_buf.reserve(want);
+        let start = self.msg_buf.len();
+        // `read_to_end` fills the spare capacity without zeroing it first; it ends
+        // at `want` bytes, at end of file, or with the error that stopped it
+        // (what was read before the error is kept).
+        let result = r.take(want as u64).read_to_end(&mut self.msg_buf);
+        let got = self.msg_buf.len() - start;
+        let stopped = match result {
+            Ok(_) if got < want => Some(RecvStatus::Eof),
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(RecvStatus::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => return Err(e),
+        };
+        if got == 0 {
+            return Ok(stopped);
+        }
+        let offset = (self.frame.len - self.remaining) as usize;
+        let chunk = &mut self.msg_buf[start..];
+        if let Some(mask) = self.frame.mask {
+            apply_mask(chunk, mask, offset);
+        }
+        if self.check_utf8 && !self.utf8.feed(chunk) {
+            return Ok(Some(self.fail(ProtocolError::InvalidUtf8, s)));
+        }
+        self.remaining -= got as u64;
+        self.msg_len = self.msg_len.saturating_add(got as u64);
+        if self.remaining == 0 {
+            self.stage = Stage::End;
+        }
+        if h.on_frame_chunk(&self.msg_buf[start..]) == Flow::Pause {
+            return Ok(Some(RecvStatus::Paused));
+        }
+        if self.remaining == 0 {
+            // The frame's end and the message: no input bytes are needed.
+            let (_, status) = self.process(&mut [], h, s);
+            if status != RecvStatus::WouldBlock {
+                return Ok(Some(status));
+            }
+        }
+        Ok(stopped)
     }
 
     /// Appends `data` to the kept bytes (feed after a pause).
@@ -369,6 +474,9 @@ impl Receiver {
                             (_, false) => &[],
                         };
                         let flow = h.on_message(self.msg_rsv, op, data, 0);
+                        // Kept, not pooled: a large one would be freed, and
+                        // fresh pages for every large message cost more than
+                        // the copy they carry.
                         self.msg_buf.clear();
                         flow
                     }
@@ -497,7 +605,7 @@ impl Receiver {
             }
             return Ok(());
         }
-        if self.check_utf8 && self.utf8.feed(chunk).is_err() {
+        if self.check_utf8 && !self.utf8.feed(chunk) {
             return Err(ProtocolError::InvalidUtf8);
         }
         if self.msg_buffered {
@@ -592,3 +700,7 @@ impl std::fmt::Debug for Receiver {
             .finish()
     }
 }
+
+#[cfg(test)]
+#[path = "receiver_tests.rs"]
+mod tests;

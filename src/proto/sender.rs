@@ -1,16 +1,20 @@
 //! The sending half: the send queue, framing, masking, close state and
 //! fragmented messages.
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 use super::frame::Header;
 use super::mask::apply_mask;
-use super::utf8::Utf8Validator;
+use super::utf8::{self, Utf8Validator};
 use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, Rsv, SendStatus};
 
 /// How many bytes are framed ahead into the write buffer at most (a single
 /// larger message is framed whole).
 const BATCH: usize = 64 * 1024;
+/// Data frames at the head of the queue that add up to at least this many
+/// bytes are written from the payload buffer where they were queued and framed
+/// (one `writev` with any control frames), not copied into `out`.
+const DIRECT_MIN: usize = 4 * 1024;
 
 /// Queues messages and writes them as frames.
 ///
@@ -33,11 +37,15 @@ pub struct Sender {
     items: VecDeque<Item>,
     payloads: Vec<u8>,
     payloads_pos: usize,
+    /// Header bytes stored in `payloads[payloads_pos..]` (not counted as queued).
+    queued_headers: usize,
     fragmented: usize,
     frag_utf8: Utf8Validator,
-    /// Framed bytes; `out[out_pos..]` is not yet written.
+    /// Framed bytes, followed by `direct` (the payload of the last frame when it
+    /// was not copied); `out_pos` counts bytes written of both together.
     out: Vec<u8>,
     out_pos: usize,
+    direct: Vec<u8>,
     /// One per frame in `out`, in order.
     marks: VecDeque<Mark>,
     in_flight: usize,
@@ -56,9 +64,21 @@ struct Control {
 
 #[derive(Clone, Copy, Debug)]
 enum Item {
-    Message { opcode: OpCode, len: usize },
-    Fragmented { opcode: OpCode, started: bool },
-    Close { code: u16, len: usize },
+    /// `header`: bytes of the frame header stored before the payload (a
+    /// server's written when queued, a client's when framed, with its mask).
+    Message {
+        opcode: OpCode,
+        len: usize,
+        header: u8,
+    },
+    Fragmented {
+        opcode: OpCode,
+        started: bool,
+    },
+    Close {
+        code: u16,
+        len: usize,
+    },
 }
 
 /// The end of a frame in `out`, and what writing it completes.
@@ -87,10 +107,12 @@ impl Sender {
             items: VecDeque::new(),
             payloads: Vec::new(),
             payloads_pos: 0,
+            queued_headers: 0,
             fragmented: 0,
             frag_utf8: Utf8Validator::default(),
             out: Vec::new(),
             out_pos: 0,
+            direct: Vec::new(),
             marks: VecDeque::new(),
             in_flight: 0,
             close_queued: false,
@@ -119,17 +141,30 @@ impl Sender {
             OpCode::Ping | OpCode::Pong if data.len() > 125 => {
                 return Err(Error::ControlTooLong(data.len()))
             }
-            OpCode::Text if std::str::from_utf8(data).is_err() => return Err(Error::InvalidUtf8),
+            OpCode::Text if !utf8::is_valid(data) => return Err(Error::InvalidUtf8),
             _ => {}
         }
         self.check_room(data.len())?;
         if opcode.is_control() {
             self.push_control(opcode, data);
         } else {
-            self.push_payload(data);
+            // The header's room is kept in front of the payload: a server's header
+            // is written now, a client's (with its mask) when it is framed.
+            let (bytes, n) = Header {
+                fin: true,
+                rsv: Rsv::empty(),
+                opcode: opcode.as_u8(),
+                mask: (self.role == Role::Client).then_some([0; 4]),
+                len: data.len() as u64,
+            }
+            .to_bytes();
+            self.push_payload(&bytes[..n]);
+            self.push_payload_more(data, true);
+            self.queued_headers += n;
             self.items.push_back(Item::Message {
                 opcode,
                 len: data.len(),
+                header: n as u8,
             });
         }
         Ok(())
@@ -173,7 +208,7 @@ impl Sender {
                 self.frag_utf8.reset();
             }
             let mut utf8 = self.frag_utf8;
-            if utf8.feed(data).is_err() || last && !utf8.is_complete() {
+            if !utf8.feed(data) || last && !utf8.is_complete() {
                 return Err(Error::InvalidUtf8);
             }
             self.frag_utf8 = utf8;
@@ -186,9 +221,10 @@ impl Sender {
         } else {
             opcode
         };
-        if self.out_pos == self.out.len() {
+        if self.out_pos == self.framed_len() {
             self.reset_out();
         }
+        self.flatten_direct();
         self.frame(wire_op, last, data);
         if last {
             self.items.pop_front();
@@ -297,8 +333,18 @@ impl Sender {
             if self.shut || self.close_sent {
                 return Ok(SendStatus::Idle);
             }
-            if self.out_pos < self.out.len() {
-                match w.write(&self.out[self.out_pos..]) {
+            if self.out_pos < self.framed_len() {
+                let written = if self.out_pos < self.out.len() && self.direct.is_empty() {
+                    w.write(&self.out[self.out_pos..])
+                } else if self.out_pos < self.out.len() {
+                    w.write_vectored(&[
+                        IoSlice::new(&self.out[self.out_pos..]),
+                        IoSlice::new(&self.direct),
+                    ])
+                } else {
+                    w.write(&self.direct[self.out_pos - self.out.len()..])
+                };
+                match written {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => self.advance(n),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -311,7 +357,7 @@ impl Sender {
             }
             self.reset_out();
             self.fill();
-            if self.out.is_empty() {
+            if self.framed_len() == 0 {
                 pool::release(&mut self.out);
                 if let Some(Item::Fragmented { .. }) = self.items.front() {
                     return Ok(SendStatus::NeedFragment {
@@ -328,7 +374,7 @@ impl Sender {
     pub fn want_write(&self) -> bool {
         !self.shut
             && !self.close_sent
-            && (self.out_pos < self.out.len() || !self.ctrl.is_empty() || !self.items.is_empty())
+            && (self.out_pos < self.framed_len() || !self.ctrl.is_empty() || !self.items.is_empty())
     }
 
     /// Messages queued or partly sent, control frames and the close included.
@@ -340,8 +386,8 @@ impl Sender {
     /// (headers included) not yet written. The high-water mark applies to this.
     pub fn queued_bytes(&self) -> usize {
         self.ctrl_bytes
-            + (self.payloads.len() - self.payloads_pos)
-            + (self.out.len() - self.out_pos)
+            + (self.payloads.len() - self.payloads_pos - self.queued_headers)
+            + (self.framed_len() - self.out_pos)
     }
 
     /// Whether a close is queued (or sent).
@@ -413,6 +459,16 @@ impl Sender {
     }
 
     fn push_payload(&mut self, data: &[u8]) {
+        self.push_payload_more(data, false);
+    }
+
+    /// Appends `data` to the payload buffer; `more`: it continues what was just
+    /// pushed (a payload after its header), so the buffer is not reorganised.
+    fn push_payload_more(&mut self, data: &[u8], more: bool) {
+        if more {
+            self.payloads.extend_from_slice(data);
+            return;
+        }
         if self.payloads.capacity() == 0 {
             self.payloads = pool::take_buf();
         }
@@ -448,6 +504,7 @@ impl Sender {
         self.fragmented = 0;
         self.payloads.clear();
         self.payloads_pos = 0;
+        self.queued_headers = 0;
         pool::release(&mut self.payloads);
     }
 
@@ -459,6 +516,16 @@ impl Sender {
             .iter()
             .position(|m| m.start >= self.out_pos)
             .unwrap_or(self.marks.len());
+        // Direct frames come last (nothing is framed into `out` after them): cut
+        // them at the first frame not started.
+        if first < self.marks.len() && !self.direct.is_empty() {
+            let cut = self.marks[first].start;
+            if cut <= self.out.len() {
+                pool::release(&mut self.direct);
+            } else {
+                self.direct.truncate(cut - self.out.len());
+            }
+        }
         let mut write = self.marks.get(first).map_or(self.out.len(), |m| m.start);
         let mut kept = first;
         for i in first..self.marks.len() {
@@ -484,9 +551,23 @@ impl Sender {
         self.marks.iter().any(|m| m.close.is_some())
     }
 
+    /// Bytes framed so far: `out` and the direct payload after it.
+    fn framed_len(&self) -> usize {
+        self.out.len() + self.direct.len()
+    }
+
+    /// Copies a direct payload into `out`, so that frames can follow it there.
+    fn flatten_direct(&mut self) {
+        if !self.direct.is_empty() {
+            self.out.extend_from_slice(&self.direct);
+            pool::release(&mut self.direct);
+        }
+    }
+
     fn reset_out(&mut self) {
         self.out.clear();
         self.out_pos = 0;
+        pool::release(&mut self.direct);
         self.marks.clear();
         self.in_flight = 0;
     }
@@ -500,11 +581,35 @@ impl Sender {
             self.complete_last_mark(None);
         }
         while self.out.len() < BATCH {
-            let (opcode, len, close) = match self.items.front() {
-                Some(Item::Message { opcode, len }) => (*opcode, *len, None),
-                Some(Item::Close { code, len }) => (OpCode::Close, *len, Some(*code)),
+            let (opcode, len, header, close) = match self.items.front() {
+                Some(Item::Message {
+                    opcode,
+                    len,
+                    header,
+                }) => (*opcode, *len, usize::from(*header), None),
+                Some(Item::Close { code, len }) => (OpCode::Close, *len, 0, Some(*code)),
                 Some(Item::Fragmented { .. }) | None => break,
             };
+            if header > 0 {
+                if self.payloads_pos == 0 && self.take_framed() {
+                    break;
+                }
+                // Framed where it was queued, then copied.
+                self.items.pop_front();
+                let start = self.payloads_pos;
+                self.payloads_pos += header + len;
+                self.queued_headers -= header;
+                let mask = self.next_mask();
+                seal(&mut self.payloads[start..self.payloads_pos], header, mask);
+                let out_start = self.out.len();
+                if self.out.capacity() == 0 {
+                    self.out = pool::take_buf();
+                }
+                self.out
+                    .extend_from_slice(&self.payloads[start..self.payloads_pos]);
+                self.push_mark(out_start, self.out.len(), true);
+                continue;
+            }
             self.items.pop_front();
             let start = self.payloads_pos;
             self.payloads_pos += len;
@@ -522,9 +627,66 @@ impl Sender {
         }
     }
 
-    /// Appends one frame to `out`, masked for a client.
-    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
-        let mask = match self.role {
+    /// Takes the frames queued framed at the head of the queue as the direct
+    /// bytes, without copying, when they fill the payload buffer (or leave only
+    /// a small tail, which is moved to a buffer of its own). False when they
+    /// do not, or are too small to be worth it.
+    fn take_framed(&mut self) -> bool {
+        let mut end = 0;
+        let mut count = 0;
+        for item in &self.items {
+            match item {
+                Item::Message { len, header, .. } if *header > 0 => {
+                    end += usize::from(*header) + len;
+                    count += 1;
+                }
+                _ => break,
+            }
+        }
+        let tail = self.payloads.len() - end;
+        if end < DIRECT_MIN || tail > 4096 {
+            return false;
+        }
+        let rest = if tail > 0 {
+            self.payloads.split_off(end)
+        } else {
+            Vec::new()
+        };
+        self.direct = std::mem::replace(&mut self.payloads, rest);
+        self.payloads_pos = 0;
+        let base = self.out.len();
+        let mut at = 0;
+        for _ in 0..count {
+            let Some(Item::Message { len, header, .. }) = self.items.pop_front() else {
+                break;
+            };
+            let header = usize::from(header);
+            self.queued_headers -= header;
+            let mask = self.next_mask();
+            seal(&mut self.direct[at..at + header + len], header, mask);
+            self.push_mark(base + at, base + at + header + len, true);
+            at += header + len;
+        }
+        true
+    }
+
+    /// Records a whole data frame (`completes`: the end of a message).
+    fn push_mark(&mut self, start: usize, end: usize, completes: bool) {
+        self.marks.push_back(Mark {
+            start,
+            end,
+            completes,
+            close: None,
+            control: false,
+        });
+        if completes {
+            self.in_flight += 1;
+        }
+    }
+
+    /// A client's mask key for the next frame.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
             Role::Server => None,
             Role::Client => {
                 let mut key = [0u8; 4];
@@ -534,7 +696,12 @@ impl Sender {
                 }
                 Some(key)
             }
-        };
+        }
+    }
+
+    /// Appends one frame to `out`, masked for a client.
+    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = self.next_mask();
         if self.out.capacity() == 0 {
             self.out = pool::take_buf();
         }
@@ -595,6 +762,18 @@ impl Sender {
     }
 }
 
+/// Completes a frame stored with room for its header (`frame[..header]`): a
+/// client's header gets its mask key and the payload is masked in place; a
+/// server's header was written when the message was queued.
+fn seal(frame: &mut [u8], header: usize, mask: Option<[u8; 4]>) {
+    let Some(mask) = mask else {
+        return;
+    };
+    let (head, payload) = frame.split_at_mut(header);
+    head[header - 4..].copy_from_slice(&mask);
+    apply_mask(payload, mask, 0);
+}
+
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
@@ -607,3 +786,7 @@ impl std::fmt::Debug for Sender {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+#[path = "sender_tests.rs"]
+mod tests;

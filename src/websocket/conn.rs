@@ -280,7 +280,7 @@ impl Conn {
             let Some(mut stream) = socket.as_ref() else {
                 return;
             };
-            status = match receiver.recv(&mut stream, &mut dispatch, &mut replies) {
+            status = match receiver.recv_available(&mut stream, &mut dispatch, &mut replies) {
                 Ok(status) => status,
                 Err(_) => RecvStatus::Eof, // reset or other socket error: the peer is gone
             };

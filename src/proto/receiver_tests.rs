@@ -1,0 +1,172 @@
+//! Unit tests of the receiving half (private state included).
+use super::*;
+
+/// Hands out its bytes in reads of at most `chunk`, then would block;
+/// counts the reads.
+struct Chunks<'a> {
+    data: &'a [u8],
+    chunk: usize,
+    reads: usize,
+}
+
+impl Read for Chunks<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        if self.data.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.data.len().min(buf.len()).min(self.chunk);
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[derive(Default)]
+struct Count(usize);
+
+impl Handler for Count {
+    fn on_message(&mut self, _: Rsv, _: OpCode, _: &[u8], _: u16) -> Flow {
+        self.0 += 1;
+        Flow::Continue
+    }
+}
+
+struct NoReply;
+
+impl ReplySink for NoReply {
+    fn reply(&mut self, _: Reply<'_>) {}
+}
+
+fn frames(count: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..count {
+        Header {
+            fin: true,
+            rsv: Rsv::empty(),
+            opcode: 2,
+            mask: Some([1, 2, 3, 4]),
+            len: len as u64,
+        }
+        .encode(&mut out);
+        out.extend(std::iter::repeat(0).take(len));
+    }
+    out
+}
+
+#[test]
+fn a_short_read_ends_recv_available_without_a_read_that_would_block() {
+    let data = frames(16, 32);
+    let mut r = Receiver::new(Role::Server, &Config::default());
+    let mut h = Count::default();
+    let mut src = Chunks {
+        data: &data,
+        chunk: usize::MAX,
+        reads: 0,
+    };
+    let status = r.recv_available(&mut src, &mut h, &mut NoReply).unwrap();
+    assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 16, 1));
+    // `recv` reads on until the transport says it would block.
+    let mut src = Chunks {
+        data: &data,
+        chunk: usize::MAX,
+        reads: 0,
+    };
+    let status = r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+    assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 32, 2));
+}
+
+#[test]
+fn a_full_read_goes_on_reading() {
+    // 100 KiB arrive: the first read fills the read buffer, the rest of the
+    // payload is read straight into the message buffer.
+    let data = frames(1, 100 << 10);
+    let mut r = Receiver::new(Role::Server, &Config::default());
+    let mut h = Count::default();
+    let mut src = Chunks {
+        data: &data,
+        chunk: usize::MAX,
+        reads: 0,
+    };
+    let status = r.recv_available(&mut src, &mut h, &mut NoReply).unwrap();
+    assert_eq!((status, h.0), (RecvStatus::WouldBlock, 1));
+    assert!(src.reads >= 2);
+    assert!(!r.has_pending_input());
+}
+
+/// Keeps every message and the chunk sizes.
+#[derive(Default)]
+struct Keep {
+    msgs: Vec<Vec<u8>>,
+    chunks: usize,
+}
+
+impl Handler for Keep {
+    fn on_frame_chunk(&mut self, _: &[u8]) -> Flow {
+        self.chunks += 1;
+        Flow::Continue
+    }
+    fn on_message(&mut self, _: Rsv, _: OpCode, data: &[u8], _: u16) -> Flow {
+        self.msgs.push(data.to_vec());
+        Flow::Continue
+    }
+}
+
+fn text_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [9, 8, 7, 6];
+    let mut out = Vec::new();
+    Header {
+        fin,
+        rsv: Rsv::empty(),
+        opcode,
+        mask: Some(mask),
+        len: payload.len() as u64,
+    }
+    .encode(&mut out);
+    let body = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[body..], mask, 0);
+    out
+}
+
+#[test]
+fn large_fragmented_text_read_straight_into_the_message_is_intact() {
+    let text: Vec<u8> = "ab€𝄞".repeat(30_000).into_bytes();
+    let (a, b) = text.split_at(50_001); // inside a code point
+    let mut wire = text_frame(false, 1, a);
+    wire.extend(text_frame(true, 0, b));
+    wire.extend(text_frame(true, 2, b"tail"));
+    for chunk in [1000, 7, 65_536, usize::MAX] {
+        let mut r = Receiver::new(Role::Server, &Config::default());
+        let mut h = Keep::default();
+        let mut src = Chunks {
+            data: &wire,
+            chunk,
+            reads: 0,
+        };
+        while !src.data.is_empty() {
+            r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+        }
+        assert_eq!(h.msgs.len(), 2, "chunk {chunk}");
+        assert!(h.msgs[0] == text, "chunk {chunk}");
+        assert_eq!(h.msgs[1], b"tail");
+    }
+}
+
+#[test]
+fn bad_utf8_read_straight_into_the_message_fails() {
+    let mut text = vec![b'a'; 200_000];
+    text[150_000] = 0xff;
+    let wire = text_frame(true, 1, &text);
+    let mut r = Receiver::new(Role::Server, &Config::default());
+    let mut h = Keep::default();
+    let mut src = Chunks {
+        data: &wire,
+        chunk: usize::MAX,
+        reads: 0,
+    };
+    let status = r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+    assert_eq!(status, RecvStatus::Closed);
+    assert_eq!(r.failed(), Some(&ProtocolError::InvalidUtf8));
+    assert!(h.msgs.is_empty());
+}

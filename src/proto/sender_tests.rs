@@ -1,0 +1,190 @@
+//! Unit tests of the sending half (private state included).
+use super::*;
+use crate::proto::{Flow, Handler, Receiver, Reply, ReplySink};
+
+/// Takes at most `chunk` bytes a write (only the first of vectored
+/// buffers, as `Write`'s default), and `budget` bytes in all, then would
+/// block.
+struct Pipe {
+    out: Vec<u8>,
+    chunk: usize,
+    budget: usize,
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.budget);
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.budget -= n;
+        self.out.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Got(Vec<(OpCode, Vec<u8>)>, Vec<Option<u16>>);
+
+impl Handler for Got {
+    fn on_message(&mut self, _: Rsv, op: OpCode, data: &[u8], _: u16) -> Flow {
+        self.0.push((op, data.to_vec()));
+        Flow::Continue
+    }
+}
+
+impl ReplySink for Got {
+    fn reply(&mut self, reply: Reply<'_>) {
+        if let Reply::Close { code, .. } = reply {
+            self.1.push(code);
+        }
+    }
+}
+
+/// What the peer of `role` makes of `wire`.
+fn decode(role: Role, wire: &[u8]) -> Got {
+    let peer = match role {
+        Role::Server => Role::Client,
+        Role::Client => Role::Server,
+    };
+    let mut r = Receiver::new(peer, &Config::default());
+    let mut got = Got::default();
+    let mut sink = Got::default();
+    r.feed(wire, &mut got, &mut sink);
+    got.1 = sink.1;
+    got
+}
+
+fn big(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[test]
+fn a_large_payload_written_in_small_pieces_arrives_whole() {
+    for role in [Role::Server, Role::Client] {
+        let data = big(100_000);
+        let mut s = Sender::new(role, &Config::default());
+        let mut pipe = Pipe {
+            out: Vec::new(),
+            chunk: 999,
+            budget: usize::MAX,
+        };
+        // Alone in the queue: written from where it was queued; behind
+        // another message: copied.
+        s.queue_msg(OpCode::Binary, &data).unwrap();
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+        s.queue_msg(OpCode::Binary, b"small").unwrap();
+        s.queue_msg(OpCode::Binary, &data).unwrap();
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+        assert_eq!(s.queued_count(), 0);
+        let got = decode(role, &pipe.out);
+        assert_eq!(got.0.len(), 3);
+        assert!(got.0[0].1 == data, "{role:?}");
+        assert_eq!(got.0[1].1, b"small");
+        assert!(got.0[2].1 == data, "{role:?}");
+    }
+}
+
+#[test]
+fn a_pong_waits_for_a_large_payload_already_started() {
+    let data = big(50_000);
+    let mut s = Sender::new(Role::Server, &Config::default());
+    s.queue_msg(OpCode::Binary, &data).unwrap();
+    let mut pipe = Pipe {
+        out: Vec::new(),
+        chunk: usize::MAX,
+        budget: 20_000,
+    };
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+    assert_eq!(s.queued_bytes(), 50_004 - 20_000);
+    assert!(!s.direct.is_empty(), "the payload was not copied");
+    s.queue_pong(b"p");
+    pipe.budget = usize::MAX;
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+    let got = decode(Role::Server, &pipe.out);
+    assert_eq!(got.0.len(), 2);
+    assert!(got.0[0].1 == data);
+    assert_eq!(got.0[1], (OpCode::Pong, b"p".to_vec()));
+}
+
+#[test]
+fn a_close_reply_drops_a_large_payload_not_started() {
+    let mut s = Sender::new(Role::Server, &Config::default());
+    s.queue_msg(OpCode::Binary, &big(40_000)).unwrap();
+    s.queue_msg(OpCode::Ping, b"first").unwrap();
+    let mut pipe = Pipe {
+        out: Vec::new(),
+        chunk: usize::MAX,
+        budget: 3,
+    };
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+    assert!(!s.direct.is_empty());
+    s.reply_close(Some(1000), b"");
+    assert!(s.queued_bytes() < 100);
+    pipe.budget = usize::MAX;
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+    let got = decode(Role::Server, &pipe.out);
+    assert_eq!(got.0, [(OpCode::Ping, b"first".to_vec())]);
+    assert_eq!(got.1, [Some(1000)]);
+    assert!(s.close_sent());
+}
+
+#[test]
+fn a_fragment_pushed_behind_a_large_payload_follows_it() {
+    let data = big(30_000);
+    let mut s = Sender::new(Role::Client, &Config::default());
+    s.queue_msg(OpCode::Binary, &data).unwrap();
+    s.queue_fragmented(OpCode::Text).unwrap();
+    let mut pipe = Pipe {
+        out: Vec::new(),
+        chunk: usize::MAX,
+        budget: 10,
+    };
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+    assert!(!s.direct.is_empty());
+    s.push_fragment(b"frag", true).unwrap();
+    pipe.budget = usize::MAX;
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+    let got = decode(Role::Client, &pipe.out);
+    assert_eq!(got.0.len(), 2);
+    assert!(got.0[0].1 == data);
+    assert_eq!(got.0[1], (OpCode::Text, b"frag".to_vec()));
+}
+
+#[test]
+fn a_close_reply_cuts_a_framed_batch_at_the_first_frame_not_started() {
+    let mut s = Sender::new(Role::Server, &Config::default());
+    for i in 0..10u8 {
+        s.queue_msg(OpCode::Binary, &[i; 1000]).unwrap();
+    }
+    assert_eq!(s.queued_bytes(), 10_000);
+    let mut pipe = Pipe {
+        out: Vec::new(),
+        chunk: usize::MAX,
+        budget: 3500, // inside the 4th frame (1004 bytes each)
+    };
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+    assert!(!s.direct.is_empty(), "the batch was not copied");
+    assert_eq!(s.queued_bytes(), 10 * 1004 - 3500);
+    s.queue_pong(b"p");
+    s.reply_close(Some(1001), b"bye");
+    pipe.budget = usize::MAX;
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+    let got = decode(Role::Server, &pipe.out);
+    let msgs: Vec<_> = got.0.iter().map(|(op, d)| (*op, d.len(), d[0])).collect();
+    assert_eq!(
+        msgs,
+        [
+            (OpCode::Binary, 1000, 0),
+            (OpCode::Binary, 1000, 1),
+            (OpCode::Binary, 1000, 2),
+            (OpCode::Binary, 1000, 3),
+            (OpCode::Pong, 1, b'p'),
+        ]
+    );
+    assert_eq!(got.1, [Some(1001)]);
+    assert_eq!((s.queued_count(), s.queued_bytes()), (0, 0));
+}

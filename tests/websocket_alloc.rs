@@ -1,0 +1,108 @@
+//! Performance shape of the whole object: echoing small messages over a real
+//! loopback socket on a real loop allocates nothing per message in steady state
+//! (a count from a counting global allocator, not a time).
+mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{ErrorKind, Read, Write};
+
+use net_websocket_ev::ev::{Loop, RunFlags};
+use net_websocket_ev::{Params, Server};
+use util::{masked_frame, tcp_pair};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: defers to the system allocator; only counts calls on this thread.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> usize {
+    ALLOCS.with(|c| c.get())
+}
+
+/// Messages per round, sent in one write (pipelined, as the load generator does).
+const IN_FLIGHT: usize = 16;
+
+#[test]
+fn echoing_small_messages_over_a_socket_allocates_nothing_per_message() {
+    let lp = Loop::new().expect("loop");
+    let (ours, mut peer) = tcp_pair();
+    let ws = Server::new(Params::new(ours).event_loop(&lp).on_msg_recv(
+        |ws, _rsv, op, msg, _status| {
+            ws.queue_msg(msg, op).expect("echo");
+        },
+    ))
+    .expect("Server::new");
+
+    // 16 masked 32-byte text messages; each echo is a 34-byte unmasked frame.
+    let batch: Vec<u8> = (0..IN_FLIGHT)
+        .flat_map(|i| masked_frame(true, 1, &[b'a' + i as u8; 32]))
+        .collect();
+    let echo_len = IN_FLIGHT * 34;
+    let mut buf = [0u8; 4096];
+    let mut round = |lp: &Loop, peer: &mut std::net::TcpStream| {
+        peer.write_all(&batch).expect("peer write");
+        let mut got = 0;
+        let mut turns = 0;
+        while got < echo_len {
+            lp.run_with(RunFlags::NoWait);
+            match peer.read(&mut buf) {
+                Ok(0) => panic!("server closed"),
+                Ok(n) => {
+                    if got == 0 {
+                        assert_eq!(buf[..2], [0x81, 32], "an unmasked text frame comes back");
+                    }
+                    got += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("peer read: {e}"),
+            }
+            turns += 1;
+            assert!(turns < 1_000_000, "no echo");
+        }
+        assert_eq!(got, echo_len);
+    };
+    // Warm up: pools, queues and libev's arrays reach their steady sizes.
+    for _ in 0..50 {
+        round(&lp, &mut peer);
+    }
+    let before = allocs();
+    let rounds = 200;
+    for _ in 0..rounds {
+        round(&lp, &mut peer);
+    }
+    let counted = allocs() - before;
+    assert_eq!(
+        counted,
+        0,
+        "{counted} allocations while echoing {} messages",
+        rounds * IN_FLIGHT
+    );
+    // An open connection keeps its loop alive: end it (the peer goes away).
+    drop(peer);
+    let mut turns = 0;
+    while !ws.is_closed() {
+        lp.run_with(RunFlags::NoWait);
+        turns += 1;
+        assert!(turns < 1_000_000, "the connection did not end");
+    }
+}
