@@ -24,7 +24,176 @@ const DIRECT_MAX: usize = 4 << 20;
 /// given back as soon as every byte in it is processed. A message that arrives
 /// whole in one read is handed to the handler as a slice of that buffer
 /// (unmasked in place); only fragmented or split messages are copied.
+///
+/// Between messages, with nothing kept, it holds no decoder state either: the
+/// decoder goes back to a small per-thread pool after each call that leaves it
+/// so, and an idle receiver is its configuration and one empty pointer.
 pub struct Receiver {
+    role: Role,
+    config: Config,
+    /// `None` while idle (see [`Decoder::is_pristine`]).
+    decoder: Option<Box<Decoder>>,
+}
+
+/// Spare decoders kept per thread.
+const MAX_SPARE_DECODERS: usize = 64;
+
+thread_local! {
+    // The boxes are the point: a spare is handed back as the allocation it is.
+    #[allow(clippy::vec_box)]
+    static SPARE_DECODERS: std::cell::RefCell<Vec<Box<Decoder>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Receiver {
+    /// A receiver for `role` (a server expects masked frames).
+    pub fn new(role: Role, config: &Config) -> Receiver {
+        Receiver {
+            role,
+            config: config.clone(),
+            decoder: None,
+        }
+    }
+
+    /// The decoder, from the pool or new when idle.
+    fn decoder(&mut self) -> &mut Decoder {
+        let (role, config) = (self.role, &self.config);
+        self.decoder.get_or_insert_with(|| {
+            match SPARE_DECODERS.with(|p| p.borrow_mut().pop()) {
+                Some(mut d) => {
+                    // A spare is pristine: it owns no buffer, so this frees nothing.
+                    *d = Decoder::new(role, config);
+                    d
+                }
+                None => Box::new(Decoder::new(role, config)),
+            }
+        })
+    }
+
+    /// Gives the decoder back to the pool when it holds nothing worth keeping.
+    fn idle_check<T>(&mut self, result: T) -> T {
+        if self.decoder.as_ref().is_some_and(|d| d.is_pristine()) {
+            if let Some(d) = self.decoder.take() {
+                SPARE_DECODERS.with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() < MAX_SPARE_DECODERS {
+                        p.push(d);
+                    }
+                });
+            }
+        }
+        result
+    }
+
+    /// Reads from `r` until it would block, ends, the handler pauses, or reading
+    /// is over, processing every frame read (many per read). Bytes kept from an
+    /// earlier pause are processed first. `Interrupted` is retried; other I/O
+    /// errors are returned.
+    pub fn recv<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+    ) -> io::Result<RecvStatus> {
+        let result = self.decoder().recv_until(r, h, s, false);
+        self.idle_check(result)
+    }
+
+    /// [`Receiver::recv`] for a non-blocking socket watched level-triggered (a
+    /// libev io watcher): a read that returns fewer bytes than asked for ends the
+    /// call with [`RecvStatus::WouldBlock`]. The socket had no more bytes then,
+    /// so the next read would only fail with `EAGAIN`: skipping it saves one
+    /// syscall per readiness event, and the watcher fires again when more come.
+    pub fn recv_available<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+    ) -> io::Result<RecvStatus> {
+        let result = self.decoder().recv_until(r, h, s, true);
+        self.idle_check(result)
+    }
+
+    /// Processes bytes already in memory (those that came with the handshake,
+    /// say). `WouldBlock` means all were consumed; after a pause the rest is kept
+    /// (copied) for [`Receiver::resume`].
+    pub fn feed<H: Handler, S: ReplySink>(
+        &mut self,
+        data: &[u8],
+        h: &mut H,
+        s: &mut S,
+    ) -> RecvStatus {
+        let result = self.decoder().feed(data, h, s);
+        self.idle_check(result)
+    }
+
+    /// Processes the bytes kept by a pause. `WouldBlock` means all are consumed.
+    pub fn resume<H: Handler, S: ReplySink>(&mut self, h: &mut H, s: &mut S) -> RecvStatus {
+        let result = self.decoder().resume(h, s);
+        self.idle_check(result)
+    }
+
+    /// Whether bytes kept by a pause are waiting for [`Receiver::resume`].
+    pub fn has_pending_input(&self) -> bool {
+        self.decoder.as_ref().is_some_and(|d| d.has_pending_input())
+    }
+
+    /// Whether reading goes on: not shut down, no close received, no violation.
+    pub fn want_read(&self) -> bool {
+        self.decoder.as_ref().map_or(true, |d| d.want_read())
+    }
+
+    /// Whether a valid close frame was received.
+    pub fn close_received(&self) -> bool {
+        self.decoder.as_ref().is_some_and(|d| d.close_received)
+    }
+
+    /// The violation that ended reading, if any.
+    pub fn failed(&self) -> Option<&ProtocolError> {
+        self.decoder.as_ref().and_then(|d| d.failed.as_ref())
+    }
+
+    /// The code of the peer's close: 1006 until one arrives, 1005 if it had none.
+    pub fn status_code_received(&self) -> u16 {
+        self.decoder
+            .as_ref()
+            .map_or(1006, |d| d.status_code_received)
+    }
+
+    /// Ends reading at once: kept bytes and partial messages are dropped.
+    pub fn shutdown_read(&mut self) {
+        self.decoder().shutdown_read();
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes the configuration; `buffering` takes effect at the next message.
+    pub fn set_config(&mut self, config: &Config) {
+        self.config = config.clone();
+        if let Some(d) = self.decoder.as_mut() {
+            d.config = config.clone();
+        }
+    }
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.decoder {
+            Some(d) => d.fmt(f),
+            None => f
+                .debug_struct("Receiver")
+                .field("role", &self.role)
+                .field("stage", &Stage::Header)
+                .finish(),
+        }
+    }
+}
+
+/// The receiver's decoding state, boxed so that an idle receiver holds none.
+struct Decoder {
     role: Role,
     config: Config,
     stage: Stage,
@@ -69,10 +238,9 @@ enum Stage {
     Over,
 }
 
-impl Receiver {
-    /// A receiver for `role` (a server expects masked frames).
-    pub fn new(role: Role, config: &Config) -> Receiver {
-        Receiver {
+impl Decoder {
+    fn new(role: Role, config: &Config) -> Decoder {
+        Decoder {
             role,
             config: config.clone(),
             stage: Stage::Header,
@@ -100,31 +268,21 @@ impl Receiver {
         }
     }
 
-    /// Reads from `r` until it would block, ends, the handler pauses, or reading
-    /// is over, processing every frame read (many per read). Bytes kept from an
-    /// earlier pause are processed first. `Interrupted` is retried; other I/O
-    /// errors are returned.
-    pub fn recv<R: Read, H: Handler, S: ReplySink>(
-        &mut self,
-        r: &mut R,
-        h: &mut H,
-        s: &mut S,
-    ) -> io::Result<RecvStatus> {
-        self.recv_until(r, h, s, false)
-    }
-
-    /// [`Receiver::recv`] for a non-blocking socket watched level-triggered (a
-    /// libev io watcher): a read that returns fewer bytes than asked for ends the
-    /// call with [`RecvStatus::WouldBlock`]. The socket had no more bytes then,
-    /// so the next read would only fail with `EAGAIN`: skipping it saves one
-    /// syscall per readiness event, and the watcher fires again when more come.
-    pub fn recv_available<R: Read, H: Handler, S: ReplySink>(
-        &mut self,
-        r: &mut R,
-        h: &mut H,
-        s: &mut S,
-    ) -> io::Result<RecvStatus> {
-        self.recv_until(r, h, s, true)
+    /// Between messages with nothing kept, no buffer and nothing ended: a fresh
+    /// decoder would do the same from here, so this one may go back to the pool.
+    fn is_pristine(&self) -> bool {
+        self.stage == Stage::Header
+            && self.hdr_len == 0
+            && self.msg_op.is_none()
+            && self.whole.is_none()
+            && self.pos >= self.end
+            && self.input.capacity() == 0
+            && self.msg_buf.capacity() == 0
+            && self.ctrl_buf.capacity() == 0
+            && !self.close_received
+            && self.failed.is_none()
+            && !self.shut
+            && self.status_code_received == 1006
     }
 
     fn recv_until<R: Read, H: Handler, S: ReplySink>(
@@ -180,15 +338,7 @@ impl Receiver {
         }
     }
 
-    /// Processes bytes already in memory (those that came with the handshake,
-    /// say). `WouldBlock` means all were consumed; after a pause the rest is kept
-    /// (copied) for [`Receiver::resume`].
-    pub fn feed<H: Handler, S: ReplySink>(
-        &mut self,
-        data: &[u8],
-        h: &mut H,
-        s: &mut S,
-    ) -> RecvStatus {
+    fn feed<H: Handler, S: ReplySink>(&mut self, data: &[u8], h: &mut H, s: &mut S) -> RecvStatus {
         let mut rest = data;
         if self.has_pending_input() {
             let status = self.resume(h, s);
@@ -222,53 +372,24 @@ impl Receiver {
         }
     }
 
-    /// Processes the bytes kept by a pause. `WouldBlock` means all are consumed.
-    pub fn resume<H: Handler, S: ReplySink>(&mut self, h: &mut H, s: &mut S) -> RecvStatus {
+    fn resume<H: Handler, S: ReplySink>(&mut self, h: &mut H, s: &mut S) -> RecvStatus {
         if !self.want_read() {
             return RecvStatus::Closed;
         }
         self.run(h, s)
     }
 
-    /// Whether bytes kept by a pause are waiting for [`Receiver::resume`].
-    pub fn has_pending_input(&self) -> bool {
+    fn has_pending_input(&self) -> bool {
         self.pos < self.end
     }
 
-    /// Whether reading goes on: not shut down, no close received, no violation.
-    pub fn want_read(&self) -> bool {
+    fn want_read(&self) -> bool {
         !self.shut && !self.close_received && self.failed.is_none()
     }
 
-    /// Whether a valid close frame was received.
-    pub fn close_received(&self) -> bool {
-        self.close_received
-    }
-
-    /// The violation that ended reading, if any.
-    pub fn failed(&self) -> Option<&ProtocolError> {
-        self.failed.as_ref()
-    }
-
-    /// The code of the peer's close: 1006 until one arrives, 1005 if it had none.
-    pub fn status_code_received(&self) -> u16 {
-        self.status_code_received
-    }
-
-    /// Ends reading at once: kept bytes and partial messages are dropped.
-    pub fn shutdown_read(&mut self) {
+    fn shutdown_read(&mut self) {
         self.shut = true;
         self.stop();
-    }
-
-    /// The configuration in use.
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Changes the configuration; `buffering` takes effect at the next message.
-    pub fn set_config(&mut self, config: &Config) {
-        self.config = config.clone();
     }
 
     /// Runs the decoder over `input[pos..end]`, then gives the buffer back unless
@@ -687,7 +808,7 @@ impl Receiver {
     }
 }
 
-impl std::fmt::Debug for Receiver {
+impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Receiver")
             .field("role", &self.role)
