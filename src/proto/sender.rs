@@ -25,7 +25,233 @@ const DIRECT_MIN: usize = 4 * 1024;
 ///
 /// The only user code a `Sender` ever calls is the mask source
 /// ([`Sender::set_mask_source`]), once per frame of a client.
+///
+/// With nothing queued it holds no queue state: the encoder goes back to a small
+/// per-thread pool once everything is written, and an idle sender is its
+/// configuration and one empty pointer.
 pub struct Sender {
+    role: Role,
+    fragment_size: usize,
+    max_queued_bytes: usize,
+    /// `None` while idle (see [`Encoder::is_pristine`]).
+    enc: Option<Box<Encoder>>,
+}
+
+/// Spare encoders kept per thread.
+const MAX_SPARE_ENCODERS: usize = 64;
+
+thread_local! {
+    // The boxes are the point: a spare is handed back as the allocation it is.
+    #[allow(clippy::vec_box)]
+    static SPARE_ENCODERS: std::cell::RefCell<Vec<Box<Encoder>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Sender {
+    /// A sender for `role` (a client masks every frame).
+    pub fn new(role: Role, config: &Config) -> Sender {
+        Sender {
+            role,
+            fragment_size: config.fragment_size.max(1),
+            max_queued_bytes: config.max_queued_bytes,
+            enc: None,
+        }
+    }
+
+    /// The encoder, from the pool or new when idle.
+    fn enc(&mut self) -> &mut Encoder {
+        let (role, fragment_size, max_queued) =
+            (self.role, self.fragment_size, self.max_queued_bytes);
+        self.enc.get_or_insert_with(|| {
+            match SPARE_ENCODERS.with(|p| p.borrow_mut().pop()) {
+                Some(mut e) => {
+                    // A spare is pristine: its queues are empty (their capacity is
+                    // kept) and it owns no buffer, so this frees nothing.
+                    let mut fresh = Encoder::new(role, fragment_size, max_queued);
+                    fresh.ctrl = std::mem::take(&mut e.ctrl);
+                    fresh.items = std::mem::take(&mut e.items);
+                    fresh.marks = std::mem::take(&mut e.marks);
+                    *e = fresh;
+                    e
+                }
+                None => Box::new(Encoder::new(role, fragment_size, max_queued)),
+            }
+        })
+    }
+
+    /// Gives the encoder back to the pool when it holds nothing worth keeping.
+    fn idle_check<T>(&mut self, result: T) -> T {
+        if self.enc.as_ref().is_some_and(|e| e.is_pristine()) {
+            if let Some(e) = self.enc.take() {
+                SPARE_ENCODERS.with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() < MAX_SPARE_ENCODERS {
+                        p.push(e);
+                    }
+                });
+            }
+        }
+        result
+    }
+
+    #[cfg(test)]
+    fn encoder_ref(&self) -> &Encoder {
+        self.enc.as_ref().expect("an encoder in use")
+    }
+
+    /// Replaces the source of the 4 mask bytes of each frame a client sends
+    /// (Perl's `genmask`). The default is a CSPRNG (`rand`'s thread rng). It is
+    /// called once per frame, when the frame is framed, which is during
+    /// [`Sender::send`] or [`Sender::push_fragment`].
+    pub fn set_mask_source(&mut self, f: MaskSource) {
+        self.enc().set_mask_source(f);
+    }
+
+    /// Queues a whole text, binary, ping or pong message. Text must be UTF-8,
+    /// control payloads at most 125 bytes.
+    pub fn queue_msg(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
+        let result = self.enc().queue_msg(opcode, data);
+        self.idle_check(result)
+    }
+
+    /// Queues a fragmented message: its pieces come through
+    /// [`Sender::push_fragment`] when [`Sender::send`] asks for them.
+    pub fn queue_fragmented(&mut self, opcode: OpCode) -> Result<(), Error> {
+        let result = self.enc().queue_fragmented(opcode);
+        self.idle_check(result)
+    }
+
+    /// The next piece of the fragmented message at the head of the queue; `last`
+    /// ends it.
+    pub fn push_fragment(&mut self, data: &[u8], last: bool) -> Result<(), Error> {
+        let result = self.enc().push_fragment(data, last);
+        self.idle_check(result)
+    }
+
+    /// The producer of the fragmented message at the head of the queue failed:
+    /// the message and everything queued after it are dropped and close 1011 is
+    /// queued at once. No-op when the head is not a fragmented message.
+    pub fn abort_fragmented(&mut self) {
+        if let Some(e) = self.enc.as_mut() {
+            e.abort_fragmented();
+        }
+        self.idle_check(())
+    }
+
+    /// Queues the user's close: it goes out after everything queued before it,
+    /// and nothing can be queued after it. `code` `None` sends an empty close
+    /// (the reason must then be empty).
+    pub fn queue_close(&mut self, code: Option<u16>, reason: &[u8]) -> Result<(), Error> {
+        let result = self.enc().queue_close(code, reason);
+        self.idle_check(result)
+    }
+
+    /// Answers the peer's close at once, echoing `code` and `reason`: only a frame
+    /// already partly written and the control frames already queued (pongs
+    /// answering pings that came before the close) go before it; data not yet
+    /// started is dropped. If a close is already queued but not yet framed,
+    /// that close is kept and moved to the front the same way. No-op once a close
+    /// is framed or sent, or writing is shut down.
+    pub fn reply_close(&mut self, code: Option<u16>, reason: &[u8]) {
+        self.enc().reply_close(code, reason);
+    }
+
+    /// The peer broke the protocol: close with `code` after everything already
+    /// queued; nothing can be queued afterwards. No-op if a close is already
+    /// queued or sent.
+    pub fn fail(&mut self, code: u16) {
+        self.enc().fail(code);
+    }
+
+    /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
+    /// close is queued or sent.
+    pub fn queue_pong(&mut self, payload: &[u8]) {
+        self.enc().queue_pong(payload);
+        self.idle_check(())
+    }
+
+    /// Writes queued frames to `w` until nothing is left, `w` would block, or a
+    /// fragmented message needs its next piece. Many frames go out per write and
+    /// a partial write resumes exactly. `Interrupted` is retried; other I/O
+    /// errors are returned (a write of 0 bytes is `WriteZero`).
+    pub fn send<W: Write>(&mut self, w: &mut W) -> io::Result<SendStatus> {
+        let Some(e) = self.enc.as_mut() else {
+            return Ok(SendStatus::Idle); // nothing queued
+        };
+        let result = e.send(w);
+        self.idle_check(result)
+    }
+
+    /// Whether there is something to write: not shut down, no close sent, and a
+    /// frame queued or partly written (or a fragmented message waiting).
+    pub fn want_write(&self) -> bool {
+        self.enc.as_ref().is_some_and(|e| e.want_write())
+    }
+
+    /// Messages queued or partly sent, control frames and the close included.
+    pub fn queued_count(&self) -> usize {
+        self.enc.as_ref().map_or(0, |e| e.queued_count())
+    }
+
+    /// Bytes queued and not yet written: payloads waiting, and framed bytes
+    /// (headers included) not yet written. The high-water mark applies to this.
+    pub fn queued_bytes(&self) -> usize {
+        self.enc.as_ref().map_or(0, |e| e.queued_bytes())
+    }
+
+    /// Whether a close is queued (or sent).
+    pub fn close_queued(&self) -> bool {
+        self.enc.as_ref().is_some_and(|e| e.close_queued)
+    }
+
+    /// Whether the close frame has been written whole.
+    pub fn close_sent(&self) -> bool {
+        self.enc.as_ref().is_some_and(|e| e.close_sent)
+    }
+
+    /// The code of the close sent: 1006 until one is written, 1005 for an empty
+    /// close.
+    pub fn status_code_sent(&self) -> u16 {
+        self.enc.as_ref().map_or(1006, |e| e.status_code_sent)
+    }
+
+    /// Ends writing at once: the queue is dropped, `want_write` turns false and
+    /// queueing returns [`Error::Closed`].
+    pub fn shutdown_write(&mut self) {
+        self.enc().shutdown_write();
+    }
+
+    /// Changes `fragment_size` and `max_queued_bytes`.
+    pub fn set_config(&mut self, config: &Config) {
+        self.fragment_size = config.fragment_size.max(1);
+        self.max_queued_bytes = config.max_queued_bytes;
+        if let Some(e) = self.enc.as_mut() {
+            e.fragment_size = self.fragment_size;
+            e.max_queued_bytes = self.max_queued_bytes;
+        }
+    }
+
+    /// How many fragmented messages are queued (their producers live elsewhere).
+    pub(crate) fn fragmented_count(&self) -> usize {
+        self.enc.as_ref().map_or(0, |e| e.fragmented)
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.enc {
+            Some(e) => e.fmt(f),
+            None => f
+                .debug_struct("Sender")
+                .field("role", &self.role)
+                .field("queued_count", &0)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The sender's queues and framing state, boxed so that an idle sender holds none.
+struct Encoder {
     role: Role,
     fragment_size: usize,
     max_queued_bytes: usize,
@@ -94,13 +320,12 @@ struct Mark {
     control: bool,
 }
 
-impl Sender {
-    /// A sender for `role` (a client masks every frame).
-    pub fn new(role: Role, config: &Config) -> Sender {
-        Sender {
+impl Encoder {
+    fn new(role: Role, fragment_size: usize, max_queued_bytes: usize) -> Encoder {
+        Encoder {
             role,
-            fragment_size: config.fragment_size.max(1),
-            max_queued_bytes: config.max_queued_bytes,
+            fragment_size,
+            max_queued_bytes,
             mask_source: None,
             ctrl: VecDeque::new(),
             ctrl_bytes: 0,
@@ -390,22 +615,6 @@ impl Sender {
             + (self.framed_len() - self.out_pos)
     }
 
-    /// Whether a close is queued (or sent).
-    pub fn close_queued(&self) -> bool {
-        self.close_queued
-    }
-
-    /// Whether the close frame has been written whole.
-    pub fn close_sent(&self) -> bool {
-        self.close_sent
-    }
-
-    /// The code of the close sent: 1006 until one is written, 1005 for an empty
-    /// close.
-    pub fn status_code_sent(&self) -> u16 {
-        self.status_code_sent
-    }
-
     /// Ends writing at once: the queue is dropped, `want_write` turns false and
     /// queueing returns [`Error::Closed`].
     pub fn shutdown_write(&mut self) {
@@ -417,15 +626,27 @@ impl Sender {
         pool::release(&mut self.out);
     }
 
-    /// Changes `fragment_size` and `max_queued_bytes`.
-    pub fn set_config(&mut self, config: &Config) {
-        self.fragment_size = config.fragment_size.max(1);
-        self.max_queued_bytes = config.max_queued_bytes;
-    }
-
-    /// How many fragmented messages are queued (their producers live elsewhere).
-    pub(crate) fn fragmented_count(&self) -> usize {
-        self.fragmented
+    /// Nothing queued, framed or in flight, no buffer, no mask source, nothing
+    /// ended: a fresh encoder would do the same from here, so this one may go back
+    /// to the pool (its queues' capacity is kept for reuse).
+    fn is_pristine(&self) -> bool {
+        self.ctrl.is_empty()
+            && self.ctrl_bytes == 0
+            && self.items.is_empty()
+            && self.payloads.capacity() == 0
+            && self.payloads_pos == 0
+            && self.queued_headers == 0
+            && self.fragmented == 0
+            && self.out.capacity() == 0
+            && self.out_pos == 0
+            && self.direct.capacity() == 0
+            && self.marks.is_empty()
+            && self.in_flight == 0
+            && self.mask_source.is_none()
+            && !self.close_queued
+            && !self.close_sent
+            && !self.shut
+            && self.status_code_sent == 1006
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -774,7 +995,7 @@ fn seal(frame: &mut [u8], header: usize, mask: Option<[u8; 4]>) {
     apply_mask(payload, mask, 0);
 }
 
-impl std::fmt::Debug for Sender {
+impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
             .field("role", &self.role)
