@@ -231,6 +231,11 @@ impl Sender {
         }
     }
 
+    /// The send-queue high-water mark (`max_queued_bytes`).
+    pub(crate) fn max_queued_bytes(&self) -> usize {
+        self.max_queued_bytes
+    }
+
     /// How many fragmented messages are queued (their producers live elsewhere).
     pub(crate) fn fragmented_count(&self) -> usize {
         self.enc.as_ref().map_or(0, |e| e.fragmented)

@@ -39,8 +39,6 @@ pub(crate) struct Conn {
     /// Borrowed only briefly: never across user code.
     cold: RefCell<Option<Box<Cold>>>,
     callbacks: Callbacks,
-    /// The send-queue high-water mark: reading pauses while the queue is above it.
-    max_backlog: usize,
     /// Inside the io callback: calls only record their effect; the callback re-arms.
     in_io: Cell<bool>,
     read_stopped: Cell<bool>,
@@ -92,13 +90,20 @@ impl Cold {
 struct Deadlines {
     /// When the timer (in [`Cold`]) fires (loop time); infinity while stopped.
     armed_at: Cell<f64>,
-    /// The three periods, infinity for none (an `Option<f64>` takes twice the room).
+    /// Infinity for none (an `Option<f64>` takes twice the room).
     close_timeout: f64,
-    idle_timeout: f64,
-    keepalive: f64,
     /// A close is queued: only the close deadline counts from then on.
     closing: Cell<bool>,
     close_at: Cell<f64>,
+    /// The idle timeout and keepalive, boxed: `None` (most connections) when neither
+    /// is set.
+    watch: Option<Box<RecvWatch>>,
+}
+
+struct RecvWatch {
+    /// Infinity for none.
+    idle_timeout: f64,
+    keepalive: f64,
     last_recv: Cell<f64>,
     last_ping: Cell<f64>,
 }
@@ -109,20 +114,24 @@ impl Deadlines {
             t.filter(|t| *t >= 0.0 && t.is_finite())
                 .unwrap_or(f64::INFINITY)
         };
-        let keepalive = positive(keepalive);
+        let idle_timeout = positive(idle_timeout);
+        let keepalive = Some(positive(keepalive))
+            .filter(|k| *k > 0.0)
+            .unwrap_or(f64::INFINITY);
+        let watch = (idle_timeout.is_finite() || keepalive.is_finite()).then(|| {
+            Box::new(RecvWatch {
+                idle_timeout,
+                keepalive,
+                last_recv: Cell::new(0.0),
+                last_ping: Cell::new(0.0),
+            })
+        });
         Deadlines {
             armed_at: Cell::new(f64::INFINITY),
             close_timeout: positive(close_timeout),
-            idle_timeout: positive(idle_timeout),
-            keepalive: if keepalive > 0.0 {
-                keepalive
-            } else {
-                f64::INFINITY
-            },
             closing: Cell::new(false),
             close_at: Cell::new(f64::INFINITY),
-            last_recv: Cell::new(0.0),
-            last_ping: Cell::new(0.0),
+            watch,
         }
     }
 
@@ -131,16 +140,42 @@ impl Deadlines {
     }
 
     fn idle_timeout(&self) -> Option<f64> {
-        Some(self.idle_timeout).filter(|t| t.is_finite())
+        self.watch
+            .as_ref()
+            .map(|w| w.idle_timeout)
+            .filter(|t| t.is_finite())
     }
 
     fn keepalive(&self) -> Option<f64> {
-        Some(self.keepalive).filter(|t| t.is_finite())
+        self.watch
+            .as_ref()
+            .map(|w| w.keepalive)
+            .filter(|t| t.is_finite())
     }
 
     /// Whether receiving moves a deadline (idle timeout or keepalive set).
     fn watch_recv(&self) -> bool {
-        self.idle_timeout.is_finite() || self.keepalive.is_finite()
+        self.watch.is_some()
+    }
+
+    fn last_recv(&self) -> f64 {
+        self.watch.as_ref().map_or(0.0, |w| w.last_recv.get())
+    }
+
+    fn last_ping(&self) -> f64 {
+        self.watch.as_ref().map_or(0.0, |w| w.last_ping.get())
+    }
+
+    fn set_last_recv(&self, at: f64) {
+        if let Some(w) = &self.watch {
+            w.last_recv.set(at);
+        }
+    }
+
+    fn set_last_ping(&self, at: f64) {
+        if let Some(w) = &self.watch {
+            w.last_ping.set(at);
+        }
     }
 
     /// The nearest deadline (loop time), infinity if none.
@@ -148,9 +183,12 @@ impl Deadlines {
         if self.closing.get() {
             return self.close_at.get();
         }
+        let Some(w) = &self.watch else {
+            return f64::INFINITY;
+        };
         // Infinite periods give infinite deadlines.
-        let idle = self.last_recv.get() + self.idle_timeout;
-        let ping = self.last_recv.get().max(self.last_ping.get()) + self.keepalive;
+        let idle = w.last_recv.get() + w.idle_timeout;
+        let ping = w.last_recv.get().max(w.last_ping.get()) + w.keepalive;
         idle.min(ping)
     }
 }
@@ -221,7 +259,6 @@ impl Conn {
             role,
             socket: RefCell::new(Some(socket)),
             io: RefCell::new(None),
-            max_backlog: params.config.max_queued_bytes,
             deadlines: Deadlines::new(params.close_timeout, params.idle_timeout, params.keepalive),
             cold: RefCell::new(cold),
             callbacks: Callbacks {
@@ -249,8 +286,8 @@ impl Conn {
         *conn.io.borrow_mut() = Some(io);
         if conn.deadlines.watch_recv() {
             let now = conn.lp.now();
-            conn.deadlines.last_recv.set(now);
-            conn.deadlines.last_ping.set(now);
+            conn.deadlines.set_last_recv(now);
+            conn.deadlines.set_last_ping(now);
         }
         conn.rearm();
         conn.arm_deadline();
@@ -537,7 +574,7 @@ impl Conn {
         sender
             .queued_bytes()
             .saturating_add(sender.queued_count().saturating_mul(FRAME_OVERHEAD))
-            > self.max_backlog
+            > sender.max_queued_bytes()
     }
 
     /// Makes the deadline timer fire no later than the nearest deadline. A later
@@ -582,26 +619,23 @@ impl Conn {
                 !self.read_stopped.get() && self.receiver.try_borrow().is_ok_and(|r| r.want_read());
             if !reading {
                 // A paused reader is not an idle peer: the clock starts again on resume.
-                d.last_recv.set(now);
-            } else if d
-                .idle_timeout()
-                .is_some_and(|t| now >= d.last_recv.get() + t)
-            {
+                d.set_last_recv(now);
+            } else if d.idle_timeout().is_some_and(|t| now >= d.last_recv() + t) {
                 let closed = self
                     .sender()
                     .and_then(|mut s| Ok(s.queue_close(Some(1001), b"idle timeout")?));
                 if closed.is_err() {
-                    d.last_recv.set(now); // busy (a nested loop): try again a period later
+                    d.set_last_recv(now); // busy (a nested loop): try again a period later
                 }
             } else if d
                 .keepalive()
-                .is_some_and(|k| now >= d.last_recv.get().max(d.last_ping.get()) + k)
+                .is_some_and(|k| now >= d.last_recv().max(d.last_ping()) + k)
             {
                 // A full queue skips this ping: the peer is not reading anyway.
                 if let Ok(mut sender) = self.sender() {
                     let _ = sender.queue_msg(OpCode::Ping, b"");
                 }
-                d.last_ping.set(now);
+                d.set_last_ping(now);
             }
             self.rearm();
         }
@@ -689,7 +723,7 @@ impl Conn {
     /// the idle and keepalive clocks start again.
     fn note_recv(&self) {
         if self.deadlines.watch_recv() {
-            self.deadlines.last_recv.set(self.lp.now());
+            self.deadlines.set_last_recv(self.lp.now());
         }
     }
 
