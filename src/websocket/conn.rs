@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use crate::ev::{Events, Io, Loop, Timer};
+use crate::ev::{EmbeddedIo, Events, IoTarget, Loop, Timer};
 use crate::proto::{
     Flow, Fragment, Handler, OpCode, Receiver, RecvStatus, Reply, ReplySink, Role, Rsv, SendStatus,
     Sender,
@@ -26,13 +26,16 @@ type Waiter = Box<dyn FnOnce(&WebSocket)>;
 const FRAME_OVERHEAD: usize = 128;
 
 pub(crate) struct Conn {
-    pub(crate) lp: Loop,
+    /// The io watcher, in this allocation (no allocation of its own); it holds the
+    /// loop. Started only while `keep` holds the connection.
+    io: EmbeddedIo,
+    /// The connection itself while it is open: it stays alive on its loop whether
+    /// or not a handle is kept. Taken by `finish`.
+    keep: Cell<Option<Rc<Conn>>>,
     pub(crate) role: Role,
     /// The socket; `None` once the connection is over. The std type gives us safe
     /// read/write/writev/shutdown on any stream socket fd.
     socket: RefCell<Option<TcpStream>>,
-    /// Moved out while in use (no user code runs meanwhile).
-    io: Cell<Option<Io>>,
     deadlines: Deadlines,
     pub(crate) receiver: RefCell<Receiver>,
     pub(crate) sender: RefCell<Sender>,
@@ -258,10 +261,10 @@ impl Conn {
         let conn = Rc::new(Conn {
             receiver: RefCell::new(Receiver::new(role, &params.config)),
             sender: RefCell::new(sender),
-            lp: lp.clone(),
+            io: EmbeddedIo::new(&lp),
+            keep: Cell::new(None),
             role,
             socket: RefCell::new(Some(socket)),
-            io: Cell::new(None),
             deadlines: Deadlines::new(params.close_timeout, params.idle_timeout, params.keepalive),
             cold: RefCell::new(cold),
             callbacks: Callbacks {
@@ -279,16 +282,15 @@ impl Conn {
             finished: Cell::new(false),
             panicked: Cell::new(false),
         });
-        // The watcher's closure holds the connection: it stays alive on its loop while
-        // open, whether or not the user keeps a handle. `finish` drops the watcher.
-        let keep = conn.clone();
-        let io = Io::new(&lp, fd, Events::READ, move |events| keep.on_io(events));
+        // The connection holds itself while open, whether or not the user keeps a
+        // handle; `finish` lets go.
+        conn.keep.set(Some(conn.clone()));
+        EmbeddedIo::attach(&conn, fd, Events::READ);
         if has_initial {
-            io.feed_event(Events::READ);
+            conn.io.feed_event(Events::READ);
         }
-        conn.io.set(Some(io));
         if conn.deadlines.watch_recv() {
-            let now = conn.lp.now();
+            let now = conn.lp().now();
             conn.deadlines.set_last_recv(now);
             conn.deadlines.set_last_ping(now);
         }
@@ -319,6 +321,11 @@ impl Conn {
         self.sender.try_borrow_mut().map_err(|_| Error::Busy)
     }
 
+    /// The loop the connection runs on.
+    pub(crate) fn lp(&self) -> &Loop {
+        self.io.event_loop()
+    }
+
     pub(crate) fn status_received(&self) -> u16 {
         self.status_received.get()
     }
@@ -347,7 +354,7 @@ impl Conn {
         drop(producers);
     }
 
-    fn on_io(self: &Rc<Self>, events: Events) {
+    fn handle_io(self: &Rc<Self>, events: Events) {
         if self.finished.get() {
             return;
         }
@@ -546,8 +553,8 @@ impl Conn {
         if want_write && !self.write_stopped.get() {
             events |= Events::WRITE;
         }
-        let io = self.io.take();
-        if let Some(io) = &io {
+        {
+            let io = &self.io;
             io.set_events(events);
             if events.is_empty() {
                 io.stop();
@@ -558,11 +565,10 @@ impl Conn {
                 }
             }
         }
-        self.io.set(io);
         if close_queued && !self.deadlines.closing() {
             match self.deadlines.close_timeout() {
                 Some(seconds) => {
-                    self.deadlines.close_at.set(self.lp.now() + seconds);
+                    self.deadlines.close_at.set(self.lp().now() + seconds);
                     self.arm_deadline();
                 }
                 None => self.deadlines.close_at.set(f64::INFINITY),
@@ -594,11 +600,11 @@ impl Conn {
             return;
         }
         self.deadlines.armed_at.set(at);
-        let after = (at - self.lp.now()).max(0.0);
+        let after = (at - self.lp().now()).max(0.0);
         let mut cold = self.cold_mut();
         let timer = cold.deadline_timer.get_or_insert_with(|| {
             let weak = Rc::downgrade(self);
-            Timer::new(&self.lp, after, 0.0, move |_| {
+            Timer::new(self.lp(), after, 0.0, move |_| {
                 if let Some(conn) = weak.upgrade() {
                     conn.on_deadline();
                 }
@@ -616,7 +622,7 @@ impl Conn {
         if self.finished.get() {
             return;
         }
-        let now = self.lp.now();
+        let now = self.lp().now();
         if d.closing() {
             if now >= d.close_at.get() {
                 self.finish();
@@ -656,7 +662,7 @@ impl Conn {
         let mut cold = self.cold_mut();
         let timer = cold.wait_timer.get_or_insert_with(|| {
             let weak = Rc::downgrade(self);
-            Timer::new(&self.lp, 0.0, 0.0, move |_| {
+            Timer::new(self.lp(), 0.0, 0.0, move |_| {
                 if let Some(conn) = weak.upgrade() {
                     conn.fire_waiters();
                 }
@@ -731,7 +737,7 @@ impl Conn {
     /// the idle and keepalive clocks start again.
     fn note_recv(&self) {
         if self.deadlines.watch_recv() {
-            self.deadlines.set_last_recv(self.lp.now());
+            self.deadlines.set_last_recv(self.lp().now());
         }
     }
 
@@ -744,8 +750,9 @@ impl Conn {
         if self.finished.replace(true) {
             return;
         }
-        let io = self.io.take();
-        drop(io); // may be our own running watcher: allowed by the ev layer
+        self.io.stop(); // may be our own running watcher: allowed by libev
+        let keep = self.keep.take();
+        drop(keep); // the caller holds another reference
         let timer = self
             .cold
             .borrow_mut()
@@ -773,6 +780,17 @@ impl Conn {
         drop(timer);
         let code = self.status_received.get();
         call(&self.callbacks.close, |cb| cb(&ws, code));
+    }
+}
+
+// SAFETY: `embedded_io` returns the `io` field, stored inline in the connection.
+unsafe impl IoTarget for Conn {
+    fn embedded_io(&self) -> &EmbeddedIo {
+        &self.io
+    }
+
+    fn on_io(self: &Rc<Self>, events: Events) {
+        self.handle_io(events);
     }
 }
 
@@ -880,7 +898,7 @@ mod size_tests {
             std::mem::size_of::<Sender>(),
             std::mem::size_of::<Deadlines>(),
             std::mem::size_of::<Callbacks>(),
-            std::mem::size_of::<Io>(),
+            std::mem::size_of::<EmbeddedIo>(),
             std::mem::size_of::<Timer>(),
         );
     }

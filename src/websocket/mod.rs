@@ -139,7 +139,7 @@ impl WebSocket {
             if drained {
                 break;
             }
-            self.conn.lp.run_with(RunFlags::Once);
+            self.conn.lp().run_with(RunFlags::Once);
         }
         Ok(())
     }
@@ -249,7 +249,7 @@ impl WebSocket {
 
     /// The loop the connection runs on.
     pub fn event_loop(&self) -> &Loop {
-        &self.conn.lp
+        self.conn.lp()
     }
 }
 
