@@ -170,3 +170,46 @@ fn bad_utf8_read_straight_into_the_message_fails() {
     assert_eq!(r.failed(), Some(&ProtocolError::InvalidUtf8));
     assert!(h.msgs.is_empty());
 }
+
+/// A masked client frame (FIN set) with `payload`, for the idle-state tests.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let key = [1u8, 2, 3, 4];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+#[test]
+fn an_idle_receiver_holds_no_decoder() {
+    let mut r = Receiver::new(Role::Server, &Config::default());
+    assert!(r.decoder.is_none(), "a new receiver holds no decoder");
+    let mut h = Count::default();
+    // Whole message: the decoder goes back to the pool.
+    let frame = client_frame(0x1, b"hello");
+    assert_eq!(r.feed(&frame, &mut h, &mut NoReply), RecvStatus::WouldBlock);
+    assert_eq!(h.0, 1);
+    assert!(r.decoder.is_none(), "idle after a whole message");
+    // Half a frame: the decoder is kept with its state.
+    let frame = client_frame(0x2, b"split message");
+    assert_eq!(
+        r.feed(&frame[..5], &mut h, &mut NoReply),
+        RecvStatus::WouldBlock
+    );
+    assert!(r.decoder.is_some(), "mid-frame state is kept");
+    assert_eq!(
+        r.feed(&frame[5..], &mut h, &mut NoReply),
+        RecvStatus::WouldBlock
+    );
+    assert_eq!(h.0, 2);
+    assert!(
+        r.decoder.is_none(),
+        "idle again once the message is delivered"
+    );
+    // A close ends reading: that state stays.
+    let close = client_frame(0x8, &1000u16.to_be_bytes());
+    assert_eq!(r.feed(&close, &mut h, &mut NoReply), RecvStatus::Closed);
+    assert!(r.close_received() && !r.want_read());
+    assert_eq!(r.status_code_received(), 1000);
+}

@@ -194,3 +194,32 @@ fn a_close_reply_cuts_a_framed_batch_at_the_first_frame_not_started() {
     assert_eq!(got.1, [Some(1001)]);
     assert_eq!((s.queued_count(), s.queued_bytes()), (0, 0));
 }
+
+#[test]
+fn an_idle_sender_holds_no_encoder() {
+    let mut s = Sender::new(Role::Server, &Config::default());
+    assert!(s.enc.is_none(), "a new sender holds no encoder");
+    assert_eq!(s.send(&mut Vec::new()).unwrap(), SendStatus::Idle);
+    s.queue_msg(OpCode::Text, b"hello").unwrap();
+    assert!(s.enc.is_some() && s.want_write());
+    let mut pipe = Pipe {
+        out: Vec::new(),
+        chunk: 3,
+        budget: 4,
+    };
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
+    assert!(s.enc.is_some(), "a partly written frame is kept");
+    pipe.budget = usize::MAX;
+    assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+    assert_eq!(pipe.out, b"\x81\x05hello");
+    assert!(s.enc.is_none(), "idle once everything is written");
+    assert_eq!(s.queued_count(), 0);
+    // A refused message leaves nothing behind either.
+    assert!(s.queue_msg(OpCode::Close, b"").is_err());
+    assert!(s.enc.is_none());
+    // A close is state that stays.
+    s.queue_close(Some(1000), b"").unwrap();
+    assert_eq!(s.send(&mut Vec::new()).unwrap(), SendStatus::Idle);
+    assert!(s.close_sent() && s.enc.is_some());
+    assert_eq!(s.status_code_sent(), 1000);
+}
