@@ -553,16 +553,13 @@ impl Conn {
         if want_write && !self.write_stopped.get() {
             events |= Events::WRITE;
         }
-        {
-            let io = &self.io;
-            io.set_events(events);
-            if events.is_empty() {
-                io.stop();
-            } else {
-                io.start();
-                if pending_input && events.contains(Events::READ) {
-                    io.feed_event(Events::READ); // kept bytes from a pause: no fd event will come
-                }
+        self.io.set_events(events);
+        if events.is_empty() {
+            self.io.stop();
+        } else {
+            self.io.start();
+            if pending_input && events.contains(Events::READ) {
+                self.io.feed_event(Events::READ); // kept bytes from a pause: no fd event will come
             }
         }
         if close_queued && !self.deadlines.closing() {
