@@ -31,10 +31,16 @@ const DIRECT_MIN: usize = 4 * 1024;
 /// configuration and one empty pointer.
 pub struct Sender {
     role: Role,
-    fragment_size: usize,
+    /// `Config::fragment_size` (at most `u32::MAX`: 4 bytes fewer per idle sender).
+    fragment_size: u32,
     max_queued_bytes: usize,
     /// `None` while idle (see [`Encoder::is_pristine`]).
     enc: Option<Box<Encoder>>,
+}
+
+/// The fragment size in use: at least 1, at most `u32::MAX`.
+fn fragment_size(config: &Config) -> u32 {
+    config.fragment_size.clamp(1, u32::MAX as usize) as u32
 }
 
 /// Spare encoders kept per thread.
@@ -52,7 +58,7 @@ impl Sender {
     pub fn new(role: Role, config: &Config) -> Sender {
         Sender {
             role,
-            fragment_size: config.fragment_size.max(1),
+            fragment_size: fragment_size(config),
             max_queued_bytes: config.max_queued_bytes,
             enc: None,
         }
@@ -60,8 +66,11 @@ impl Sender {
 
     /// The encoder, from the pool or new when idle.
     fn enc(&mut self) -> &mut Encoder {
-        let (role, fragment_size, max_queued) =
-            (self.role, self.fragment_size, self.max_queued_bytes);
+        let (role, fragment_size, max_queued) = (
+            self.role,
+            self.fragment_size as usize,
+            self.max_queued_bytes,
+        );
         self.enc.get_or_insert_with(|| {
             match SPARE_ENCODERS.with(|p| p.borrow_mut().pop()) {
                 Some(mut e) => {
@@ -223,10 +232,10 @@ impl Sender {
 
     /// Changes `fragment_size` and `max_queued_bytes`.
     pub fn set_config(&mut self, config: &Config) {
-        self.fragment_size = config.fragment_size.max(1);
+        self.fragment_size = fragment_size(config);
         self.max_queued_bytes = config.max_queued_bytes;
         if let Some(e) = self.enc.as_mut() {
-            e.fragment_size = self.fragment_size;
+            e.fragment_size = self.fragment_size as usize;
             e.max_queued_bytes = self.max_queued_bytes;
         }
     }
