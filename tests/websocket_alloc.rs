@@ -1,43 +1,15 @@
 //! Performance shape of the whole object: echoing small messages over a real
 //! loopback socket on a real loop allocates nothing per message in steady state
 //! (a count from a counting global allocator, not a time).
+mod counting_alloc;
 mod util;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 
+use counting_alloc::allocs;
 use net_websocket_ev::ev::{Loop, RunFlags};
 use net_websocket_ev::{Params, Server};
 use util::{masked_frame, tcp_pair};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: defers to the system allocator; only counts calls on this thread.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> usize {
-    ALLOCS.with(|c| c.get())
-}
 
 /// Messages per round, sent in one write (pipelined, as the load generator does).
 const IN_FLIGHT: usize = 16;
