@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use libev_sys as sys;
 
-use super::event_loop::{panic_parked, park_panic, Loop};
+use super::event_loop::{park_panic, shield, Loop};
 use super::Events;
 
 /// The object an [`EmbeddedIo`] calls back.
@@ -147,7 +147,7 @@ unsafe extern "C" fn trampoline<T: IoTarget>(
     raw: *mut sys::ev_io,
     revents: c_int,
 ) {
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+    let body = || {
         // SAFETY: `data` was set by `attach` to the target holding this watcher;
         // libev calls only a started or pending watcher, which is never the case once
         // the watcher (and so its target) is dropped, so the target is alive and we
@@ -170,12 +170,7 @@ unsafe extern "C" fn trampoline<T: IoTarget>(
         }
         // Dropping `target` may free it, the watcher included: libev does not touch
         // a watcher after its callback returns.
-    }));
-    if let Err(payload) = outcome {
-        park_panic(payload);
-    }
-    if panic_parked() {
-        // SAFETY: `lp` is the loop that is calling us.
-        unsafe { sys::ev_break(lp, sys::EVBREAK_ALL) };
-    }
+    };
+    // SAFETY: `lp` is the loop calling us.
+    unsafe { shield(lp, body) }
 }

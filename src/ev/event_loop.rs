@@ -219,9 +219,20 @@ pub(crate) fn park_panic(payload: Box<dyn Any + Send>) {
     });
 }
 
-/// Whether a panic is parked and not yet resumed.
-pub(crate) fn panic_parked() -> bool {
-    PARKED_PANIC.with(|slot| slot.borrow().is_some())
+/// The envelope of every callback libev makes into Rust: runs `body` so that no panic
+/// unwinds into C. A panic is parked (the first one wins) and, whenever one is parked,
+/// every `ev_run` level of `lp` is told to return so that the runner can resume it.
+///
+/// # Safety
+/// `lp` must be the loop that is calling back into us.
+pub(crate) unsafe fn shield(lp: *mut sys::ev_loop, body: impl FnOnce()) {
+    if let Err(payload) = panic::catch_unwind(panic::AssertUnwindSafe(body)) {
+        park_panic(payload);
+    }
+    if PARKED_PANIC.with(|slot| slot.borrow().is_some()) {
+        // SAFETY: `lp` is the running loop (our precondition); ev_break sets a flag.
+        unsafe { sys::ev_break(lp, sys::EVBREAK_ALL) };
+    }
 }
 
 /// Takes the panic a callback raised on this thread, if any.

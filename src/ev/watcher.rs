@@ -8,7 +8,7 @@ use std::rc::{Rc, Weak};
 use bitflags::bitflags;
 use libev_sys as sys;
 
-use super::event_loop::{park_panic, Loop};
+use super::event_loop::{park_panic, shield, Loop};
 
 bitflags! {
     /// The events a watcher waits for or received (libev's `EV_*` bits).
@@ -167,7 +167,7 @@ kind!(
 /// slot (so the closure may drop or replace its own watcher), and never unwinds: a
 /// panic is parked and the loop told to break out.
 unsafe extern "C" fn trampoline<K: Kind>(lp: *mut sys::ev_loop, raw: *mut K::Raw, revents: c_int) {
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+    let body = || {
         // SAFETY: every watcher's `data` is set to its `Shared` at creation, and libev
         // only calls started watchers, whose owner (holding a strong count) exists.
         let shared = unsafe {
@@ -191,14 +191,9 @@ unsafe extern "C" fn trampoline<K: Kind>(lp: *mut sys::ev_loop, raw: *mut K::Raw
             }
         }
         // Dropping `shared` may free the watcher and the closure's captures here.
-    }));
-    if let Err(payload) = outcome {
-        park_panic(payload);
-    }
-    if super::event_loop::panic_parked() {
-        // SAFETY: `lp` is the loop that is calling us.
-        unsafe { sys::ev_break(lp, sys::EVBREAK_ALL) };
-    }
+    };
+    // SAFETY: `lp` is the loop calling us.
+    unsafe { shield(lp, body) }
 }
 
 impl<K: Kind> Watcher<K> {
