@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use net_websocket_ev::ev::{Events, Io, Loop, Signal};
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
-use net_websocket_ev::{OpCode, Params, Server, WebSocket};
+use net_websocket_ev::{Error, OpCode, Params, Server, WebSocket};
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -221,14 +221,10 @@ fn echo_params(params: Params, options: &Rc<Options>) -> Params {
     params
 }
 
+#[inline]
 fn echo(ws: &WebSocket, opcode: OpCode, msg: &[u8], commands: bool) {
     let result = match opcode {
-        OpCode::Text if commands && msg.starts_with(b"!close") => {
-            let text = String::from_utf8_lossy(msg);
-            let mut words = text.splitn(3, ' ').skip(1);
-            let code = words.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
-            ws.close(Some(code), words.next().unwrap_or(""))
-        }
+        OpCode::Text if commands && msg.starts_with(b"!close") => close_command(ws, msg),
         OpCode::Text | OpCode::Binary => ws.queue_msg(msg, opcode),
         // The library answered the ping already; a pong needs no answer.
         _ => Ok(()),
@@ -238,8 +234,18 @@ fn echo(ws: &WebSocket, opcode: OpCode, msg: &[u8], commands: bool) {
     }
 }
 
+/// `!close CODE REASON`: the server closes with that code and reason.
+#[cold]
+fn close_command(ws: &WebSocket, msg: &[u8]) -> Result<(), Error> {
+    let text = String::from_utf8_lossy(msg);
+    let mut words = text.splitn(3, ' ').skip(1);
+    let code = words.next().and_then(|c| c.parse().ok()).unwrap_or(1000);
+    ws.close(Some(code), words.next().unwrap_or(""))
+}
+
 /// Prints one trace line; `line` is only formatted when tracing is on (the echo path
 /// must not pay for it).
+#[inline]
 fn trace_line(enabled: bool, line: impl FnOnce() -> String) {
     if enabled {
         eprintln!("{}", line());

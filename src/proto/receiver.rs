@@ -226,12 +226,11 @@ struct Decoder {
     status_code_received: u16,
 }
 
-/// Where the decoder is; each stage ends with at most one handler event, so a
-/// pause can stop between any two events.
+/// Where the decoder is. A pause can stop between any two handler events: the
+/// stage is moved on before each event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     Header,
-    Start,
     Payload,
     End,
     Message,
@@ -548,10 +547,6 @@ impl Decoder {
                     if let Err(e) = self.begin_frame() {
                         break self.fail(e, s);
                     }
-                    self.stage = Stage::Start;
-                    Flow::Continue
-                }
-                Stage::Start => {
                     self.stage = Stage::Payload;
                     let f = &self.frame;
                     h.on_frame_start(f.fin, f.rsv, self.frame_op, f.len)
@@ -575,33 +570,12 @@ impl Decoder {
                     }
                 }
                 Stage::End => match self.end_frame(buf, h, s) {
+                    // The message's end follows at once unless the handler paused.
+                    Ok(Flow::Continue) if self.stage == Stage::Message => self.deliver(buf, h),
                     Ok(flow) => flow,
                     Err(status) => break status,
                 },
-                Stage::Message => {
-                    self.stage = Stage::Header;
-                    let whole = self.whole.take();
-                    if self.frame_op.is_control() {
-                        let data = match &whole {
-                            Some(r) => &buf[r.clone()],
-                            None => &self.ctrl_buf[..],
-                        };
-                        h.on_message(self.frame.rsv, self.frame_op, data, 0)
-                    } else {
-                        let op = self.msg_op.take().unwrap_or(OpCode::Binary);
-                        let data = match (&whole, self.msg_buffered) {
-                            (Some(r), true) => &buf[r.clone()],
-                            (None, true) => &self.msg_buf[..],
-                            (_, false) => &[],
-                        };
-                        let flow = h.on_message(self.msg_rsv, op, data, 0);
-                        // Kept, not pooled: a large one would be freed, and
-                        // fresh pages for every large message cost more than
-                        // the copy they carry.
-                        self.msg_buf.clear();
-                        flow
-                    }
-                }
+                Stage::Message => self.deliver(buf, h),
             };
             if flow == Flow::Pause {
                 break RecvStatus::Paused;
@@ -617,6 +591,31 @@ impl Decoder {
             target.extend_from_slice(&buf[r]);
         }
         (pos, status)
+    }
+
+    /// The message (or control frame) just ended goes to the handler.
+    #[inline]
+    fn deliver<H: Handler>(&mut self, buf: &[u8], h: &mut H) -> Flow {
+        self.stage = Stage::Header;
+        let whole = self.whole.take();
+        if self.frame_op.is_control() {
+            let data = match &whole {
+                Some(r) => &buf[r.clone()],
+                None => &self.ctrl_buf[..],
+            };
+            return h.on_message(self.frame.rsv, self.frame_op, data, 0);
+        }
+        let op = self.msg_op.take().unwrap_or(OpCode::Binary);
+        let data = match (&whole, self.msg_buffered) {
+            (Some(r), true) => &buf[r.clone()],
+            (None, true) => &self.msg_buf[..],
+            (_, false) => &[],
+        };
+        let flow = h.on_message(self.msg_rsv, op, data, 0);
+        // Kept, not pooled: a large one would be freed, and fresh pages for every
+        // large message cost more than the copy they carry.
+        self.msg_buf.clear();
+        flow
     }
 
     /// Decodes a header from the stash plus `buf`: the bytes of `buf` used and

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 
-use super::frame::Header;
+use super::frame::{Header, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use super::utf8::{self, Utf8Validator};
 use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, Rsv, SendStatus};
@@ -11,10 +11,9 @@ use super::{is_valid_close_code, pool, Config, Error, MaskSource, OpCode, Role, 
 /// How many bytes are framed ahead into the write buffer at most (a single
 /// larger message is framed whole).
 const BATCH: usize = 64 * 1024;
-/// Data frames at the head of the queue that add up to at least this many
-/// bytes are written from the payload buffer where they were queued and framed
-/// (one `writev` with any control frames), not copied into `out`.
-const DIRECT_MIN: usize = 4 * 1024;
+/// The most bytes queued after the frames taken as direct bytes (see
+/// [`Encoder::take_framed`]) that are moved to a buffer of their own.
+const DIRECT_TAIL_MAX: usize = 4096;
 
 /// Queues messages and writes them as frames.
 ///
@@ -53,6 +52,24 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// A fresh encoder: a spare from the pool, or a new one.
+#[cold]
+fn pooled_encoder(role: Role, fragment_size: usize, max_queued_bytes: usize) -> Box<Encoder> {
+    let mut fresh = Encoder::new(role, fragment_size, max_queued_bytes);
+    match SPARE_ENCODERS.with(|p| p.borrow_mut().pop()) {
+        Some(mut e) => {
+            // A spare is pristine: its queues are empty (their capacity is kept)
+            // and it owns no buffer, so this frees nothing.
+            fresh.ctrl = std::mem::take(&mut e.ctrl);
+            fresh.items = std::mem::take(&mut e.items);
+            fresh.marks = std::mem::take(&mut e.marks);
+            *e = fresh;
+            e
+        }
+        None => Box::new(fresh),
+    }
+}
+
 impl Sender {
     /// A sender for `role` (a client masks every frame).
     pub fn new(role: Role, config: &Config) -> Sender {
@@ -65,27 +82,12 @@ impl Sender {
     }
 
     /// The encoder, from the pool or new when idle.
+    #[inline]
     fn enc(&mut self) -> &mut Encoder {
-        let (role, fragment_size, max_queued) = (
-            self.role,
-            self.fragment_size as usize,
-            self.max_queued_bytes,
-        );
-        self.enc.get_or_insert_with(|| {
-            match SPARE_ENCODERS.with(|p| p.borrow_mut().pop()) {
-                Some(mut e) => {
-                    // A spare is pristine: its queues are empty (their capacity is
-                    // kept) and it owns no buffer, so this frees nothing.
-                    let mut fresh = Encoder::new(role, fragment_size, max_queued);
-                    fresh.ctrl = std::mem::take(&mut e.ctrl);
-                    fresh.items = std::mem::take(&mut e.items);
-                    fresh.marks = std::mem::take(&mut e.marks);
-                    *e = fresh;
-                    e
-                }
-                None => Box::new(Encoder::new(role, fragment_size, max_queued)),
-            }
-        })
+        let (role, fragment_size) = (self.role, self.fragment_size as usize);
+        let max_queued = self.max_queued_bytes;
+        self.enc
+            .get_or_insert_with(|| pooled_encoder(role, fragment_size, max_queued))
     }
 
     /// Gives the encoder back to the pool when it holds nothing worth keeping.
@@ -120,6 +122,9 @@ impl Sender {
     /// control payloads at most 125 bytes.
     pub fn queue_msg(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
         let result = self.enc().queue_msg(opcode, data);
+        if result.is_ok() {
+            return result; // something is queued: the encoder is in use
+        }
         self.idle_check(result)
     }
 
@@ -287,7 +292,9 @@ struct Encoder {
     out_pos: usize,
     direct: Vec<u8>,
     /// One per frame in `out`, in order.
-    marks: VecDeque<Mark>,
+    marks: Vec<Mark>,
+    /// Marks before this one are written.
+    marks_pos: usize,
     in_flight: usize,
     close_queued: bool,
     close_sent: bool,
@@ -352,7 +359,8 @@ impl Encoder {
             out: Vec::new(),
             out_pos: 0,
             direct: Vec::new(),
-            marks: VecDeque::new(),
+            marks: Vec::new(),
+            marks_pos: 0,
             in_flight: 0,
             close_queued: false,
             close_sent: false,
@@ -397,8 +405,7 @@ impl Encoder {
                 len: data.len() as u64,
             }
             .to_bytes();
-            self.push_payload(&bytes[..n]);
-            self.push_payload_more(data, true);
+            self.push_payload(&bytes, n, data);
             self.queued_headers += n;
             self.items.push_back(Item::Message {
                 opcode,
@@ -655,6 +662,7 @@ impl Encoder {
             && self.out_pos == 0
             && self.direct.capacity() == 0
             && self.marks.is_empty()
+            && self.marks_pos == 0
             && self.in_flight == 0
             && self.mask_source.is_none()
             && !self.close_queued
@@ -693,17 +701,11 @@ impl Encoder {
         self.ctrl_bytes += data.len();
     }
 
-    fn push_payload(&mut self, data: &[u8]) {
-        self.push_payload_more(data, false);
-    }
-
-    /// Appends `data` to the payload buffer; `more`: it continues what was just
-    /// pushed (a payload after its header), so the buffer is not reorganised.
-    fn push_payload_more(&mut self, data: &[u8], more: bool) {
-        if more {
-            self.payloads.extend_from_slice(data);
-            return;
-        }
+    /// Appends the first `head_len` bytes of `head` (a header, or nothing) and
+    /// `data` to the payload buffer, taking a buffer from the pool or reclaiming
+    /// the written front first.
+    #[inline]
+    fn push_payload(&mut self, head: &[u8; MAX_HEADER_LEN], head_len: usize, data: &[u8]) {
         if self.payloads.capacity() == 0 {
             self.payloads = pool::take_buf();
         }
@@ -714,6 +716,12 @@ impl Encoder {
             self.payloads.drain(..self.payloads_pos);
             self.payloads_pos = 0;
         }
+        // The whole array, then cut: a copy of fixed size is a few moves, where
+        // one of a few bytes would be a call.
+        let at = self.payloads.len() + head_len;
+        self.payloads.reserve(MAX_HEADER_LEN + data.len());
+        self.payloads.extend_from_slice(head);
+        self.payloads.truncate(at);
         self.payloads.extend_from_slice(data);
     }
 
@@ -725,7 +733,7 @@ impl Encoder {
             payload[2..2 + reason.len()].copy_from_slice(reason);
             len = 2 + reason.len();
         }
-        self.push_payload(&payload[..len]);
+        self.push_payload(&[0; MAX_HEADER_LEN], 0, &payload[..len]);
         self.items.push_back(Item::Close {
             code: code.unwrap_or(1005),
             len,
@@ -746,11 +754,10 @@ impl Encoder {
     /// Drops the data frames in `out` whose writing has not begun; control frames
     /// among them stay, in order.
     fn drop_unstarted_frames(&mut self) {
-        let first = self
-            .marks
+        let first = self.marks[self.marks_pos..]
             .iter()
             .position(|m| m.start >= self.out_pos)
-            .unwrap_or(self.marks.len());
+            .map_or(self.marks.len(), |i| self.marks_pos + i);
         // Direct frames come last (nothing is framed into `out` after them): cut
         // them at the first frame not started.
         if first < self.marks.len() && !self.direct.is_empty() {
@@ -783,7 +790,9 @@ impl Encoder {
     }
 
     fn close_framed(&self) -> bool {
-        self.marks.iter().any(|m| m.close.is_some())
+        self.marks[self.marks_pos..]
+            .iter()
+            .any(|m| m.close.is_some())
     }
 
     /// Bytes framed so far: `out` and the direct payload after it.
@@ -804,6 +813,7 @@ impl Encoder {
         self.out_pos = 0;
         pool::release(&mut self.direct);
         self.marks.clear();
+        self.marks_pos = 0;
         self.in_flight = 0;
     }
 
@@ -863,9 +873,10 @@ impl Encoder {
     }
 
     /// Takes the frames queued framed at the head of the queue as the direct
-    /// bytes, without copying, when they fill the payload buffer (or leave only
-    /// a small tail, which is moved to a buffer of its own). False when they
-    /// do not, or are too small to be worth it.
+    /// bytes, written from where they were queued (one `writev` with any control
+    /// frames) instead of being copied into `out`, when they fill the payload
+    /// buffer or leave only a small tail, which is moved to a buffer of its own.
+    /// Small messages gain too: the copy goes, and so does a buffer from the pool.
     fn take_framed(&mut self) -> bool {
         let mut end = 0;
         let mut count = 0;
@@ -879,7 +890,7 @@ impl Encoder {
             }
         }
         let tail = self.payloads.len() - end;
-        if end < DIRECT_MIN || tail > 4096 {
+        if end == 0 || tail > DIRECT_TAIL_MAX {
             return false;
         }
         let rest = if tail > 0 {
@@ -907,7 +918,7 @@ impl Encoder {
 
     /// Records a whole data frame (`completes`: the end of a message).
     fn push_mark(&mut self, start: usize, end: usize, completes: bool) {
-        self.marks.push_back(Mark {
+        self.marks.push(Mark {
             start,
             end,
             completes,
@@ -920,18 +931,21 @@ impl Encoder {
     }
 
     /// A client's mask key for the next frame.
+    #[inline]
     fn next_mask(&mut self) -> Option<[u8; 4]> {
         match self.role {
             Role::Server => None,
-            Role::Client => {
-                let mut key = [0u8; 4];
-                match &mut self.mask_source {
-                    Some(source) => source(&mut key),
-                    None => rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key),
-                }
-                Some(key)
-            }
+            Role::Client => Some(self.client_mask()),
         }
+    }
+
+    fn client_mask(&mut self) -> [u8; 4] {
+        let mut key = [0u8; 4];
+        match &mut self.mask_source {
+            Some(source) => source(&mut key),
+            None => rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key),
+        }
+        key
     }
 
     /// Appends one frame to `out`, masked for a client.
@@ -954,7 +968,7 @@ impl Encoder {
         if let Some(mask) = mask {
             apply_mask(&mut self.out[body..], mask, 0);
         }
-        self.marks.push_back(Mark {
+        self.marks.push(Mark {
             start,
             end: self.out.len(),
             completes: false,
@@ -965,7 +979,7 @@ impl Encoder {
 
     /// Marks the frame just framed as the end of a message (or the close).
     fn complete_last_mark(&mut self, close: Option<u16>) {
-        if let Some(mark) = self.marks.back_mut() {
+        if let Some(mark) = self.marks.last_mut() {
             mark.completes = true;
             mark.close = close;
             self.in_flight += 1;
@@ -975,7 +989,7 @@ impl Encoder {
     /// `n` more bytes of `out` were written.
     fn advance(&mut self, n: usize) {
         self.out_pos += n;
-        while let Some(mark) = self.marks.front() {
+        while let Some(mark) = self.marks.get(self.marks_pos) {
             if mark.end > self.out_pos {
                 break;
             }
@@ -992,7 +1006,7 @@ impl Encoder {
                 pool::release(&mut self.out);
                 return;
             }
-            self.marks.pop_front();
+            self.marks_pos += 1;
         }
     }
 }

@@ -23,6 +23,7 @@ pub struct Utf8Validator {
 
 /// Whether `bytes` is valid UTF-8 ([`str::from_utf8`], with a shortcut for
 /// short ASCII input).
+#[inline]
 pub(crate) fn is_valid(bytes: &[u8]) -> bool {
     is_short_ascii(bytes) || str::from_utf8(bytes).is_ok()
 }
@@ -58,7 +59,15 @@ impl Utf8Validator {
 
     /// Checks the next chunk: false as soon as a byte cannot be part of valid
     /// UTF-8 (a cut code point at the end is fine until [`Self::is_complete`]).
+    #[inline]
     pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        if self.len == 0 && is_short_ascii(chunk) {
+            return true; // the common case, without a call
+        }
+        self.feed_any(chunk)
+    }
+
+    fn feed_any(&mut self, chunk: &[u8]) -> bool {
         let mut rest = chunk;
         if self.len > 0 {
             let have = usize::from(self.len);

@@ -518,10 +518,15 @@ impl Conn {
     /// Re-arms the io watcher from what the engine wants and the user allows; ends the
     /// connection when neither direction is wanted. Inside the io callback, the
     /// callback does this once at its end.
+    #[inline]
     pub(crate) fn rearm(self: &Rc<Self>) {
         if self.in_io.get() || self.finished.get() {
-            return;
+            return; // a call from a callback (the very common case): nothing to do yet
         }
+        self.rearm_now();
+    }
+
+    fn rearm_now(self: &Rc<Self>) {
         if self.read_shutdown_pending.get() {
             if let Ok(mut receiver) = self.receiver.try_borrow_mut() {
                 self.read_shutdown_pending.set(false);
@@ -732,6 +737,7 @@ impl Conn {
 
     /// Something arrived from the peer (a frame began or a piece of payload came):
     /// the idle and keepalive clocks start again.
+    #[inline]
     fn note_recv(&self) {
         if self.deadlines.watch_recv() {
             self.deadlines.set_last_recv(self.lp().now());
@@ -799,7 +805,9 @@ struct Dispatch<'a> {
 
 impl Dispatch<'_> {
     /// Pause once the user stopped or shut down reading, the connection ended, or
-    /// the send queue is backlogged (what we read would only add to it).
+    /// the send queue is backlogged (what we read would only add to it). Asked
+    /// after user code ran; a frame event without frame callbacks runs none, and
+    /// the pong a ping queues is looked at after the ping's `on_message`.
     fn flow(&self) -> Flow {
         let conn = self.conn;
         if conn.read_stopped.get()
@@ -816,37 +824,69 @@ impl Dispatch<'_> {
     }
 }
 
+impl Dispatch<'_> {
+    #[cold]
+    fn frame_start(
+        &self,
+        frame: &FrameCallbacks,
+        fin: bool,
+        rsv: Rsv,
+        op: OpCode,
+        len: u64,
+    ) -> Flow {
+        let ws = self.ws;
+        call(&frame.start, |cb| {
+            self.conn.guarded(|| cb(ws, fin, rsv, op, len));
+        });
+        self.flow()
+    }
+
+    #[cold]
+    fn frame_chunk(&self, frame: &FrameCallbacks, data: &[u8]) -> Flow {
+        let ws = self.ws;
+        call(&frame.chunk, |cb| {
+            self.conn.guarded(|| cb(ws, data));
+        });
+        self.flow()
+    }
+
+    #[cold]
+    fn frame_end(&self, frame: &FrameCallbacks) -> Flow {
+        let ws = self.ws;
+        call(&frame.end, |cb| {
+            self.conn.guarded(|| cb(ws));
+        });
+        self.flow()
+    }
+}
+
+/// Without frame callbacks (most connections) a frame event runs no user code, so
+/// nothing changed since the last `flow` check: it continues at once.
 impl Handler for Dispatch<'_> {
+    #[inline]
     fn on_frame_start(&mut self, fin: bool, rsv: Rsv, opcode: OpCode, len: u64) -> Flow {
         self.conn.note_recv();
-        if let Some(frame) = &self.conn.callbacks.frame {
-            let ws = self.ws;
-            call(&frame.start, |cb| {
-                self.conn.guarded(|| cb(ws, fin, rsv, opcode, len));
-            });
+        match &self.conn.callbacks.frame {
+            None => Flow::Continue,
+            Some(frame) => self.frame_start(frame, fin, rsv, opcode, len),
         }
-        self.flow()
     }
 
+    #[inline]
     fn on_frame_chunk(&mut self, data: &[u8]) -> Flow {
         self.conn.note_recv();
-        if let Some(frame) = &self.conn.callbacks.frame {
-            let ws = self.ws;
-            call(&frame.chunk, |cb| {
-                self.conn.guarded(|| cb(ws, data));
-            });
+        match &self.conn.callbacks.frame {
+            None => Flow::Continue,
+            Some(frame) => self.frame_chunk(frame, data),
         }
-        self.flow()
     }
 
+    #[inline]
     fn on_frame_end(&mut self) -> Flow {
-        if let Some(frame) = &self.conn.callbacks.frame {
-            let ws = self.ws;
-            call(&frame.end, |cb| {
-                self.conn.guarded(|| cb(ws));
-            });
+        match &self.conn.callbacks.frame {
+            None => Flow::Continue,
+            Some(frame) => self.frame_end(frame),
         }
-        self.flow()
     }
 
     fn on_message(&mut self, rsv: Rsv, opcode: OpCode, data: &[u8], status: u16) -> Flow {
