@@ -18,6 +18,7 @@ pub(crate) struct Header {
 impl Header {
     /// Decodes a header from the start of `buf`: `Ok(None)` when `buf` is too
     /// short, else the header and its length in bytes.
+    #[inline]
     pub(crate) fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>, ProtocolError> {
         let (b0, b1) = match buf {
             [b0, b1, ..] => (*b0, *b1),

@@ -620,6 +620,7 @@ impl Decoder {
 
     /// Decodes a header from the stash plus `buf`: the bytes of `buf` used and
     /// whether the header is complete (then it is in `self.frame`).
+    #[inline]
     fn read_header(&mut self, buf: &[u8]) -> Result<(usize, bool), ProtocolError> {
         if self.hdr_len == 0 {
             if let Some((header, len)) = Header::parse(buf)? {
@@ -645,6 +646,7 @@ impl Decoder {
 
     /// Checks the new frame's header against the rules and the message state, and
     /// starts a message on a first data frame.
+    #[inline]
     fn begin_frame(&mut self) -> Result<(), ProtocolError> {
         let f = self.frame;
         let op = OpCode::from_u8(f.opcode).ok_or(ProtocolError::ReservedOpcode(f.opcode))?;
@@ -706,6 +708,7 @@ impl Decoder {
 
     /// Unmasks, checks and stores one chunk of payload (`range` is its place in
     /// the input being processed).
+    #[inline]
     fn take_chunk(&mut self, chunk: &mut [u8], range: Range<usize>) -> Result<(), ProtocolError> {
         let offset = (self.frame.len - self.remaining) as usize;
         if let Some(mask) = self.frame.mask {
@@ -744,6 +747,7 @@ impl Decoder {
 
     /// The end of a frame: the UTF-8 end check, the pong, `on_frame_end`, and the
     /// close handshake. `Err` carries the status when reading stops here.
+    #[inline]
     fn end_frame<H: Handler, S: ReplySink>(
         &mut self,
         buf: &[u8],
