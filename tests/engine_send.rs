@@ -505,6 +505,49 @@ fn high_water_mark() {
 }
 
 #[test]
+fn ping_flood_past_the_high_water_mark_answers_only_the_latest_ping() {
+    let config = Config {
+        max_queued_bytes: 1000,
+        ..Config::default()
+    };
+    let mut e = Engine::new(Role::Server, config);
+    let mut input = Vec::new();
+    for i in 0..10_000u32 {
+        input.extend(frame_to(Role::Server, true, 9, &i.to_be_bytes()));
+    }
+    let mut rec = Recorder::default();
+    e.feed(&input, &mut rec);
+    // Every ping was delivered, but the queue did not grow with them.
+    let pings = rec
+        .events
+        .iter()
+        .filter(|ev| matches!(ev, Ev::Msg(_, 9, _, _)));
+    assert_eq!(pings.count(), 10_000);
+    assert!(e.queued_count() <= 10, "{} pongs queued", e.queued_count());
+    let frames = drain(&mut e);
+    assert!(frames.iter().all(|f| f.op == 10));
+    let first = &frames[0].payload;
+    assert_eq!(
+        first,
+        &0u32.to_be_bytes(),
+        "pongs under the mark answer their own ping"
+    );
+    let last = &frames.last().unwrap().payload;
+    assert_eq!(
+        last,
+        &9_999u32.to_be_bytes(),
+        "the waiting pong answers the latest ping"
+    );
+    // Under the mark again, each ping gets its own pong.
+    e.feed(&frame_to(Role::Server, true, 9, b"a"), &mut rec);
+    e.feed(&frame_to(Role::Server, true, 9, b"b"), &mut rec);
+    assert_eq!(
+        summary(&drain(&mut e)),
+        vec![t(true, 10, b"a"), t(true, 10, b"b")]
+    );
+}
+
+#[test]
 fn queued_count_and_bytes_follow_partial_writes() {
     let mut e = Engine::new(Role::Server, Config::default());
     e.queue_msg(OpCode::Text, b"abc").unwrap();

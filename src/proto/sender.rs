@@ -178,7 +178,10 @@ impl Sender {
     }
 
     /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
-    /// close is queued or sent.
+    /// close is queued or sent. Past `max_queued_bytes` (waiting control frames
+    /// counted at what they take, ~130 bytes each) it replaces the pong still
+    /// waiting rather than adding one: then only the latest ping is answered, as
+    /// RFC 6455 section 5.5.3 allows, and the queue stays bounded.
     pub fn queue_pong(&mut self, payload: &[u8]) {
         self.enc().queue_pong(payload);
         self.idle_check(())
@@ -566,8 +569,32 @@ impl Encoder {
         if self.check_open().is_err() {
             return;
         }
-        let len = payload.len().min(125);
-        self.push_control(OpCode::Pong, &payload[..len]);
+        let payload = &payload[..payload.len().min(125)];
+        if self.over_high_water() {
+            // Past the high-water mark the newest ping's payload replaces the pong
+            // still waiting (RFC 6455 section 5.5.3 lets an endpoint answer only the
+            // latest ping): a peer that pings without reading cannot grow the queue.
+            let waiting = self
+                .ctrl
+                .iter_mut()
+                .rev()
+                .find(|c| c.opcode == OpCode::Pong);
+            if let Some(pong) = waiting {
+                self.ctrl_bytes -= usize::from(pong.len);
+                pong.data[..payload.len()].copy_from_slice(payload);
+                pong.len = payload.len() as u8;
+                self.ctrl_bytes += payload.len();
+                return;
+            }
+        }
+        self.push_control(OpCode::Pong, payload);
+    }
+
+    /// Whether the queue holds more than the high-water mark, counting what each
+    /// waiting control frame really takes.
+    fn over_high_water(&self) -> bool {
+        let control = self.ctrl.len() * std::mem::size_of::<Control>();
+        self.queued_bytes() - self.ctrl_bytes + control > self.max_queued_bytes
     }
 
     /// Writes queued frames to `w` until nothing is left, `w` would block, or a
