@@ -1,6 +1,6 @@
 //! Unit tests of the sending half (private state included).
 use super::*;
-use crate::proto::{Flow, Handler, Receiver, Reply, ReplySink};
+use crate::proto::{Flow, Handler, Receiver, Reply, ReplySink, Rsv};
 
 /// Takes at most `chunk` bytes a write (only the first of vectored
 /// buffers, as `Write`'s default), and `budget` bytes in all, then would
@@ -100,10 +100,7 @@ fn a_pong_waits_for_a_large_payload_already_started() {
     };
     assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
     assert_eq!(s.queued_bytes(), 50_004 - 20_000);
-    assert!(
-        !s.encoder_ref().direct.is_empty(),
-        "the payload was not copied"
-    );
+    assert!(s.encoder_ref().has_direct(), "the payload was not copied");
     s.queue_pong(b"p");
     pipe.budget = usize::MAX;
     assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
@@ -124,7 +121,7 @@ fn a_close_reply_drops_a_large_payload_not_started() {
         budget: 3,
     };
     assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
-    assert!(!s.encoder_ref().direct.is_empty());
+    assert!(s.encoder_ref().has_direct());
     s.reply_close(Some(1000), b"");
     assert!(s.queued_bytes() < 100);
     pipe.budget = usize::MAX;
@@ -147,7 +144,7 @@ fn a_fragment_pushed_behind_a_large_payload_follows_it() {
         budget: 10,
     };
     assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
-    assert!(!s.encoder_ref().direct.is_empty());
+    assert!(s.encoder_ref().has_direct());
     s.push_fragment(b"frag", true).unwrap();
     pipe.budget = usize::MAX;
     assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
@@ -170,10 +167,7 @@ fn a_close_reply_cuts_a_framed_batch_at_the_first_frame_not_started() {
         budget: 3500, // inside the 4th frame (1004 bytes each)
     };
     assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::WouldBlock);
-    assert!(
-        !s.encoder_ref().direct.is_empty(),
-        "the batch was not copied"
-    );
+    assert!(s.encoder_ref().has_direct(), "the batch was not copied");
     assert_eq!(s.queued_bytes(), 10 * 1004 - 3500);
     s.queue_pong(b"p");
     s.reply_close(Some(1001), b"bye");

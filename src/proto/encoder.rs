@@ -1,0 +1,847 @@
+//! The sender's queues and framing state: what [`Sender`](super::Sender) holds
+//! while it has something to send (an idle sender holds none of this).
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use super::frame::{Header, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::utf8::{self, Utf8Validator};
+use super::{is_valid_close_code, pool, Error, MaskSource, OpCode, Role, Rsv, SendStatus};
+
+/// How many bytes are framed ahead into the write buffer at most (a single
+/// larger message is framed whole).
+const BATCH: usize = 64 * 1024;
+/// The most bytes queued after the frames taken as direct bytes (see
+/// [`Encoder::take_framed`]) that are moved to a buffer of their own.
+const DIRECT_TAIL_MAX: usize = 4096;
+
+/// The sender's queues and framing state, boxed so that an idle sender holds none.
+pub(super) struct Encoder {
+    role: Role,
+    fragment_size: usize,
+    max_queued_bytes: usize,
+    mask_source: Option<MaskSource>,
+    /// Pings and pongs waiting: they jump ahead of `items`.
+    ctrl: VecDeque<Control>,
+    ctrl_bytes: usize,
+    /// Data messages and the close, in order; payloads in `payloads[payloads_pos..]`.
+    items: VecDeque<Item>,
+    payloads: Vec<u8>,
+    payloads_pos: usize,
+    /// Header bytes stored in `payloads[payloads_pos..]` (not counted as queued).
+    queued_headers: usize,
+    fragmented: usize,
+    frag_utf8: Utf8Validator,
+    /// Framed bytes, followed by `direct` (the payload of the last frame when it
+    /// was not copied); `out_pos` counts bytes written of both together.
+    out: Vec<u8>,
+    out_pos: usize,
+    direct: Vec<u8>,
+    /// One per frame in `out`, in order.
+    marks: Vec<Mark>,
+    /// Marks before this one are written.
+    marks_pos: usize,
+    in_flight: usize,
+    close_queued: bool,
+    close_sent: bool,
+    shut: bool,
+    status_code_sent: u16,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Control {
+    opcode: OpCode,
+    len: u8,
+    data: [u8; 125],
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Item {
+    /// `header`: bytes of the frame header stored before the payload (a
+    /// server's written when queued, a client's when framed, with its mask).
+    Message {
+        opcode: OpCode,
+        len: usize,
+        header: u8,
+    },
+    Fragmented {
+        opcode: OpCode,
+        started: bool,
+    },
+    Close {
+        code: u16,
+        len: usize,
+    },
+}
+
+/// The end of a frame in `out`, and what writing it completes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Mark {
+    start: usize,
+    end: usize,
+    /// The last frame of a queued message (or a control frame).
+    completes: bool,
+    /// The close frame, with its code (1005 for an empty one).
+    close: Option<u16>,
+    /// A ping or pong.
+    control: bool,
+}
+
+impl Encoder {
+    pub(super) fn new(role: Role, fragment_size: usize, max_queued_bytes: usize) -> Encoder {
+        Encoder {
+            role,
+            fragment_size,
+            max_queued_bytes,
+            mask_source: None,
+            ctrl: VecDeque::new(),
+            ctrl_bytes: 0,
+            items: VecDeque::new(),
+            payloads: Vec::new(),
+            payloads_pos: 0,
+            queued_headers: 0,
+            fragmented: 0,
+            frag_utf8: Utf8Validator::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            direct: Vec::new(),
+            marks: Vec::new(),
+            marks_pos: 0,
+            in_flight: 0,
+            close_queued: false,
+            close_sent: false,
+            shut: false,
+            status_code_sent: 1006,
+        }
+    }
+
+    /// Makes a spare (pristine) encoder fresh for another sender, keeping its
+    /// queues' capacity. A pristine encoder owns no buffer: this frees nothing.
+    pub(super) fn renew(&mut self, role: Role, fragment_size: usize, max_queued_bytes: usize) {
+        let mut fresh = Encoder::new(role, fragment_size, max_queued_bytes);
+        fresh.ctrl = std::mem::take(&mut self.ctrl);
+        fresh.items = std::mem::take(&mut self.items);
+        fresh.marks = std::mem::take(&mut self.marks);
+        *self = fresh;
+    }
+
+    pub(super) fn set_limits(&mut self, fragment_size: usize, max_queued_bytes: usize) {
+        self.fragment_size = fragment_size;
+        self.max_queued_bytes = max_queued_bytes;
+    }
+
+    /// Whether a close is queued (or sent).
+    pub(super) fn close_queued(&self) -> bool {
+        self.close_queued
+    }
+
+    /// Whether the close frame has been written whole.
+    pub(super) fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    pub(super) fn status_code_sent(&self) -> u16 {
+        self.status_code_sent
+    }
+
+    /// How many fragmented messages are queued.
+    pub(super) fn fragmented_count(&self) -> usize {
+        self.fragmented
+    }
+
+    /// Whether frames are written from where they were queued (not copied).
+    #[cfg(test)]
+    pub(super) fn has_direct(&self) -> bool {
+        !self.direct.is_empty()
+    }
+
+    /// Replaces the source of the 4 mask bytes of each frame a client sends
+    /// (Perl's `genmask`). The default is a CSPRNG (`rand`'s thread rng). It is
+    /// called once per frame, when the frame is framed, which is during
+    /// [`Sender::send`] or [`Sender::push_fragment`].
+    pub fn set_mask_source(&mut self, f: MaskSource) {
+        self.mask_source = Some(f);
+    }
+
+    /// Queues a whole text, binary, ping or pong message. Text must be UTF-8,
+    /// control payloads at most 125 bytes.
+    pub fn queue_msg(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        match opcode {
+            OpCode::Continuation | OpCode::Close => {
+                return Err(Error::InvalidOpcode(opcode.as_u8()))
+            }
+            OpCode::Ping | OpCode::Pong if data.len() > 125 => {
+                return Err(Error::ControlTooLong(data.len()))
+            }
+            OpCode::Text if !utf8::is_valid(data) => return Err(Error::InvalidUtf8),
+            _ => {}
+        }
+        self.check_room(data.len())?;
+        if opcode.is_control() {
+            self.push_control(opcode, data);
+        } else {
+            // The header's room is kept in front of the payload: a server's header
+            // is written now, a client's (with its mask) when it is framed.
+            let (bytes, n) = Header {
+                fin: true,
+                rsv: Rsv::empty(),
+                opcode: opcode.as_u8(),
+                mask: (self.role == Role::Client).then_some([0; 4]),
+                len: data.len() as u64,
+            }
+            .to_bytes();
+            self.push_payload(&bytes, n, data);
+            self.queued_headers += n;
+            self.items.push_back(Item::Message {
+                opcode,
+                len: data.len(),
+                header: n as u8,
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a text or binary message whose pieces the caller supplies, each
+    /// time [`Sender::send`] returns [`SendStatus::NeedFragment`], with
+    /// [`Sender::push_fragment`].
+    pub fn queue_fragmented(&mut self, opcode: OpCode) -> Result<(), Error> {
+        self.check_open()?;
+        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(Error::InvalidOpcode(opcode.as_u8()));
+        }
+        self.items.push_back(Item::Fragmented {
+            opcode,
+            started: false,
+        });
+        self.fragmented += 1;
+        Ok(())
+    }
+
+    /// Frames the next piece of the fragmented message at the head of the queue
+    /// (`last`: the final one). At most `max_len` bytes of
+    /// [`SendStatus::NeedFragment`]. Text pieces are checked as UTF-8 across
+    /// pieces. An empty piece that is not `last` sends nothing.
+    pub fn push_fragment(&mut self, data: &[u8], last: bool) -> Result<(), Error> {
+        if self.shut || self.close_sent {
+            return Err(Error::Closed);
+        }
+        let Some(Item::Fragmented { opcode, started }) = self.items.front().copied() else {
+            return Err(Error::FragmentedNotPending);
+        };
+        if data.len() > self.fragment_size {
+            return Err(Error::FragmentTooLong {
+                len: data.len(),
+                max: self.fragment_size,
+            });
+        }
+        if opcode == OpCode::Text {
+            if !started {
+                self.frag_utf8.reset();
+            }
+            let mut utf8 = self.frag_utf8;
+            if !utf8.feed(data) || last && !utf8.is_complete() {
+                return Err(Error::InvalidUtf8);
+            }
+            self.frag_utf8 = utf8;
+        }
+        if data.is_empty() && !last {
+            return Ok(());
+        }
+        let wire_op = if started {
+            OpCode::Continuation
+        } else {
+            opcode
+        };
+        if self.out_pos == self.framed_len() {
+            self.reset_out();
+        }
+        self.flatten_direct();
+        self.frame(wire_op, last, data);
+        if last {
+            self.items.pop_front();
+            self.fragmented -= 1;
+            self.complete_last_mark(None);
+        } else if let Some(Item::Fragmented { started, .. }) = self.items.front_mut() {
+            *started = true;
+        }
+        Ok(())
+    }
+
+    /// The producer of the fragmented message at the head of the queue failed:
+    /// the message and everything queued after it are dropped and close 1011 is
+    /// queued at once. No-op when the head is not a fragmented message.
+    pub fn abort_fragmented(&mut self) {
+        if self.shut || self.close_sent {
+            return;
+        }
+        if !matches!(self.items.front(), Some(Item::Fragmented { .. })) {
+            return;
+        }
+        self.drop_items();
+        self.close_queued = false;
+        self.push_close(Some(1011), b"");
+    }
+
+    /// Queues the user's close: it goes out after everything queued before it,
+    /// and nothing can be queued after it. `code` `None` sends an empty close
+    /// (the reason must then be empty).
+    pub fn queue_close(&mut self, code: Option<u16>, reason: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        match code {
+            None if !reason.is_empty() => return Err(Error::InvalidCloseReason),
+            Some(code) if !is_valid_close_code(code) => return Err(Error::InvalidCloseCode(code)),
+            _ => {}
+        }
+        if reason.len() > 123 {
+            return Err(Error::ReasonTooLong(reason.len()));
+        }
+        if std::str::from_utf8(reason).is_err() {
+            return Err(Error::InvalidCloseReason);
+        }
+        self.push_close(code, reason);
+        Ok(())
+    }
+
+    /// Answers the peer's close at once, echoing `code` and `reason`: only a frame
+    /// already partly written and the control frames already queued (pongs
+    /// answering pings that came before the close) go before it; data not yet
+    /// started is dropped. If a close is already queued but not yet framed,
+    /// that close is kept and moved to the front the same way. No-op once a close
+    /// is framed or sent, or writing is shut down.
+    pub fn reply_close(&mut self, code: Option<u16>, reason: &[u8]) {
+        if self.shut || self.close_sent || self.close_framed() {
+            return;
+        }
+        self.drop_unstarted_frames();
+        let queued = match self.items.back() {
+            Some(Item::Close { code, len }) => Some((*code, *len)),
+            _ => None,
+        };
+        match queued {
+            Some((queued_code, len)) => {
+                // The stored payload is the code then the reason.
+                let start = self.payloads.len() - len + len.min(2);
+                let reason = self.payloads[start..].to_vec();
+                self.drop_items();
+                self.close_queued = false;
+                let code = (queued_code != 1005).then_some(queued_code);
+                self.push_close(code, &reason);
+            }
+            None => {
+                self.drop_items();
+                let reason = if reason.len() <= 123 { reason } else { &[] };
+                self.push_close(code, reason);
+            }
+        }
+    }
+
+    /// The peer broke the protocol: close with `code` after everything already
+    /// queued; nothing can be queued afterwards. No-op if a close is already
+    /// queued or sent.
+    pub fn fail(&mut self, code: u16) {
+        if self.shut || self.close_queued || self.close_sent {
+            return;
+        }
+        self.push_close(Some(code), b"");
+    }
+
+    /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
+    /// close is queued or sent.
+    pub fn queue_pong(&mut self, payload: &[u8]) {
+        if self.check_open().is_err() {
+            return;
+        }
+        let payload = &payload[..payload.len().min(125)];
+        if self.over_high_water() {
+            // Past the high-water mark the newest ping's payload replaces the pong
+            // still waiting (RFC 6455 section 5.5.3 lets an endpoint answer only the
+            // latest ping): a peer that pings without reading cannot grow the queue.
+            let waiting = self
+                .ctrl
+                .iter_mut()
+                .rev()
+                .find(|c| c.opcode == OpCode::Pong);
+            if let Some(pong) = waiting {
+                self.ctrl_bytes -= usize::from(pong.len);
+                pong.data[..payload.len()].copy_from_slice(payload);
+                pong.len = payload.len() as u8;
+                self.ctrl_bytes += payload.len();
+                return;
+            }
+        }
+        self.push_control(OpCode::Pong, payload);
+    }
+
+    /// Whether the queue holds more than the high-water mark, counting what each
+    /// waiting control frame really takes.
+    fn over_high_water(&self) -> bool {
+        let control = self.ctrl.len() * std::mem::size_of::<Control>();
+        self.queued_bytes() - self.ctrl_bytes + control > self.max_queued_bytes
+    }
+
+    /// Writes queued frames to `w` until nothing is left, `w` would block, or a
+    /// fragmented message needs its next piece. Many frames go out per write and
+    /// a partial write resumes exactly. `Interrupted` is retried; other I/O
+    /// errors are returned (a write of 0 bytes is `WriteZero`).
+    pub fn send<W: Write>(&mut self, w: &mut W) -> io::Result<SendStatus> {
+        loop {
+            if self.shut || self.close_sent {
+                return Ok(SendStatus::Idle);
+            }
+            if self.out_pos < self.framed_len() {
+                let written = if self.out_pos < self.out.len() && self.direct.is_empty() {
+                    w.write(&self.out[self.out_pos..])
+                } else if self.out_pos < self.out.len() {
+                    w.write_vectored(&[
+                        IoSlice::new(&self.out[self.out_pos..]),
+                        IoSlice::new(&self.direct),
+                    ])
+                } else {
+                    w.write(&self.direct[self.out_pos - self.out.len()..])
+                };
+                match written {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.advance(n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(SendStatus::WouldBlock)
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            self.reset_out();
+            self.fill();
+            if self.framed_len() == 0 {
+                pool::release(&mut self.out);
+                if let Some(Item::Fragmented { .. }) = self.items.front() {
+                    return Ok(SendStatus::NeedFragment {
+                        max_len: self.fragment_size,
+                    });
+                }
+                return Ok(SendStatus::Idle);
+            }
+        }
+    }
+
+    /// Whether there is something to write: not shut down, no close sent, and a
+    /// frame queued or partly written (or a fragmented message waiting).
+    pub fn want_write(&self) -> bool {
+        !self.shut
+            && !self.close_sent
+            && (self.out_pos < self.framed_len() || !self.ctrl.is_empty() || !self.items.is_empty())
+    }
+
+    /// Messages queued or partly sent, control frames and the close included.
+    pub fn queued_count(&self) -> usize {
+        self.ctrl.len() + self.items.len() + self.in_flight
+    }
+
+    /// Bytes queued and not yet written: payloads waiting, and framed bytes
+    /// (headers included) not yet written. The high-water mark applies to this.
+    pub fn queued_bytes(&self) -> usize {
+        self.ctrl_bytes
+            + (self.payloads.len() - self.payloads_pos - self.queued_headers)
+            + (self.framed_len() - self.out_pos)
+    }
+
+    /// Ends writing at once: the queue is dropped, `want_write` turns false and
+    /// queueing returns [`Error::Closed`].
+    pub fn shutdown_write(&mut self) {
+        self.shut = true;
+        self.drop_items();
+        self.ctrl.clear();
+        self.ctrl_bytes = 0;
+        self.reset_out();
+        pool::release(&mut self.out);
+    }
+
+    /// Nothing queued, framed or in flight, no buffer, no mask source, nothing
+    /// ended: a fresh encoder would do the same from here, so this one may go back
+    /// to the pool (its queues' capacity is kept for reuse).
+    pub(super) fn is_pristine(&self) -> bool {
+        self.ctrl.is_empty()
+            && self.ctrl_bytes == 0
+            && self.items.is_empty()
+            && self.payloads.capacity() == 0
+            && self.payloads_pos == 0
+            && self.queued_headers == 0
+            && self.fragmented == 0
+            && self.out.capacity() == 0
+            && self.out_pos == 0
+            && self.direct.capacity() == 0
+            && self.marks.is_empty()
+            && self.marks_pos == 0
+            && self.in_flight == 0
+            && self.mask_source.is_none()
+            && !self.close_queued
+            && !self.close_sent
+            && !self.shut
+            && self.status_code_sent == 1006
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.shut || self.close_queued || self.close_sent {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_room(&self, len: usize) -> Result<(), Error> {
+        let queued = self.queued_bytes().saturating_add(len);
+        if queued > self.max_queued_bytes {
+            return Err(Error::QueueFull {
+                queued,
+                limit: self.max_queued_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn push_control(&mut self, opcode: OpCode, data: &[u8]) {
+        let mut c = Control {
+            opcode,
+            len: data.len() as u8,
+            data: [0; 125],
+        };
+        c.data[..data.len()].copy_from_slice(data);
+        self.ctrl.push_back(c);
+        self.ctrl_bytes += data.len();
+    }
+
+    /// Appends the first `head_len` bytes of `head` (a header, or nothing) and
+    /// `data` to the payload buffer, taking a buffer from the pool or reclaiming
+    /// the written front first.
+    #[inline]
+    fn push_payload(&mut self, head: &[u8; MAX_HEADER_LEN], head_len: usize, data: &[u8]) {
+        if self.payloads.capacity() == 0 {
+            self.payloads = pool::take_buf();
+        }
+        if self.payloads_pos == self.payloads.len() {
+            self.payloads.clear();
+            self.payloads_pos = 0;
+        } else if self.payloads_pos > BATCH && self.payloads_pos * 2 > self.payloads.len() {
+            self.payloads.drain(..self.payloads_pos);
+            self.payloads_pos = 0;
+        }
+        // The whole array, then cut: a copy of fixed size is a few moves, where
+        // one of a few bytes would be a call.
+        let at = self.payloads.len() + head_len;
+        self.payloads.reserve(MAX_HEADER_LEN + data.len());
+        self.payloads.extend_from_slice(head);
+        self.payloads.truncate(at);
+        self.payloads.extend_from_slice(data);
+    }
+
+    fn push_close(&mut self, code: Option<u16>, reason: &[u8]) {
+        let mut payload = [0u8; 125];
+        let mut len = 0;
+        if let Some(code) = code {
+            payload[..2].copy_from_slice(&code.to_be_bytes());
+            payload[2..2 + reason.len()].copy_from_slice(reason);
+            len = 2 + reason.len();
+        }
+        self.push_payload(&[0; MAX_HEADER_LEN], 0, &payload[..len]);
+        self.items.push_back(Item::Close {
+            code: code.unwrap_or(1005),
+            len,
+        });
+        self.close_queued = true;
+    }
+
+    /// Drops every data item and the close (not the framed bytes).
+    fn drop_items(&mut self) {
+        self.items.clear();
+        self.fragmented = 0;
+        self.payloads.clear();
+        self.payloads_pos = 0;
+        self.queued_headers = 0;
+        pool::release(&mut self.payloads);
+    }
+
+    /// Drops the data frames in `out` whose writing has not begun; control frames
+    /// among them stay, in order.
+    fn drop_unstarted_frames(&mut self) {
+        let first = self.marks[self.marks_pos..]
+            .iter()
+            .position(|m| m.start >= self.out_pos)
+            .map_or(self.marks.len(), |i| self.marks_pos + i);
+        // Direct frames come last (nothing is framed into `out` after them): cut
+        // them at the first frame not started.
+        if first < self.marks.len() && !self.direct.is_empty() {
+            let cut = self.marks[first].start;
+            if cut <= self.out.len() {
+                pool::release(&mut self.direct);
+            } else {
+                self.direct.truncate(cut - self.out.len());
+            }
+        }
+        let mut write = self.marks.get(first).map_or(self.out.len(), |m| m.start);
+        let mut kept = first;
+        for i in first..self.marks.len() {
+            let mut mark = self.marks[i];
+            if !mark.control {
+                if mark.completes {
+                    self.in_flight -= 1;
+                }
+                continue;
+            }
+            self.out.copy_within(mark.start..mark.end, write);
+            mark.end = write + (mark.end - mark.start);
+            mark.start = write;
+            write = mark.end;
+            self.marks[kept] = mark;
+            kept += 1;
+        }
+        self.marks.truncate(kept);
+        self.out.truncate(write);
+    }
+
+    fn close_framed(&self) -> bool {
+        self.marks[self.marks_pos..]
+            .iter()
+            .any(|m| m.close.is_some())
+    }
+
+    /// Bytes framed so far: `out` and the direct payload after it.
+    fn framed_len(&self) -> usize {
+        self.out.len() + self.direct.len()
+    }
+
+    /// Copies a direct payload into `out`, so that frames can follow it there.
+    fn flatten_direct(&mut self) {
+        if !self.direct.is_empty() {
+            self.out.extend_from_slice(&self.direct);
+            pool::release(&mut self.direct);
+        }
+    }
+
+    fn reset_out(&mut self) {
+        self.out.clear();
+        self.out_pos = 0;
+        pool::release(&mut self.direct);
+        self.marks.clear();
+        self.marks_pos = 0;
+        self.in_flight = 0;
+    }
+
+    /// Frames waiting control frames, then data items, into `out` (about
+    /// `BATCH` bytes), stopping at a fragmented message or after the close.
+    fn fill(&mut self) {
+        while let Some(c) = self.ctrl.pop_front() {
+            self.ctrl_bytes -= usize::from(c.len);
+            self.frame(c.opcode, true, &c.data[..usize::from(c.len)]);
+            self.complete_last_mark(None);
+        }
+        while self.out.len() < BATCH {
+            let (opcode, len, header, close) = match self.items.front() {
+                Some(Item::Message {
+                    opcode,
+                    len,
+                    header,
+                }) => (*opcode, *len, usize::from(*header), None),
+                Some(Item::Close { code, len }) => (OpCode::Close, *len, 0, Some(*code)),
+                Some(Item::Fragmented { .. }) | None => break,
+            };
+            if header > 0 {
+                if self.payloads_pos == 0 && self.take_framed() {
+                    break;
+                }
+                // Framed where it was queued, then copied.
+                self.items.pop_front();
+                let start = self.payloads_pos;
+                self.payloads_pos += header + len;
+                self.queued_headers -= header;
+                let mask = self.next_mask();
+                seal(&mut self.payloads[start..self.payloads_pos], header, mask);
+                let out_start = self.out.len();
+                if self.out.capacity() == 0 {
+                    self.out = pool::take_buf();
+                }
+                self.out
+                    .extend_from_slice(&self.payloads[start..self.payloads_pos]);
+                self.push_mark(out_start, self.out.len(), true);
+                continue;
+            }
+            self.items.pop_front();
+            let start = self.payloads_pos;
+            self.payloads_pos += len;
+            let payloads = std::mem::take(&mut self.payloads);
+            self.frame(opcode, true, &payloads[start..start + len]);
+            self.payloads = payloads;
+            self.complete_last_mark(close);
+            if close.is_some() {
+                break;
+            }
+        }
+        if self.payloads_pos == self.payloads.len() {
+            self.payloads_pos = 0;
+            pool::release(&mut self.payloads);
+        }
+    }
+
+    /// Takes the frames queued framed at the head of the queue as the direct
+    /// bytes, written from where they were queued (one `writev` with any control
+    /// frames) instead of being copied into `out`, when they fill the payload
+    /// buffer or leave only a small tail, which is moved to a buffer of its own.
+    /// Small messages gain too: the copy goes, and so does a buffer from the pool.
+    fn take_framed(&mut self) -> bool {
+        let mut end = 0;
+        let mut count = 0;
+        for item in &self.items {
+            match item {
+                Item::Message { len, header, .. } if *header > 0 => {
+                    end += usize::from(*header) + len;
+                    count += 1;
+                }
+                _ => break,
+            }
+        }
+        let tail = self.payloads.len() - end;
+        if end == 0 || tail > DIRECT_TAIL_MAX {
+            return false;
+        }
+        let rest = if tail > 0 {
+            self.payloads.split_off(end)
+        } else {
+            Vec::new()
+        };
+        self.direct = std::mem::replace(&mut self.payloads, rest);
+        self.payloads_pos = 0;
+        let base = self.out.len();
+        let mut at = 0;
+        for _ in 0..count {
+            let Some(Item::Message { len, header, .. }) = self.items.pop_front() else {
+                break;
+            };
+            let header = usize::from(header);
+            self.queued_headers -= header;
+            let mask = self.next_mask();
+            seal(&mut self.direct[at..at + header + len], header, mask);
+            self.push_mark(base + at, base + at + header + len, true);
+            at += header + len;
+        }
+        true
+    }
+
+    /// Records a whole data frame (`completes`: the end of a message).
+    fn push_mark(&mut self, start: usize, end: usize, completes: bool) {
+        self.marks.push(Mark {
+            start,
+            end,
+            completes,
+            close: None,
+            control: false,
+        });
+        if completes {
+            self.in_flight += 1;
+        }
+    }
+
+    /// A client's mask key for the next frame.
+    #[inline]
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Server => None,
+            Role::Client => Some(self.client_mask()),
+        }
+    }
+
+    fn client_mask(&mut self) -> [u8; 4] {
+        let mut key = [0u8; 4];
+        match &mut self.mask_source {
+            Some(source) => source(&mut key),
+            None => rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key),
+        }
+        key
+    }
+
+    /// Appends one frame to `out`, masked for a client.
+    fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        let mask = self.next_mask();
+        if self.out.capacity() == 0 {
+            self.out = pool::take_buf();
+        }
+        let start = self.out.len();
+        let header = Header {
+            fin,
+            rsv: Rsv::empty(),
+            opcode: opcode.as_u8(),
+            mask,
+            len: payload.len() as u64,
+        };
+        header.encode(&mut self.out);
+        let body = self.out.len();
+        self.out.extend_from_slice(payload);
+        if let Some(mask) = mask {
+            apply_mask(&mut self.out[body..], mask, 0);
+        }
+        self.marks.push(Mark {
+            start,
+            end: self.out.len(),
+            completes: false,
+            close: None,
+            control: matches!(opcode, OpCode::Ping | OpCode::Pong),
+        });
+    }
+
+    /// Marks the frame just framed as the end of a message (or the close).
+    fn complete_last_mark(&mut self, close: Option<u16>) {
+        if let Some(mark) = self.marks.last_mut() {
+            mark.completes = true;
+            mark.close = close;
+            self.in_flight += 1;
+        }
+    }
+
+    /// `n` more bytes of `out` were written.
+    fn advance(&mut self, n: usize) {
+        self.out_pos += n;
+        while let Some(mark) = self.marks.get(self.marks_pos) {
+            if mark.end > self.out_pos {
+                break;
+            }
+            if mark.completes {
+                self.in_flight -= 1;
+            }
+            if let Some(code) = mark.close {
+                self.close_sent = true;
+                self.status_code_sent = code;
+                self.drop_items();
+                self.ctrl.clear();
+                self.ctrl_bytes = 0;
+                self.reset_out();
+                pool::release(&mut self.out);
+                return;
+            }
+            self.marks_pos += 1;
+        }
+    }
+}
+
+/// Completes a frame stored with room for its header (`frame[..header]`): a
+/// client's header gets its mask key and the payload is masked in place; a
+/// server's header was written when the message was queued.
+fn seal(frame: &mut [u8], header: usize, mask: Option<[u8; 4]>) {
+    let Some(mask) = mask else {
+        return;
+    };
+    let (head, payload) = frame.split_at_mut(header);
+    head[header - 4..].copy_from_slice(&mask);
+    apply_mask(payload, mask, 0);
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("role", &self.role)
+            .field("queued_count", &self.queued_count())
+            .field("queued_bytes", &self.queued_bytes())
+            .field("close_queued", &self.close_queued)
+            .field("close_sent", &self.close_sent)
+            .field("shut", &self.shut)
+            .finish_non_exhaustive()
+    }
+}
