@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target (fuzz/fuzz_targets/*.rs) for SECONDS each (default 60):
 #   bash scripts/fuzz.sh 300
+# Targets: engine (the sans-IO engine, both roles), handshake (both sides' parsers),
+# object (a Server or Client on a fresh loop over a real unix socket pair, driven by
+# a script: re-entrant callbacks, frames and garbage from the peer, shutdowns, method
+# calls; what it writes must parse as frames of its role, and no fd may outlive an
+# input). object runs a few thousand inputs a second (a socket pair and a loop per
+# input), the others far more.
 # Installs cargo-fuzz if missing. Only a stable toolchain is needed: cargo-fuzz passes
 # -Z flags to rustc, which RUSTC_BOOTSTRAP=1 lets a stable rustc accept.
-# FUZZ_SANITIZER=address (or none, the default: the fuzzed code is safe Rust) picks
-# the sanitizer; debug assertions and overflow checks are always on. Corpora grow in
+# FUZZ_SANITIZER=address (or none, the default: engine and handshake are safe Rust;
+# object also runs libev and the unsafe ev layer, worth an address run now and then)
+# picks the sanitizer; debug assertions and overflow checks are always on. Corpora grow in
 # fuzz/corpus/TARGET (seeded from fuzz/seeds/TARGET); a crash leaves its input in
 # fuzz/artifacts/TARGET and makes the script fail once every target has run.
 # FUZZ_TARGETS="engine" runs a subset. Not part of CI.

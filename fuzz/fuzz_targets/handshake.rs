@@ -45,9 +45,7 @@ fn server_side(data: &[u8], step: usize, max: usize) {
         (Err(e), Err(e2)) => {
             assert_eq!(e, e2);
             let refusal = error_response(e);
-            assert!(
-                refusal.starts_with(b"HTTP/1.1 400 ") || refusal.starts_with(b"HTTP/1.1 426 ")
-            );
+            assert!(refusal.starts_with(b"HTTP/1.1 400 ") || refusal.starts_with(b"HTTP/1.1 426 "));
         }
         (Ok(None), Ok(None)) => {}
         _ => panic!("whole {whole:?} but in pieces of {step}: {pieces:?}"),
