@@ -1,7 +1,7 @@
 //! The sender's queues and framing state: what [`Sender`](super::Sender) holds
 //! while it has something to send (an idle sender holds none of this).
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 
 use super::frame::{Header, MAX_HEADER_LEN};
 use super::mask::apply_mask;
@@ -14,6 +14,9 @@ const BATCH: usize = 64 * 1024;
 /// The most bytes queued after the frames taken as direct bytes (see
 /// [`Encoder::take_framed`]) that are moved to a buffer of their own.
 const DIRECT_TAIL_MAX: usize = 4096;
+/// Direct bytes up to this many are copied behind the frames in `out` rather
+/// than written by a call of their own.
+const FLATTEN_MAX: usize = 4096;
 
 /// The sender's queues and framing state, boxed so that an idle sender holds none.
 pub(super) struct Encoder {
@@ -390,13 +393,16 @@ impl Encoder {
                 return Ok(SendStatus::Idle);
             }
             if self.out_pos < self.framed_len() {
-                let written = if self.out_pos < self.out.len() && self.direct.is_empty() {
+                // Never `write_vectored`: std makes it a `writev`, which raises
+                // SIGPIPE on a vanished peer (a `write` on a socket is a `send`
+                // with MSG_NOSIGNAL), killing a host that keeps SIGPIPE's default.
+                // Small direct bytes join `out` (a copy costs less than a call);
+                // large ones follow it in a write of their own.
+                if self.out_pos < self.out.len() && self.direct.len() <= FLATTEN_MAX {
+                    self.flatten_direct();
+                }
+                let written = if self.out_pos < self.out.len() {
                     w.write(&self.out[self.out_pos..])
-                } else if self.out_pos < self.out.len() {
-                    w.write_vectored(&[
-                        IoSlice::new(&self.out[self.out_pos..]),
-                        IoSlice::new(&self.direct),
-                    ])
                 } else {
                     w.write(&self.direct[self.out_pos - self.out.len()..])
                 };
@@ -683,8 +689,8 @@ impl Encoder {
     }
 
     /// Takes the frames queued framed at the head of the queue as the direct
-    /// bytes, written from where they were queued (one `writev` with any control
-    /// frames) instead of being copied into `out`, when they fill the payload
+    /// bytes, written from where they were queued instead of being copied into
+    /// `out` (see [`Encoder::send`]), when they fill the payload
     /// buffer or leave only a small tail, which is moved to a buffer of its own.
     /// Small messages gain too: the copy goes, and so does a buffer from the pool.
     fn take_framed(&mut self) -> bool {
