@@ -659,3 +659,40 @@ fn peer_close_keeps_framed_control_frames_and_drops_framed_data() {
         [9, 8]
     );
 }
+
+#[test]
+fn a_panicking_mask_source_costs_one_key_and_leaves_the_queue_whole() {
+    let mut e = Engine::new(Role::Client, Config::default());
+    let mut calls = 0;
+    e.set_mask_source(Box::new(move |key: &mut [u8; 4]| {
+        calls += 1;
+        if calls == 2 {
+            panic!("mask source failed");
+        }
+        *key = [9, 9, 9, 9];
+    }));
+    for msg in [&b"one"[..], b"two", b"six"] {
+        e.queue_msg(OpCode::Binary, msg).unwrap();
+    }
+    let mut wire = Vec::new();
+    let raised = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.send(&mut wire)));
+    let payload = raised.expect_err("the panic comes out of send");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"mask source failed"));
+    e.send(&mut wire).unwrap();
+    e.queue_msg(OpCode::Text, b"after").unwrap();
+    e.send(&mut wire).unwrap();
+    let frames = parse_frames(&wire);
+    assert_eq!(
+        summary(&frames),
+        vec![
+            t(true, 2, b"one"),
+            t(true, 2, b"two"),
+            t(true, 2, b"six"),
+            t(true, 1, b"after")
+        ]
+    );
+    assert_eq!(frames[0].mask, Some([9; 4]));
+    assert!(frames[1].mask.is_some(), "the failed draw got a random key");
+    assert_eq!(frames[2].mask, Some([9; 4]));
+    assert_eq!((e.queued_count(), e.queued_bytes()), (0, 0));
+}

@@ -398,3 +398,52 @@ fn queue_high_water_mark() {
     assert!(matches!(err, net_websocket_ev::Error::Queue(_)), "{err:?}");
     assert_eq!(s.ws.queued_count().unwrap(), 1);
 }
+
+#[test]
+fn a_panicking_genmask_costs_one_mask_and_leaves_the_connection_whole() {
+    let lp = Loop::new().unwrap();
+    let (ours, peer) = unix_pair();
+    let calls = Rc::new(std::cell::Cell::new(0u32));
+    let c = calls.clone();
+    let ws = Client::new(Params::new(ours).event_loop(&lp).genmask(move |key| {
+        c.set(c.get() + 1);
+        if c.get() == 2 {
+            panic!("genmask failed");
+        }
+        *key = [1, 2, 3, 4];
+    }))
+    .unwrap();
+    for msg in [&b"one"[..], b"two", b"six"] {
+        ws.queue_binary(msg).unwrap();
+    }
+    let mut peer = Peer::new(peer, Role::Server);
+    let raised = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_until(&lp, "three messages at the server", || {
+            peer.pump();
+            peer.msgs().len() == 3
+        })
+    }));
+    let payload = raised.expect_err("the panic comes out of the loop's run");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"genmask failed"));
+    // The connection goes on: everything queued arrives, in order, masked.
+    run_until(&lp, "three messages at the server", || {
+        peer.pump();
+        peer.msgs().len() == 3
+    });
+    let expected: Vec<(OpCode, Vec<u8>)> = [b"one", b"two", b"six"]
+        .iter()
+        .map(|m| (OpCode::Binary, m.to_vec()))
+        .collect();
+    assert_eq!(peer.msgs(), expected);
+    assert_eq!(
+        calls.get(),
+        3,
+        "one call per frame, the failed one included"
+    );
+    ws.queue_text("after").unwrap();
+    run_until(&lp, "a fourth message", || {
+        peer.pump();
+        peer.msgs().len() == 4
+    });
+    ws.abort().unwrap();
+}

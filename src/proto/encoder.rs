@@ -1,7 +1,9 @@
 //! The sender's queues and framing state: what [`Sender`](super::Sender) holds
 //! while it has something to send (an idle sender holds none of this).
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
 
 use super::frame::{Header, MAX_HEADER_LEN};
 use super::mask::apply_mask;
@@ -24,6 +26,9 @@ pub(super) struct Encoder {
     fragment_size: usize,
     max_queued_bytes: usize,
     mask_source: Option<MaskSource>,
+    /// A panic of the mask source, raised again by [`Sender`](super::Sender) once
+    /// the queue is whole (see [`Encoder::client_mask`]).
+    mask_panic: Option<Box<dyn Any + Send>>,
     /// Pings and pongs waiting: they jump ahead of `items`.
     ctrl: VecDeque<Control>,
     ctrl_bytes: usize,
@@ -97,6 +102,7 @@ impl Encoder {
             fragment_size,
             max_queued_bytes,
             mask_source: None,
+            mask_panic: None,
             ctrl: VecDeque::new(),
             ctrl_bytes: 0,
             items: VecDeque::new(),
@@ -755,13 +761,25 @@ impl Encoder {
         }
     }
 
+    /// A client's mask key. A panicking mask source must not leave a frame half
+    /// made: that frame gets a random key and the panic is kept, to be raised again
+    /// once the queue is whole ([`Encoder::take_mask_panic`]).
     fn client_mask(&mut self) -> [u8; 4] {
         let mut key = [0u8; 4];
-        match &mut self.mask_source {
-            Some(source) => source(&mut key),
-            None => rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key),
+        let Some(source) = &mut self.mask_source else {
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+            return key;
+        };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| source(&mut key))) {
+            self.mask_panic.get_or_insert(payload);
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
         }
         key
+    }
+
+    /// The panic the mask source raised during the last call, if any.
+    pub(super) fn take_mask_panic(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.mask_panic.take()
     }
 
     /// Appends one frame to `out`, masked for a client.

@@ -97,7 +97,8 @@ impl Sender {
     /// Replaces the source of the 4 mask bytes of each frame a client sends
     /// (Perl's `genmask`). The default is a CSPRNG (`rand`'s thread rng). It is
     /// called once per frame, when the frame is framed, which is during
-    /// [`Sender::send`] or [`Sender::push_fragment`].
+    /// [`Sender::send`] or [`Sender::push_fragment`]. If it panics, that frame gets
+    /// a random key and the panic comes out of the call once the queue is whole.
     pub fn set_mask_source(&mut self, f: MaskSource) {
         self.enc().set_mask_source(f);
     }
@@ -123,6 +124,7 @@ impl Sender {
     /// ends it.
     pub fn push_fragment(&mut self, data: &[u8], last: bool) -> Result<(), Error> {
         let result = self.enc().push_fragment(data, last);
+        self.raise_mask_panic();
         self.idle_check(result)
     }
 
@@ -180,7 +182,17 @@ impl Sender {
             return Ok(SendStatus::Idle); // nothing queued
         };
         let result = e.send(w);
+        self.raise_mask_panic();
         self.idle_check(result)
+    }
+
+    /// Raises again a panic of the mask source, now that the queue is whole: the
+    /// frame it failed to mask went out with a random key, and the sender can be
+    /// used on as if nothing had happened.
+    fn raise_mask_panic(&mut self) {
+        if let Some(payload) = self.enc.as_mut().and_then(|e| e.take_mask_panic()) {
+            std::panic::resume_unwind(payload);
+        }
     }
 
     /// Whether there is something to write: not shut down, no close sent, and a

@@ -453,7 +453,13 @@ impl Conn {
                 let Some(mut stream) = socket.as_ref() else {
                     return;
                 };
-                sender.send(&mut stream)
+                // The sender raises a panic of `genmask` once its queue is whole: it
+                // is kept and resumed once the watcher is re-armed.
+                let mut result = Ok(SendStatus::Idle);
+                if !self.guarded(|| result = sender.send(&mut stream)) {
+                    return;
+                }
+                result
             };
             match result {
                 Ok(SendStatus::NeedFragment { max_len }) => {
@@ -504,7 +510,10 @@ impl Conn {
             self.cold_mut().producers.push_front(producer);
             false
         } else {
-            let pushed = sender.push_fragment(&buf[..len], last).is_ok();
+            // Stays false if `genmask` panicked (see `write`): the piece is queued all
+            // the same, and writing stops until the panic has been resumed.
+            let mut pushed = false;
+            self.guarded(|| pushed = sender.push_fragment(&buf[..len], last).is_ok());
             if !last {
                 self.cold_mut().producers.push_front(producer);
             }
