@@ -14,6 +14,7 @@
 //!   standalone use.
 #![forbid(unsafe_code)]
 
+mod decoder;
 mod encoder;
 mod engine;
 mod error;

@@ -1,5 +1,7 @@
 //! Unit tests of the receiving half (private state included).
 use super::*;
+use crate::proto::frame::Header;
+use crate::proto::{apply_mask, Flow, OpCode, Reply, Rsv};
 
 /// Hands out its bytes in reads of at most `chunk`, then would block;
 /// counts the reads.

@@ -1,0 +1,673 @@
+//! The receiver's decoding state: frame decoder, message assembly, UTF-8 state,
+//! limits and close parsing; what [`Receiver`](super::Receiver) holds while a
+//! message is under way (an idle receiver holds none of this).
+use std::io::{self, Read};
+use std::ops::Range;
+
+use super::frame::{Header, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use super::{
+    is_valid_close_code, pool, Config, Flow, Handler, OpCode, ProtocolError, RecvStatus, Reply,
+    ReplySink, Role, Rsv,
+};
+
+/// A frame payload part at least this large is read straight into the message
+/// buffer rather than through the read buffer.
+const DIRECT_MIN: usize = 16 * 1024;
+/// The most bytes read straight into the message buffer per call.
+const DIRECT_MAX: usize = 4 << 20;
+
+/// The receiver's decoding state, boxed so that an idle receiver holds none.
+pub(super) struct Decoder {
+    role: Role,
+    config: Config,
+    stage: Stage,
+    /// Header bytes cut by the end of the input.
+    hdr: [u8; MAX_HEADER_LEN],
+    hdr_len: u8,
+    /// The frame being received.
+    frame: Header,
+    frame_op: OpCode,
+    remaining: u64,
+    /// The data message being received (`None` between messages).
+    msg_op: Option<OpCode>,
+    msg_rsv: Rsv,
+    msg_len: u64,
+    msg_buffered: bool,
+    check_utf8: bool,
+    utf8: Utf8Validator,
+    msg_buf: Vec<u8>,
+    ctrl_buf: Vec<u8>,
+    /// The payload of the current message or control frame when it is whole in
+    /// the input being processed (not copied).
+    whole: Option<Range<usize>>,
+    /// Pooled read buffer; `input[pos..end]` is kept, unprocessed input.
+    input: Vec<u8>,
+    pos: usize,
+    end: usize,
+    close_received: bool,
+    failed: Option<ProtocolError>,
+    shut: bool,
+    status_code_received: u16,
+}
+
+/// Where the decoder is. A pause can stop between any two handler events: the
+/// stage is moved on before each event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Header,
+    Payload,
+    End,
+    Message,
+    Over,
+}
+
+impl Decoder {
+    pub(super) fn new(role: Role, config: &Config) -> Decoder {
+        Decoder {
+            role,
+            config: config.clone(),
+            stage: Stage::Header,
+            hdr: [0; MAX_HEADER_LEN],
+            hdr_len: 0,
+            frame: Header::default(),
+            frame_op: OpCode::Continuation,
+            remaining: 0,
+            msg_op: None,
+            msg_rsv: Rsv::empty(),
+            msg_len: 0,
+            msg_buffered: true,
+            check_utf8: false,
+            utf8: Utf8Validator::default(),
+            msg_buf: Vec::new(),
+            ctrl_buf: Vec::new(),
+            whole: None,
+            input: Vec::new(),
+            pos: 0,
+            end: 0,
+            close_received: false,
+            failed: None,
+            shut: false,
+            status_code_received: 1006,
+        }
+    }
+
+    /// Between messages with nothing kept, no buffer and nothing ended: a fresh
+    /// decoder would do the same from here, so this one may go back to the pool.
+    pub(super) fn is_pristine(&self) -> bool {
+        self.stage == Stage::Header
+            && self.hdr_len == 0
+            && self.msg_op.is_none()
+            && self.whole.is_none()
+            && self.pos >= self.end
+            && self.input.capacity() == 0
+            && self.msg_buf.capacity() == 0
+            && self.ctrl_buf.capacity() == 0
+            && !self.close_received
+            && self.failed.is_none()
+            && !self.shut
+            && self.status_code_received == 1006
+    }
+
+    pub(super) fn recv_until<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+        short_read_drains: bool,
+    ) -> io::Result<RecvStatus> {
+        if self.has_pending_input() {
+            let status = self.resume(h, s);
+            if status != RecvStatus::WouldBlock {
+                return Ok(status);
+            }
+        }
+        loop {
+            if !self.want_read() {
+                return Ok(RecvStatus::Closed);
+            }
+            if self.reads_direct() {
+                match self.recv_direct(r, h, s)? {
+                    None => continue,
+                    Some(status) => return Ok(status),
+                }
+            }
+            if self.input.is_empty() {
+                self.input = pool::take_read_buf();
+            }
+            self.pos = 0;
+            self.end = 0;
+            match r.read(&mut self.input) {
+                Ok(0) => {
+                    self.release_input();
+                    return Ok(RecvStatus::Eof);
+                }
+                Ok(n) => {
+                    let asked = self.input.len();
+                    self.end = n.min(asked);
+                    let status = self.run(h, s);
+                    if status != RecvStatus::WouldBlock || (short_read_drains && n < asked) {
+                        return Ok(status);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.release_input();
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        return Ok(RecvStatus::WouldBlock);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    pub(super) fn feed<H: Handler, S: ReplySink>(
+        &mut self,
+        data: &[u8],
+        h: &mut H,
+        s: &mut S,
+    ) -> RecvStatus {
+        let mut rest = data;
+        if self.has_pending_input() {
+            let status = self.resume(h, s);
+            if status != RecvStatus::WouldBlock {
+                self.keep(rest);
+                return status;
+            }
+        }
+        while !rest.is_empty() {
+            if !self.want_read() {
+                return RecvStatus::Closed;
+            }
+            if self.input.is_empty() {
+                self.input = pool::take_read_buf();
+            }
+            let n = rest.len().min(self.input.len());
+            self.input[..n].copy_from_slice(&rest[..n]);
+            self.pos = 0;
+            self.end = n;
+            rest = &rest[n..];
+            let status = self.run(h, s);
+            if status != RecvStatus::WouldBlock {
+                self.keep(rest);
+                return status;
+            }
+        }
+        if self.want_read() {
+            RecvStatus::WouldBlock
+        } else {
+            RecvStatus::Closed
+        }
+    }
+
+    pub(super) fn resume<H: Handler, S: ReplySink>(&mut self, h: &mut H, s: &mut S) -> RecvStatus {
+        if !self.want_read() {
+            return RecvStatus::Closed;
+        }
+        self.run(h, s)
+    }
+
+    pub(super) fn has_pending_input(&self) -> bool {
+        self.pos < self.end
+    }
+
+    pub(super) fn want_read(&self) -> bool {
+        !self.shut && !self.close_received && self.failed.is_none()
+    }
+
+    pub(super) fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    pub(super) fn failed(&self) -> Option<&ProtocolError> {
+        self.failed.as_ref()
+    }
+
+    pub(super) fn status_code_received(&self) -> u16 {
+        self.status_code_received
+    }
+
+    pub(super) fn set_config(&mut self, config: &Config) {
+        self.config = config.clone();
+    }
+
+    pub(super) fn shutdown_read(&mut self) {
+        self.shut = true;
+        self.stop();
+    }
+
+    /// Runs the decoder over `input[pos..end]`, then gives the buffer back unless
+    /// a pause keeps bytes in it.
+    fn run<H: Handler, S: ReplySink>(&mut self, h: &mut H, s: &mut S) -> RecvStatus {
+        let mut input = std::mem::take(&mut self.input);
+        let (pos, end) = (self.pos, self.end);
+        let (used, status) = self.process(&mut input[pos..end], h, s);
+        self.input = input;
+        self.pos = pos + used;
+        if status == RecvStatus::Paused && self.pos < self.end {
+            return status;
+        }
+        self.release_input();
+        status
+    }
+
+    /// Whether the rest of the current frame's payload is read straight into the
+    /// message buffer: a large part of a buffered data frame is still to come and
+    /// no bytes are kept. This saves a copy through the read buffer and reads in
+    /// larger pieces.
+    fn reads_direct(&self) -> bool {
+        self.stage == Stage::Payload
+            && self.msg_buffered
+            && !self.frame_op.is_control()
+            && self.remaining >= DIRECT_MIN as u64
+            && !self.has_pending_input()
+    }
+
+    /// Reads payload of the current frame into the message buffer (at most
+    /// `DIRECT_MAX` bytes a call), then runs the decoder over what follows the
+    /// payload (the frame's end and the message). `None`: go on reading.
+    fn recv_direct<R: Read, H: Handler, S: ReplySink>(
+        &mut self,
+        r: &mut R,
+        h: &mut H,
+        s: &mut S,
+    ) -> io::Result<Option<RecvStatus>> {
+        let want = self.remaining.min(DIRECT_MAX as u64) as usize;
+        if self.msg_buf.capacity() == 0 {
+            self.msg_buf = pool::take_buf();
+        }
+        self.msg_buf.reserve(want);
+        let start = self.msg_buf.len();
+        // `read_to_end` fills the spare capacity without zeroing it first; it ends
+        // at `want` bytes, at end of file, or with the error that stopped it
+        // (what was read before the error is kept).
+        let result = r.take(want as u64).read_to_end(&mut self.msg_buf);
+        let got = self.msg_buf.len() - start;
+        let stopped = match result {
+            Ok(_) if got < want => Some(RecvStatus::Eof),
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(RecvStatus::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+            Err(e) => return Err(e),
+        };
+        if got == 0 {
+            return Ok(stopped);
+        }
+        let offset = (self.frame.len - self.remaining) as usize;
+        let chunk = &mut self.msg_buf[start..];
+        if let Some(mask) = self.frame.mask {
+            apply_mask(chunk, mask, offset);
+        }
+        if self.check_utf8 && !self.utf8.feed(chunk) {
+            return Ok(Some(self.fail(ProtocolError::InvalidUtf8, s)));
+        }
+        self.remaining -= got as u64;
+        self.msg_len = self.msg_len.saturating_add(got as u64);
+        if self.remaining == 0 {
+            self.stage = Stage::End;
+        }
+        if h.on_frame_chunk(&self.msg_buf[start..]) == Flow::Pause {
+            return Ok(Some(RecvStatus::Paused));
+        }
+        if self.remaining == 0 {
+            // The frame's end and the message: no input bytes are needed.
+            let (_, status) = self.process(&mut [], h, s);
+            if status != RecvStatus::WouldBlock {
+                return Ok(Some(status));
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Appends `data` to the kept bytes (feed after a pause).
+    fn keep(&mut self, data: &[u8]) {
+        if data.is_empty() || !self.want_read() {
+            return;
+        }
+        if self.input.is_empty() {
+            self.input = pool::take_read_buf();
+            self.pos = 0;
+            self.end = 0;
+        }
+        self.input.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        let need = self.end + data.len();
+        if need > self.input.len() {
+            self.input.resize(need, 0);
+        }
+        self.input[self.end..need].copy_from_slice(data);
+        self.end = need;
+    }
+
+    fn release_input(&mut self) {
+        self.pos = 0;
+        self.end = 0;
+        if !self.input.is_empty() {
+            pool::give_read_buf(std::mem::take(&mut self.input));
+        }
+    }
+
+    /// Reading is over: drops every buffer.
+    fn stop(&mut self) {
+        self.stage = Stage::Over;
+        self.whole = None;
+        self.release_input();
+        pool::release(&mut self.msg_buf);
+        pool::release(&mut self.ctrl_buf);
+    }
+
+    fn fail<S: ReplySink>(&mut self, err: ProtocolError, s: &mut S) -> RecvStatus {
+        s.reply(Reply::Fail(err.clone()));
+        self.failed = Some(err);
+        self.stop();
+        RecvStatus::Closed
+    }
+
+    /// The decoder proper: returns how many bytes of `buf` it consumed and why it
+    /// stopped. Stops early only on a pause or the end of reading.
+    fn process<H: Handler, S: ReplySink>(
+        &mut self,
+        buf: &mut [u8],
+        h: &mut H,
+        s: &mut S,
+    ) -> (usize, RecvStatus) {
+        let mut pos = 0;
+        let status = loop {
+            let flow = match self.stage {
+                Stage::Over => break RecvStatus::Closed,
+                Stage::Header => {
+                    if pos == buf.len() {
+                        break RecvStatus::WouldBlock;
+                    }
+                    match self.read_header(&buf[pos..]) {
+                        Ok((used, done)) => {
+                            pos += used;
+                            if !done {
+                                continue;
+                            }
+                        }
+                        Err(e) => break self.fail(e, s),
+                    }
+                    if let Err(e) = self.begin_frame() {
+                        break self.fail(e, s);
+                    }
+                    self.stage = Stage::Payload;
+                    let f = &self.frame;
+                    h.on_frame_start(f.fin, f.rsv, self.frame_op, f.len)
+                }
+                Stage::Payload => {
+                    if self.frame.len == 0 {
+                        self.stage = Stage::End;
+                        h.on_frame_chunk(&[])
+                    } else {
+                        if pos == buf.len() {
+                            break RecvStatus::WouldBlock;
+                        }
+                        let avail = (buf.len() - pos) as u64;
+                        let n = self.remaining.min(avail) as usize;
+                        let chunk = pos..pos + n;
+                        if let Err(e) = self.take_chunk(&mut buf[chunk.clone()], chunk.clone()) {
+                            break self.fail(e, s);
+                        }
+                        pos += n;
+                        h.on_frame_chunk(&buf[chunk])
+                    }
+                }
+                Stage::End => match self.end_frame(buf, h, s) {
+                    // The message's end follows at once unless the handler paused.
+                    Ok(Flow::Continue) if self.stage == Stage::Message => self.deliver(buf, h),
+                    Ok(flow) => flow,
+                    Err(status) => break status,
+                },
+                Stage::Message => self.deliver(buf, h),
+            };
+            if flow == Flow::Pause {
+                break RecvStatus::Paused;
+            }
+        };
+        // A payload left in the input must survive the input (a pause).
+        if let Some(r) = self.whole.take() {
+            let target = if self.frame_op.is_control() {
+                &mut self.ctrl_buf
+            } else {
+                &mut self.msg_buf
+            };
+            target.extend_from_slice(&buf[r]);
+        }
+        (pos, status)
+    }
+
+    /// The message (or control frame) just ended goes to the handler.
+    #[inline]
+    fn deliver<H: Handler>(&mut self, buf: &[u8], h: &mut H) -> Flow {
+        self.stage = Stage::Header;
+        let whole = self.whole.take();
+        if self.frame_op.is_control() {
+            let data = match &whole {
+                Some(r) => &buf[r.clone()],
+                None => &self.ctrl_buf[..],
+            };
+            return h.on_message(self.frame.rsv, self.frame_op, data, 0);
+        }
+        let op = self.msg_op.take().unwrap_or(OpCode::Binary);
+        let data = match (&whole, self.msg_buffered) {
+            (Some(r), true) => &buf[r.clone()],
+            (None, true) => &self.msg_buf[..],
+            (_, false) => &[],
+        };
+        let flow = h.on_message(self.msg_rsv, op, data, 0);
+        // Kept, not pooled: a large one would be freed, and fresh pages for every
+        // large message cost more than the copy they carry.
+        self.msg_buf.clear();
+        flow
+    }
+
+    /// Decodes a header from the stash plus `buf`: the bytes of `buf` used and
+    /// whether the header is complete (then it is in `self.frame`).
+    #[inline]
+    fn read_header(&mut self, buf: &[u8]) -> Result<(usize, bool), ProtocolError> {
+        if self.hdr_len == 0 {
+            if let Some((header, len)) = Header::parse(buf)? {
+                self.frame = header;
+                return Ok((len, true));
+            }
+        }
+        let have = usize::from(self.hdr_len);
+        let take = (MAX_HEADER_LEN - have).min(buf.len());
+        self.hdr[have..have + take].copy_from_slice(&buf[..take]);
+        match Header::parse(&self.hdr[..have + take])? {
+            Some((header, len)) => {
+                self.frame = header;
+                self.hdr_len = 0;
+                Ok((len - have, true))
+            }
+            None => {
+                self.hdr_len = (have + take) as u8;
+                Ok((take, false))
+            }
+        }
+    }
+
+    /// Checks the new frame's header against the rules and the message state, and
+    /// starts a message on a first data frame.
+    #[inline]
+    fn begin_frame(&mut self) -> Result<(), ProtocolError> {
+        let f = self.frame;
+        let op = OpCode::from_u8(f.opcode).ok_or(ProtocolError::ReservedOpcode(f.opcode))?;
+        let first_data = matches!(op, OpCode::Text | OpCode::Binary);
+        if !self.config.allowed_rsv.contains(f.rsv) || (!f.rsv.is_empty() && !first_data) {
+            return Err(ProtocolError::ReservedBits);
+        }
+        if op.is_control() {
+            if !f.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if f.len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+        }
+        match (self.role, f.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        match (op, self.msg_op.is_some()) {
+            (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, true) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            _ => {}
+        }
+        let buffered = if first_data {
+            self.config.buffering
+        } else {
+            self.msg_buffered
+        };
+        // Control frames and unbuffered frames are limited alone; a buffered
+        // message by what it has gathered plus this frame.
+        let total = if op.is_control() || !buffered || first_data {
+            f.len
+        } else {
+            self.msg_len.saturating_add(f.len)
+        };
+        if total > self.config.max_recv_size {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        if first_data {
+            self.msg_op = Some(op);
+            self.msg_rsv = f.rsv;
+            self.msg_len = 0;
+            self.msg_buffered = self.config.buffering;
+            self.check_utf8 = op == OpCode::Text && !f.rsv.contains(Rsv::RSV1);
+            self.utf8.reset();
+            self.msg_buf.clear();
+        }
+        if op.is_control() {
+            self.ctrl_buf.clear();
+        }
+        self.frame_op = op;
+        self.remaining = f.len;
+        Ok(())
+    }
+
+    /// Unmasks, checks and stores one chunk of payload (`range` is its place in
+    /// the input being processed).
+    #[inline]
+    fn take_chunk(&mut self, chunk: &mut [u8], range: Range<usize>) -> Result<(), ProtocolError> {
+        let offset = (self.frame.len - self.remaining) as usize;
+        if let Some(mask) = self.frame.mask {
+            apply_mask(chunk, mask, offset);
+        }
+        let n = chunk.len() as u64;
+        self.remaining -= n;
+        if self.remaining == 0 {
+            self.stage = Stage::End;
+        }
+        let whole_frame = offset == 0 && self.remaining == 0;
+        if self.frame_op.is_control() {
+            if whole_frame {
+                self.whole = Some(range);
+            } else {
+                self.ctrl_buf.extend_from_slice(chunk);
+            }
+            return Ok(());
+        }
+        if self.check_utf8 && !self.utf8.feed(chunk) {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        if self.msg_buffered {
+            if whole_frame && self.frame.fin && self.msg_len == 0 {
+                self.whole = Some(range);
+            } else {
+                if self.msg_buf.capacity() == 0 {
+                    self.msg_buf = pool::take_buf();
+                }
+                self.msg_buf.extend_from_slice(chunk);
+            }
+        }
+        self.msg_len = self.msg_len.saturating_add(n);
+        Ok(())
+    }
+
+    /// The end of a frame: the UTF-8 end check, the pong, `on_frame_end`, and the
+    /// close handshake. `Err` carries the status when reading stops here.
+    #[inline]
+    fn end_frame<H: Handler, S: ReplySink>(
+        &mut self,
+        buf: &[u8],
+        h: &mut H,
+        s: &mut S,
+    ) -> Result<Flow, RecvStatus> {
+        let op = self.frame_op;
+        if !op.is_control() && self.frame.fin && self.check_utf8 && !self.utf8.is_complete() {
+            return Err(self.fail(ProtocolError::InvalidUtf8, s));
+        }
+        let payload = match &self.whole {
+            Some(r) if op.is_control() => &buf[r.clone()],
+            _ => &self.ctrl_buf[..],
+        };
+        if op == OpCode::Ping {
+            s.reply(Reply::Pong(payload));
+        }
+        let flow = h.on_frame_end();
+        if op == OpCode::Close {
+            return Err(self.close(buf, s));
+        }
+        self.stage = if op.is_control() || self.frame.fin {
+            Stage::Message
+        } else {
+            Stage::Header
+        };
+        Ok(flow)
+    }
+
+    /// A close frame was received whole: validate it and answer.
+    fn close<S: ReplySink>(&mut self, buf: &[u8], s: &mut S) -> RecvStatus {
+        let whole = self.whole.take();
+        let payload = match &whole {
+            Some(r) => &buf[r.clone()],
+            None => &self.ctrl_buf[..],
+        };
+        let result = match payload {
+            [] => Ok((None, &payload[..0])),
+            [_] => Err(ProtocolError::CloseOneByte),
+            [hi, lo, reason @ ..] => {
+                let code = u16::from_be_bytes([*hi, *lo]);
+                if !is_valid_close_code(code) {
+                    Err(ProtocolError::InvalidCloseCode(code))
+                } else if std::str::from_utf8(reason).is_err() {
+                    Err(ProtocolError::InvalidCloseReason)
+                } else {
+                    Ok((Some(code), reason))
+                }
+            }
+        };
+        match result {
+            Ok((code, reason)) => {
+                self.status_code_received = code.unwrap_or(1005);
+                self.close_received = true;
+                s.reply(Reply::Close { code, reason });
+                self.stop();
+                RecvStatus::Closed
+            }
+            Err(e) => self.fail(e, s),
+        }
+    }
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("role", &self.role)
+            .field("stage", &self.stage)
+            .field("message", &self.msg_op)
+            .field("pending_input", &(self.end - self.pos))
+            .field("close_received", &self.close_received)
+            .field("failed", &self.failed)
+            .field("shut", &self.shut)
+            .finish()
+    }
+}
