@@ -6,6 +6,7 @@
 //! loop while it is open, whether or not a handle is kept, and owns its socket.
 
 mod conn;
+mod deadlines;
 mod error;
 mod params;
 pub mod upgrade;
