@@ -29,6 +29,9 @@ pub(super) struct Encoder {
     /// A panic of the mask source, raised again by [`Sender`](super::Sender) once
     /// the queue is whole (see [`Encoder::client_mask`]).
     mask_panic: Option<Box<dyn Any + Send>>,
+    /// The thread's CSPRNG, held while a client has frames to mask (a handle:
+    /// the generator's state is per thread).
+    rng: Option<rand::rngs::ThreadRng>,
     /// Pings and pongs waiting: they jump ahead of `items`.
     ctrl: VecDeque<Control>,
     ctrl_bytes: usize,
@@ -65,12 +68,16 @@ pub(super) struct Control {
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Item {
-    /// `header`: bytes of the frame header stored before the payload (a
-    /// server's written when queued, a client's when framed, with its mask).
+    /// `header`: bytes of the frame header stored before the payload.
     Message {
         opcode: OpCode,
         len: usize,
         header: u8,
+        /// Complete as stored: a server's frame, or a client's masked when queued
+        /// (with the default mask source: nobody can tell when a random key is
+        /// drawn, and masking the payload while it is hot saves a pass over it).
+        /// A client's with a `genmask` is masked when framed, as documented.
+        sealed: bool,
     },
     Fragmented {
         opcode: OpCode,
@@ -103,6 +110,7 @@ impl Encoder {
             max_queued_bytes,
             mask_source: None,
             mask_panic: None,
+            rng: None,
             ctrl: VecDeque::new(),
             ctrl_bytes: 0,
             items: VecDeque::new(),
@@ -125,12 +133,14 @@ impl Encoder {
     }
 
     /// Makes a spare (pristine) encoder fresh for another sender, keeping its
-    /// queues' capacity. A pristine encoder owns no buffer: this frees nothing.
+    /// queues' capacity and its handle on the thread's CSPRNG. A pristine encoder
+    /// owns no buffer: this frees nothing.
     pub(super) fn renew(&mut self, role: Role, fragment_size: usize, max_queued_bytes: usize) {
         let mut fresh = Encoder::new(role, fragment_size, max_queued_bytes);
         fresh.ctrl = std::mem::take(&mut self.ctrl);
         fresh.items = std::mem::take(&mut self.items);
         fresh.marks = std::mem::take(&mut self.marks);
+        fresh.rng = self.rng.take();
         *self = fresh;
     }
 
@@ -190,22 +200,33 @@ impl Encoder {
         if opcode.is_control() {
             self.push_control(opcode, data);
         } else {
-            // The header's room is kept in front of the payload: a server's header
-            // is written now, a client's (with its mask) when it is framed.
+            // The header is stored in front of the payload: written now for a
+            // server and for a client with the default mask source (the payload
+            // masked now too), with room for the key for a client with a `genmask`.
+            let (mask, sealed) = match self.role {
+                Role::Server => (None, true),
+                Role::Client if self.mask_source.is_none() => (Some(self.random_key()), true),
+                Role::Client => (Some([0; 4]), false),
+            };
             let (bytes, n) = Header {
                 fin: true,
                 rsv: Rsv::empty(),
                 opcode: opcode.as_u8(),
-                mask: (self.role == Role::Client).then_some([0; 4]),
+                mask,
                 len: data.len() as u64,
             }
             .to_bytes();
             self.push_payload(&bytes, n, data);
+            if let (Some(key), true) = (mask, sealed) {
+                let end = self.payloads.len();
+                apply_mask(&mut self.payloads[end - data.len()..], key, 0);
+            }
             self.queued_headers += n;
             self.items.push_back(Item::Message {
                 opcode,
                 len: data.len(),
                 header: n as u8,
+                sealed,
             });
         }
         Ok(())
@@ -648,13 +669,14 @@ impl Encoder {
             self.complete_last_mark(None);
         }
         while self.out.len() < BATCH {
-            let (opcode, len, header, close) = match self.items.front() {
+            let (opcode, len, header, sealed, close) = match self.items.front() {
                 Some(Item::Message {
                     opcode,
                     len,
                     header,
-                }) => (*opcode, *len, usize::from(*header), None),
-                Some(Item::Close { code, len }) => (OpCode::Close, *len, 0, Some(*code)),
+                    sealed,
+                }) => (*opcode, *len, usize::from(*header), *sealed, None),
+                Some(Item::Close { code, len }) => (OpCode::Close, *len, 0, false, Some(*code)),
                 Some(Item::Fragmented { .. }) | None => break,
             };
             if header > 0 {
@@ -666,8 +688,10 @@ impl Encoder {
                 let start = self.payloads_pos;
                 self.payloads_pos += header + len;
                 self.queued_headers -= header;
-                let mask = self.next_mask();
-                seal(&mut self.payloads[start..self.payloads_pos], header, mask);
+                if !sealed {
+                    let mask = self.next_mask();
+                    seal(&mut self.payloads[start..self.payloads_pos], header, mask);
+                }
                 let out_start = self.out.len();
                 if self.out.capacity() == 0 {
                     self.out = pool::take_buf();
@@ -725,13 +749,21 @@ impl Encoder {
         let base = self.out.len();
         let mut at = 0;
         for _ in 0..count {
-            let Some(Item::Message { len, header, .. }) = self.items.pop_front() else {
+            let Some(Item::Message {
+                len,
+                header,
+                sealed,
+                ..
+            }) = self.items.pop_front()
+            else {
                 break;
             };
             let header = usize::from(header);
             self.queued_headers -= header;
-            let mask = self.next_mask();
-            seal(&mut self.direct[at..at + header + len], header, mask);
+            if !sealed {
+                let mask = self.next_mask();
+                seal(&mut self.direct[at..at + header + len], header, mask);
+            }
             self.push_mark(base + at, base + at + header + len, true);
             at += header + len;
         }
@@ -767,14 +799,19 @@ impl Encoder {
     fn client_mask(&mut self) -> [u8; 4] {
         let mut key = [0u8; 4];
         let Some(source) = &mut self.mask_source else {
-            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
-            return key;
+            return self.random_key();
         };
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| source(&mut key))) {
             self.mask_panic.get_or_insert(payload);
-            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+            key = self.random_key();
         }
         key
+    }
+
+    /// 4 bytes from the thread's CSPRNG.
+    fn random_key(&mut self) -> [u8; 4] {
+        let rng = self.rng.get_or_insert_with(rand::thread_rng);
+        rand::RngCore::next_u32(rng).to_ne_bytes()
     }
 
     /// The panic the mask source raised during the last call, if any.

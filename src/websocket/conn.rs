@@ -35,7 +35,7 @@ pub(crate) struct Conn {
     keep: Cell<Option<Rc<Conn>>>,
     pub(crate) role: Role,
     /// The socket; `None` once the connection is over. The std type gives us safe
-    /// read/write/writev/shutdown on any stream socket fd.
+    /// read/write/shutdown on any stream socket fd.
     socket: RefCell<Option<TcpStream>>,
     deadlines: Deadlines,
     pub(crate) receiver: RefCell<Receiver>,
