@@ -11,13 +11,11 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use crate::ev::{EmbeddedIo, Events, IoTarget, Loop, Timer};
-use crate::proto::{
-    Flow, Fragment, Handler, OpCode, Receiver, RecvStatus, Reply, ReplySink, Role, Rsv, SendStatus,
-    Sender,
-};
+use crate::proto::{Fragment, OpCode, Receiver, RecvStatus, Role, SendStatus, Sender};
 
 use super::deadlines::Deadlines;
-use super::params::{FrameChunk, FrameEnd, FrameStart, MsgRecv, OnClose, Params, Producer};
+use super::dispatch::{call, Callbacks, Dispatch, Replies};
+use super::params::{Params, Producer};
 use super::{Error, WebSocket};
 
 type Waiter = Box<dyn FnOnce(&WebSocket)>;
@@ -43,7 +41,7 @@ pub(crate) struct Conn {
     /// What an idle connection never uses, allocated on first need (see [`Cold`]).
     /// Borrowed only briefly: never across user code.
     cold: RefCell<Option<Box<Cold>>>,
-    callbacks: Callbacks,
+    pub(super) callbacks: Callbacks,
     /// Inside the io callback: calls only record their effect; the callback re-arms.
     in_io: Cell<bool>,
     read_stopped: Cell<bool>,
@@ -90,31 +88,6 @@ impl Cold {
     }
 }
 
-struct Callbacks {
-    msg_recv: Cell<Option<MsgRecv>>,
-    close: Cell<Option<OnClose>>,
-    /// `None` unless a frame callback was given (most connections): then no frame
-    /// event looks at a slot.
-    frame: Option<Box<FrameCallbacks>>,
-}
-
-struct FrameCallbacks {
-    start: Cell<Option<FrameStart>>,
-    chunk: Cell<Option<FrameChunk>>,
-    end: Cell<Option<FrameEnd>>,
-}
-
-/// Calls the closure in `slot` with it taken out, so it may re-enter anything,
-/// replace itself, or drop the last handle; it is put back unless replaced.
-/// (A `Cell`, not a `RefCell`: the closure is only ever moved in and out.)
-fn call<F: ?Sized>(slot: &Cell<Option<Box<F>>>, invoke: impl FnOnce(&mut F)) {
-    if let Some(mut callback) = slot.take() {
-        invoke(&mut callback);
-        let replacement = slot.take();
-        slot.set(replacement.or(Some(callback)));
-    }
-}
-
 impl Conn {
     pub(crate) fn open(role: Role, params: Params) -> Result<WebSocket, Error> {
         let lp = match params.event_loop {
@@ -135,18 +108,6 @@ impl Conn {
                 ..Cold::default()
             })
         });
-        let frame = match (
-            params.on_frame_recv_start,
-            params.on_frame_recv_chunk,
-            params.on_frame_recv_end,
-        ) {
-            (None, None, None) => None,
-            (start, chunk, end) => Some(Box::new(FrameCallbacks {
-                start: Cell::new(start),
-                chunk: Cell::new(chunk),
-                end: Cell::new(end),
-            })),
-        };
         let conn = Rc::new(Conn {
             receiver: RefCell::new(Receiver::new(role, &params.config)),
             sender: RefCell::new(sender),
@@ -156,11 +117,15 @@ impl Conn {
             socket: RefCell::new(Some(socket)),
             deadlines: Deadlines::new(params.close_timeout, params.idle_timeout, params.keepalive),
             cold: RefCell::new(cold),
-            callbacks: Callbacks {
-                msg_recv: Cell::new(params.on_msg_recv),
-                close: Cell::new(params.on_close),
-                frame,
-            },
+            callbacks: Callbacks::new(
+                params.on_msg_recv,
+                params.on_close,
+                (
+                    params.on_frame_recv_start,
+                    params.on_frame_recv_chunk,
+                    params.on_frame_recv_end,
+                ),
+            ),
             in_io: Cell::new(false),
             read_stopped: Cell::new(false),
             write_stopped: Cell::new(false),
@@ -268,7 +233,7 @@ impl Conn {
 
     /// Runs user code from inside the io callback; a panic is kept for `on_io` to
     /// resume after the engine and the watcher are back in order. False if it panicked.
-    fn guarded(&self, f: impl FnOnce()) -> bool {
+    pub(super) fn guarded(&self, f: impl FnOnce()) -> bool {
         match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(()) => true,
             Err(payload) => {
@@ -287,11 +252,8 @@ impl Conn {
         let Ok(mut receiver) = self.receiver.try_borrow_mut() else {
             return; // a nested loop run from inside one of our receive callbacks
         };
-        let mut dispatch = Dispatch {
-            conn: self,
-            ws: &ws,
-        };
-        let mut replies = Replies { conn: self };
+        let mut dispatch = Dispatch::new(self, &ws);
+        let mut replies = Replies::new(self);
         let initial = {
             let mut slot = self.cold.borrow_mut();
             match slot.as_mut() {
@@ -479,6 +441,25 @@ impl Conn {
         }
     }
 
+    /// Whether the receiver should pause: the user stopped or shut down reading, the
+    /// connection ended or is ending, a callback panicked, or the send queue is
+    /// backlogged (what we read would only add to it).
+    pub(super) fn should_pause(&self) -> bool {
+        self.read_stopped.get()
+            || self.read_shutdown_pending.get()
+            || self.aborted.get()
+            || self.finished.get()
+            || self.panicked.get()
+            || self.sender.try_borrow().is_ok_and(|s| self.backlogged(&s))
+    }
+
+    /// The peer's close arrived (`code` 1005 for an empty one): nothing more of ours
+    /// will be produced.
+    pub(super) fn close_received(&self, code: u16) {
+        self.status_received.set(code);
+        self.clear_producers();
+    }
+
     /// Whether the send queue holds more than the high-water mark, counting each
     /// queued frame's bookkeeping too (an automatic pong to an empty ping has no
     /// payload but still takes memory). Reading pauses meanwhile: a peer that sends
@@ -636,7 +617,7 @@ impl Conn {
     /// Something arrived from the peer (a frame began or a piece of payload came):
     /// the idle and keepalive clocks start again.
     #[inline]
-    fn note_recv(&self) {
+    pub(super) fn note_recv(&self) {
         if self.deadlines.watch_recv() {
             self.deadlines.set_last_recv(self.lp().now());
         }
@@ -692,129 +673,6 @@ unsafe impl IoTarget for Conn {
 
     fn on_io(self: &Rc<Self>, events: Events) {
         self.handle_io(events);
-    }
-}
-
-/// Delivers receive events to the user's callbacks, with the connection handle.
-struct Dispatch<'a> {
-    conn: &'a Rc<Conn>,
-    ws: &'a WebSocket,
-}
-
-impl Dispatch<'_> {
-    /// Pause once the user stopped or shut down reading, the connection ended, or
-    /// the send queue is backlogged (what we read would only add to it). Asked
-    /// after user code ran; a frame event without frame callbacks runs none, and
-    /// the pong a ping queues is looked at after the ping's `on_message`.
-    fn flow(&self) -> Flow {
-        let conn = self.conn;
-        if conn.read_stopped.get()
-            || conn.read_shutdown_pending.get()
-            || conn.aborted.get()
-            || conn.finished.get()
-            || conn.panicked.get()
-            || conn.sender.try_borrow().is_ok_and(|s| conn.backlogged(&s))
-        {
-            Flow::Pause
-        } else {
-            Flow::Continue
-        }
-    }
-}
-
-impl Dispatch<'_> {
-    #[cold]
-    fn frame_start(
-        &self,
-        frame: &FrameCallbacks,
-        fin: bool,
-        rsv: Rsv,
-        op: OpCode,
-        len: u64,
-    ) -> Flow {
-        let ws = self.ws;
-        call(&frame.start, |cb| {
-            self.conn.guarded(|| cb(ws, fin, rsv, op, len));
-        });
-        self.flow()
-    }
-
-    #[cold]
-    fn frame_chunk(&self, frame: &FrameCallbacks, data: &[u8]) -> Flow {
-        let ws = self.ws;
-        call(&frame.chunk, |cb| {
-            self.conn.guarded(|| cb(ws, data));
-        });
-        self.flow()
-    }
-
-    #[cold]
-    fn frame_end(&self, frame: &FrameCallbacks) -> Flow {
-        let ws = self.ws;
-        call(&frame.end, |cb| {
-            self.conn.guarded(|| cb(ws));
-        });
-        self.flow()
-    }
-}
-
-/// Without frame callbacks (most connections) a frame event runs no user code, so
-/// nothing changed since the last `flow` check: it continues at once.
-impl Handler for Dispatch<'_> {
-    #[inline]
-    fn on_frame_start(&mut self, fin: bool, rsv: Rsv, opcode: OpCode, len: u64) -> Flow {
-        self.conn.note_recv();
-        match &self.conn.callbacks.frame {
-            None => Flow::Continue,
-            Some(frame) => self.frame_start(frame, fin, rsv, opcode, len),
-        }
-    }
-
-    #[inline]
-    fn on_frame_chunk(&mut self, data: &[u8]) -> Flow {
-        self.conn.note_recv();
-        match &self.conn.callbacks.frame {
-            None => Flow::Continue,
-            Some(frame) => self.frame_chunk(frame, data),
-        }
-    }
-
-    #[inline]
-    fn on_frame_end(&mut self) -> Flow {
-        match &self.conn.callbacks.frame {
-            None => Flow::Continue,
-            Some(frame) => self.frame_end(frame),
-        }
-    }
-
-    fn on_message(&mut self, rsv: Rsv, opcode: OpCode, data: &[u8], status: u16) -> Flow {
-        let ws = self.ws;
-        call(&self.conn.callbacks.msg_recv, |cb| {
-            self.conn.guarded(|| cb(ws, rsv, opcode, data, status));
-        });
-        self.flow()
-    }
-}
-
-/// Forwards the receiver's automatic replies to the sender.
-struct Replies<'a> {
-    conn: &'a Rc<Conn>,
-}
-
-impl ReplySink for Replies<'_> {
-    fn reply(&mut self, reply: Reply<'_>) {
-        let Ok(mut sender) = self.conn.sender.try_borrow_mut() else {
-            return;
-        };
-        match reply {
-            Reply::Pong(payload) => sender.queue_pong(payload),
-            Reply::Close { code, reason } => {
-                self.conn.status_received.set(code.unwrap_or(1005));
-                sender.reply_close(code, reason);
-                self.conn.clear_producers();
-            }
-            Reply::Fail(err) => sender.fail(err.close_code()),
-        }
     }
 }
 

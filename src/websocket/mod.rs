@@ -7,6 +7,7 @@
 
 mod conn;
 mod deadlines;
+mod dispatch;
 mod error;
 mod params;
 pub mod upgrade;
