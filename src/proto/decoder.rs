@@ -93,6 +93,18 @@ impl Decoder {
         }
     }
 
+    /// Makes a spare (pristine) decoder fresh for another receiver. Pristine means
+    /// between messages with nothing kept and no buffer (see `is_pristine`); the
+    /// per-frame and per-message fields are all set by the next frame's header
+    /// before they are read, so only the configuration is set here.
+    pub(super) fn renew(&mut self, role: Role, config: &Config) {
+        debug_assert!(self.is_pristine());
+        self.role = role;
+        self.config = config.clone();
+        self.pos = 0;
+        self.end = 0;
+    }
+
     /// Between messages with nothing kept, no buffer and nothing ended: a fresh
     /// decoder would do the same from here, so this one may go back to the pool.
     pub(super) fn is_pristine(&self) -> bool {

@@ -136,12 +136,14 @@ impl Encoder {
     /// queues' capacity and its handle on the thread's CSPRNG. A pristine encoder
     /// owns no buffer: this frees nothing.
     pub(super) fn renew(&mut self, role: Role, fragment_size: usize, max_queued_bytes: usize) {
-        let mut fresh = Encoder::new(role, fragment_size, max_queued_bytes);
-        fresh.ctrl = std::mem::take(&mut self.ctrl);
-        fresh.items = std::mem::take(&mut self.items);
-        fresh.marks = std::mem::take(&mut self.marks);
-        fresh.rng = self.rng.take();
-        *self = fresh;
+        // Pristine means every queue and flag is as `new` leaves it (see
+        // `is_pristine`): only the configuration and what it does not look at are set.
+        debug_assert!(self.is_pristine());
+        self.role = role;
+        self.fragment_size = fragment_size;
+        self.max_queued_bytes = max_queued_bytes;
+        self.frag_utf8 = Utf8Validator::default();
+        self.mask_panic = None;
     }
 
     pub(super) fn set_limits(&mut self, fragment_size: usize, max_queued_bytes: usize) {

@@ -13,10 +13,20 @@ const MAX_KEPT_CAPACITY: usize = 4 << 20;
 /// a burst of them leaves at most this much behind.
 const MAX_KEPT_TOTAL: usize = 8 << 20;
 
+/// Spare general buffers and the bytes they hold.
+struct Spares {
+    bufs: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
 thread_local! {
     static READ_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static BUFS_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static BUFS: RefCell<Spares> = const {
+        RefCell::new(Spares {
+            bufs: Vec::new(),
+            bytes: 0,
+        })
+    };
 }
 
 /// A read buffer: `len() == READ_BUF_SIZE`, contents unspecified.
@@ -41,9 +51,12 @@ pub(crate) fn give_read_buf(buf: Vec<u8>) {
 
 /// An empty buffer, with spare capacity when the pool had one.
 pub(crate) fn take_buf() -> Vec<u8> {
-    let buf = BUFS.with(|p| p.borrow_mut().pop()).unwrap_or_default();
-    BUFS_BYTES.with(|b| b.set(b.get() - buf.capacity()));
-    buf
+    BUFS.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        let buf = spares.bufs.pop().unwrap_or_default();
+        spares.bytes -= buf.capacity();
+        buf
+    })
 }
 
 /// Gives back a general buffer; a very large or capacity-less one is freed.
@@ -52,15 +65,12 @@ pub(crate) fn give_buf(mut buf: Vec<u8>) {
         return;
     }
     buf.clear();
-    let bytes = BUFS_BYTES.with(|b| b.get()) + buf.capacity();
-    if bytes > MAX_KEPT_TOTAL {
-        return;
-    }
-    BUFS.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < MAX_SPARE {
-            BUFS_BYTES.with(|b| b.set(bytes));
-            p.push(buf);
+    BUFS.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        let bytes = spares.bytes + buf.capacity();
+        if bytes <= MAX_KEPT_TOTAL && spares.bufs.len() < MAX_SPARE {
+            spares.bytes = bytes;
+            spares.bufs.push(buf);
         }
     });
 }

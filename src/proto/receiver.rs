@@ -33,6 +33,18 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// A decoder for a receiver: a spare from the pool, or a new one.
+#[cold]
+fn pooled_decoder(role: Role, config: &Config) -> Box<Decoder> {
+    match SPARE_DECODERS.with(|p| p.borrow_mut().pop()) {
+        Some(mut d) => {
+            d.renew(role, config);
+            d
+        }
+        None => Box::new(Decoder::new(role, config)),
+    }
+}
+
 impl Receiver {
     /// A receiver for `role` (a server expects masked frames).
     pub fn new(role: Role, config: &Config) -> Receiver {
@@ -44,18 +56,11 @@ impl Receiver {
     }
 
     /// The decoder, from the pool or new when idle.
+    #[inline]
     fn decoder(&mut self) -> &mut Decoder {
         let (role, config) = (self.role, &self.config);
-        self.decoder.get_or_insert_with(|| {
-            match SPARE_DECODERS.with(|p| p.borrow_mut().pop()) {
-                Some(mut d) => {
-                    // A spare is pristine: it owns no buffer, so this frees nothing.
-                    *d = Decoder::new(role, config);
-                    d
-                }
-                None => Box::new(Decoder::new(role, config)),
-            }
-        })
+        self.decoder
+            .get_or_insert_with(|| pooled_decoder(role, config))
     }
 
     /// Gives the decoder back to the pool when it holds nothing worth keeping.
