@@ -1,6 +1,7 @@
 //! A small per-thread pool of byte buffers, so that idle connections hold none
 //! and busy ones do not allocate per read or per message.
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// The size of a read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
@@ -14,15 +15,15 @@ const MAX_KEPT_CAPACITY: usize = 4 << 20;
 const MAX_KEPT_TOTAL: usize = 8 << 20;
 
 /// Spare general buffers and the bytes they hold.
-struct Spares {
+struct SpareBufs {
     bufs: Vec<Vec<u8>>,
     bytes: usize,
 }
 
 thread_local! {
     static READ_BUFS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static BUFS: RefCell<Spares> = const {
-        RefCell::new(Spares {
+    static BUFS: RefCell<SpareBufs> = const {
+        RefCell::new(SpareBufs {
             bufs: Vec::new(),
             bytes: 0,
         })
@@ -80,4 +81,27 @@ pub(crate) fn release(buf: &mut Vec<u8>) {
     if buf.capacity() != 0 {
         give_buf(std::mem::take(buf));
     }
+}
+
+/// A per-thread stack of spare boxed states of one kind (decoders, encoders): a
+/// spare goes back and forth as the allocation it is.
+#[allow(clippy::vec_box)]
+pub(crate) type Spares<T> = LocalKey<RefCell<Vec<Box<T>>>>;
+
+/// Spare states kept per kind and thread.
+const MAX_SPARE_STATES: usize = 64;
+
+/// A spare state, if the thread keeps one.
+pub(crate) fn take_spare<T>(spares: &'static Spares<T>) -> Option<Box<T>> {
+    spares.with(|s| s.borrow_mut().pop())
+}
+
+/// Keeps `spare` for reuse, unless the thread keeps enough already.
+pub(crate) fn keep_spare<T>(spares: &'static Spares<T>, spare: Box<T>) {
+    spares.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < MAX_SPARE_STATES {
+            s.push(spare);
+        }
+    });
 }

@@ -3,7 +3,7 @@
 use std::io::{self, Read};
 
 use super::decoder::Decoder;
-use super::{Config, Handler, ProtocolError, RecvStatus, ReplySink, Role};
+use super::{pool, Config, Handler, ProtocolError, RecvStatus, ReplySink, Role};
 
 /// Decodes the peer's bytes into events for a [`Handler`], and reports the
 /// replies they call for to a [`ReplySink`].
@@ -23,11 +23,8 @@ pub struct Receiver {
     decoder: Option<Box<Decoder>>,
 }
 
-/// Spare decoders kept per thread.
-const MAX_SPARE_DECODERS: usize = 64;
-
 thread_local! {
-    // The boxes are the point: a spare is handed back as the allocation it is.
+    // Boxes: a spare goes back and forth as the allocation it is (`pool::Spares`).
     #[allow(clippy::vec_box)]
     static SPARE_DECODERS: std::cell::RefCell<Vec<Box<Decoder>>> =
         const { std::cell::RefCell::new(Vec::new()) };
@@ -36,7 +33,7 @@ thread_local! {
 /// A decoder for a receiver: a spare from the pool, or a new one.
 #[cold]
 fn pooled_decoder(role: Role, config: &Config) -> Box<Decoder> {
-    match SPARE_DECODERS.with(|p| p.borrow_mut().pop()) {
+    match pool::take_spare(&SPARE_DECODERS) {
         Some(mut d) => {
             d.renew(role, config);
             d
@@ -66,13 +63,8 @@ impl Receiver {
     /// Gives the decoder back to the pool when it holds nothing worth keeping.
     fn idle_check<T>(&mut self, result: T) -> T {
         if self.decoder.as_ref().is_some_and(|d| d.is_pristine()) {
-            if let Some(d) = self.decoder.take() {
-                SPARE_DECODERS.with(|p| {
-                    let mut p = p.borrow_mut();
-                    if p.len() < MAX_SPARE_DECODERS {
-                        p.push(d);
-                    }
-                });
+            if let Some(spare) = self.decoder.take() {
+                pool::keep_spare(&SPARE_DECODERS, spare);
             }
         }
         result

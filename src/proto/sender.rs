@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::encoder::Encoder;
-use super::{Config, Error, MaskSource, OpCode, Role, SendStatus};
+use super::{pool, Config, Error, MaskSource, OpCode, Role, SendStatus};
 
 /// Queues messages and writes them as frames.
 ///
@@ -32,11 +32,8 @@ fn fragment_size(config: &Config) -> u32 {
     config.fragment_size.clamp(1, u32::MAX as usize) as u32
 }
 
-/// Spare encoders kept per thread.
-const MAX_SPARE_ENCODERS: usize = 64;
-
 thread_local! {
-    // The boxes are the point: a spare is handed back as the allocation it is.
+    // Boxes: a spare goes back and forth as the allocation it is (`pool::Spares`).
     #[allow(clippy::vec_box)]
     static SPARE_ENCODERS: std::cell::RefCell<Vec<Box<Encoder>>> =
         const { std::cell::RefCell::new(Vec::new()) };
@@ -45,7 +42,7 @@ thread_local! {
 /// A fresh encoder: a spare from the pool, or a new one.
 #[cold]
 fn pooled_encoder(role: Role, fragment_size: usize, max_queued_bytes: usize) -> Box<Encoder> {
-    match SPARE_ENCODERS.with(|p| p.borrow_mut().pop()) {
+    match pool::take_spare(&SPARE_ENCODERS) {
         Some(mut e) => {
             e.renew(role, fragment_size, max_queued_bytes);
             e
@@ -76,14 +73,9 @@ impl Sender {
 
     /// Gives the encoder back to the pool when it holds nothing worth keeping.
     fn idle_check<T>(&mut self, result: T) -> T {
-        if self.enc.as_ref().is_some_and(|e| e.is_pristine()) {
-            if let Some(e) = self.enc.take() {
-                SPARE_ENCODERS.with(|p| {
-                    let mut p = p.borrow_mut();
-                    if p.len() < MAX_SPARE_ENCODERS {
-                        p.push(e);
-                    }
-                });
+        if self.enc.as_ref().is_some_and(|d| d.is_pristine()) {
+            if let Some(spare) = self.enc.take() {
+                pool::keep_spare(&SPARE_ENCODERS, spare);
             }
         }
         result
