@@ -215,3 +215,98 @@ fn an_idle_receiver_holds_no_decoder() {
     assert!(r.close_received() && !r.want_read());
     assert_eq!(r.status_code_received(), 1000);
 }
+
+/// Records every event with its arguments, and every reply.
+#[derive(Default, Debug, PartialEq)]
+struct Log(Vec<String>);
+
+impl Handler for Log {
+    fn on_frame_start(&mut self, fin: bool, rsv: Rsv, op: OpCode, len: u64) -> Flow {
+        self.0
+            .push(format!("start {fin} {} {op:?} {len}", rsv.bits()));
+        Flow::Continue
+    }
+    fn on_frame_chunk(&mut self, data: &[u8]) -> Flow {
+        self.0.push(format!("chunk {data:?}"));
+        Flow::Continue
+    }
+    fn on_frame_end(&mut self) -> Flow {
+        self.0.push("end".into());
+        Flow::Continue
+    }
+    fn on_message(&mut self, rsv: Rsv, op: OpCode, data: &[u8], status: u16) -> Flow {
+        self.0
+            .push(format!("msg {} {op:?} {data:?} {status}", rsv.bits()));
+        Flow::Continue
+    }
+}
+
+impl ReplySink for Log {
+    fn reply(&mut self, reply: Reply<'_>) {
+        self.0.push(format!("reply {reply:?}"));
+    }
+}
+
+/// What a receiver with `config` makes of `input`, fed one byte at a time.
+fn events(r: &mut Receiver, input: &[u8]) -> Log {
+    let (mut h, mut s) = (Log::default(), Log::default());
+    for byte in input.chunks(1) {
+        r.feed(byte, &mut h, &mut s);
+    }
+    h.0.extend(s.0);
+    h
+}
+
+#[test]
+fn a_decoder_from_the_pool_behaves_as_a_new_one() {
+    // A receiver that leaves a used decoder in the pool: RSV1 text with bytes that
+    // are not UTF-8 (its extension owns them), fragmented, unbuffered.
+    let used = Config {
+        allowed_rsv: Rsv::RSV1,
+        buffering: false,
+        ..Config::default()
+    };
+    let mut first = Receiver::new(Role::Server, &used);
+    let mut seed = client_frame(0x1, b"\xff\xfe");
+    seed[0] = 0x40 | 0x1; // RSV1, not FIN
+    seed.extend(client_frame(0x80, b"\xfd")); // the final continuation
+    let log = events(&mut first, &seed);
+    assert!(log.0.iter().all(|e| !e.starts_with("reply")), "{log:?}");
+    assert!(
+        first.decoder.is_none(),
+        "idle: its decoder went to the pool"
+    );
+    assert!(SPARE_DECODERS.with(|p| !p.borrow().is_empty()));
+
+    // The same input through a receiver that takes that spare, and through one
+    // built with the pool empty, gives the same events and replies.
+    let input = [
+        client_frame(0x82, b"bin"),
+        client_frame(0x81, b"\xff"),  // not UTF-8, no extension: 1007
+        client_frame(0x80, b"stray"), // never reached
+    ]
+    .concat();
+    let mut pooled = Receiver::new(Role::Server, &Config::default());
+    let from_pool = events(&mut pooled, &input);
+    SPARE_DECODERS.with(|p| p.borrow_mut().clear());
+    let mut fresh = Receiver::new(Role::Server, &Config::default());
+    let from_new = events(&mut fresh, &input);
+    assert_eq!(from_pool, from_new);
+    assert!(
+        from_new.0.iter().any(|e| e.contains("InvalidUtf8")),
+        "{from_new:?}"
+    );
+    // A continuation with no message begun is refused by both.
+    let mut pooled = Receiver::new(Role::Server, &used);
+    let stray = client_frame(0x80, b"x");
+    let from_pool = events(&mut pooled, &stray);
+    SPARE_DECODERS.with(|p| p.borrow_mut().clear());
+    assert_eq!(
+        from_pool,
+        events(&mut Receiver::new(Role::Server, &used), &stray)
+    );
+    assert!(from_pool
+        .0
+        .iter()
+        .any(|e| e.contains("UnexpectedContinuation")));
+}
