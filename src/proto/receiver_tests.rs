@@ -247,7 +247,7 @@ impl ReplySink for Log {
     }
 }
 
-/// What a receiver with `config` makes of `input`, fed one byte at a time.
+/// What `r` makes of `input` fed one byte at a time: its events, then its replies.
 fn events(r: &mut Receiver, input: &[u8]) -> Log {
     let (mut h, mut s) = (Log::default(), Log::default());
     for byte in input.chunks(1) {
