@@ -455,7 +455,7 @@ impl Conn {
 
     /// The peer's close arrived (`code` 1005 for an empty one): nothing more of ours
     /// will be produced.
-    pub(super) fn close_received(&self, code: u16) {
+    pub(super) fn note_peer_close(&self, code: u16) {
         self.status_received.set(code);
         self.clear_producers();
     }

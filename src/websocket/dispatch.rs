@@ -175,7 +175,7 @@ impl ReplySink for Replies<'_> {
             Reply::Close { code, reason } => {
                 sender.reply_close(code, reason);
                 drop(sender);
-                self.conn.close_received(code.unwrap_or(1005));
+                self.conn.note_peer_close(code.unwrap_or(1005));
             }
             Reply::Fail(err) => sender.fail(err.close_code()),
         }
