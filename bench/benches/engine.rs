@@ -10,7 +10,10 @@ fn main() -> ExitCode {
     let args = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench" && a != "--nocapture");
-    match Command::new(env!("CARGO_BIN_EXE_nwe-bench")).args(args).status() {
+    match Command::new(env!("CARGO_BIN_EXE_nwe-bench"))
+        .args(args)
+        .status()
+    {
         Ok(status) if status.success() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(err) => {

@@ -321,6 +321,20 @@ struct MemStream {
     written: u64,
 }
 
+/// A tungstenite WebSocket of `role` reading `data` from memory (writes are counted).
+fn tungstenite_over(data: Vec<u8>, role: Role) -> tungstenite::WebSocket<MemStream> {
+    let stream = MemStream {
+        data,
+        pos: 0,
+        written: 0,
+    };
+    tungstenite::WebSocket::from_raw_socket(
+        stream,
+        tungstenite_role(role),
+        Some(tungstenite_config()),
+    )
+}
+
 impl Read for MemStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let rest = &self.data[self.pos..];
@@ -397,16 +411,7 @@ fn parse_cases_of(role: Role, size: usize, text: bool) -> Vec<Case<'static>> {
         }),
     });
 
-    let stream = MemStream {
-        data,
-        pos: 0,
-        written: 0,
-    };
-    let mut ws = tungstenite::WebSocket::from_raw_socket(
-        stream,
-        tungstenite_role(role),
-        Some(tungstenite_config()),
-    );
+    let mut ws = tungstenite_over(data, role);
     cases.push(Case {
         group,
         role: role_name(role),
@@ -513,16 +518,7 @@ fn serialise_cases(role: Role, size: usize) -> Vec<Case<'static>> {
         }),
     });
 
-    let stream = MemStream {
-        data: Vec::new(),
-        pos: 0,
-        written: 0,
-    };
-    let mut ws = tungstenite::WebSocket::from_raw_socket(
-        stream,
-        tungstenite_role(role),
-        Some(tungstenite_config()),
-    );
+    let mut ws = tungstenite_over(Vec::new(), role);
     let shared = tungstenite::Bytes::from(payload);
     cases.push(Case {
         group: "serialise",

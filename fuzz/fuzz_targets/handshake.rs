@@ -12,16 +12,25 @@ use net_websocket_ev::handshake::{
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
+/// Feeds `data` in pieces of `step` bytes until a piece gives a result (or an error).
+fn feed_in_pieces<T, E>(
+    data: &[u8],
+    step: usize,
+    mut feed: impl FnMut(&[u8]) -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    for piece in data.chunks(step) {
+        let result = feed(piece);
+        if !matches!(result, Ok(None)) {
+            return result;
+        }
+    }
+    Ok(None)
+}
+
 fn server_side(data: &[u8], step: usize, max: usize) {
     let whole = parse_request(data, max);
     let mut hs = ServerHandshake::new(max);
-    let mut pieces = Ok(None);
-    for piece in data.chunks(step) {
-        pieces = hs.feed(piece);
-        if !matches!(pieces, Ok(None)) {
-            break;
-        }
-    }
+    let pieces = feed_in_pieces(data, step, |piece| hs.feed(piece));
     match (&whole, &pieces) {
         (Ok(Some((req, consumed))), Ok(Some(req2))) => {
             assert_eq!(format!("{req:?}"), format!("{req2:?}"));
@@ -56,13 +65,7 @@ fn client_side(data: &[u8], step: usize, max: usize) {
     let offered = vec!["chat".to_string(), "superchat".to_string()];
     let whole = parse_response(data, KEY, &offered, max);
     let mut hs = ClientHandshake::new(KEY.to_string(), offered, max);
-    let mut pieces = Ok(None);
-    for piece in data.chunks(step) {
-        pieces = hs.feed(piece);
-        if !matches!(pieces, Ok(None)) {
-            break;
-        }
-    }
+    let pieces = feed_in_pieces(data, step, |piece| hs.feed(piece));
     match (&whole, &pieces) {
         (Ok(Some((resp, _))), Ok(Some(resp2))) => {
             assert_eq!(resp.status, 101);

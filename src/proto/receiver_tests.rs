@@ -11,6 +11,16 @@ struct Chunks<'a> {
     reads: usize,
 }
 
+impl<'a> Chunks<'a> {
+    fn new(data: &'a [u8], chunk: usize) -> Self {
+        Chunks {
+            data,
+            chunk,
+            reads: 0,
+        }
+    }
+}
+
 impl Read for Chunks<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.reads += 1;
@@ -61,19 +71,11 @@ fn a_short_read_ends_recv_available_without_a_read_that_would_block() {
     let data = frames(16, 32);
     let mut r = Receiver::new(Role::Server, &Config::default());
     let mut h = Count::default();
-    let mut src = Chunks {
-        data: &data,
-        chunk: usize::MAX,
-        reads: 0,
-    };
+    let mut src = Chunks::new(&data, usize::MAX);
     let status = r.recv_available(&mut src, &mut h, &mut NoReply).unwrap();
     assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 16, 1));
     // `recv` reads on until the transport says it would block.
-    let mut src = Chunks {
-        data: &data,
-        chunk: usize::MAX,
-        reads: 0,
-    };
+    let mut src = Chunks::new(&data, usize::MAX);
     let status = r.recv(&mut src, &mut h, &mut NoReply).unwrap();
     assert_eq!((status, h.0, src.reads), (RecvStatus::WouldBlock, 32, 2));
 }
@@ -85,11 +87,7 @@ fn a_full_read_goes_on_reading() {
     let data = frames(1, 100 << 10);
     let mut r = Receiver::new(Role::Server, &Config::default());
     let mut h = Count::default();
-    let mut src = Chunks {
-        data: &data,
-        chunk: usize::MAX,
-        reads: 0,
-    };
+    let mut src = Chunks::new(&data, usize::MAX);
     let status = r.recv_available(&mut src, &mut h, &mut NoReply).unwrap();
     assert_eq!((status, h.0), (RecvStatus::WouldBlock, 1));
     assert!(src.reads >= 2);
@@ -141,11 +139,7 @@ fn large_fragmented_text_read_straight_into_the_message_is_intact() {
     for chunk in [1000, 7, 65_536, usize::MAX] {
         let mut r = Receiver::new(Role::Server, &Config::default());
         let mut h = Keep::default();
-        let mut src = Chunks {
-            data: &wire,
-            chunk,
-            reads: 0,
-        };
+        let mut src = Chunks::new(&wire, chunk);
         while !src.data.is_empty() {
             r.recv(&mut src, &mut h, &mut NoReply).unwrap();
         }
@@ -162,11 +156,7 @@ fn bad_utf8_read_straight_into_the_message_fails() {
     let wire = text_frame(true, 1, &text);
     let mut r = Receiver::new(Role::Server, &Config::default());
     let mut h = Keep::default();
-    let mut src = Chunks {
-        data: &wire,
-        chunk: usize::MAX,
-        reads: 0,
-    };
+    let mut src = Chunks::new(&wire, usize::MAX);
     let status = r.recv(&mut src, &mut h, &mut NoReply).unwrap();
     assert_eq!(status, RecvStatus::Closed);
     assert_eq!(r.failed(), Some(&ProtocolError::InvalidUtf8));
