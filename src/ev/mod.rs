@@ -29,11 +29,9 @@
 //! assert!(fired.get());
 //! ```
 
-mod embedded;
 mod event_loop;
 mod watcher;
 
-pub(crate) use embedded::{EmbeddedIo, IoTarget};
 pub use event_loop::{take_panic, Loop, LoopError, RunFlags};
 pub use watcher::{
     Events, Idle, IdleKind, Io, IoKind, Kind, Signal, SignalKind, Timer, TimerKind, Watcher,

@@ -1,121 +1,270 @@
-//! The deadlines of a connection: the close timeout, the idle timeout and
-//! keepalive pings, all served by one timer (see `Conn::arm_deadline`).
+//! The deadlines of a connection (close timeout, idle timeout, keepalive pings),
+//! computed without a clock of its own: the connection passes the loop's time in
+//! (`handle_timeout(now)`) and arms one timer for [`Deadlines::poll_timeout`], in
+//! the style of quinn-proto. Times are seconds of loop time.
 
-use std::cell::Cell;
+use std::time::Duration;
 
-/// The close timeout, the idle timeout and keepalive pings, served by one timer
-/// created on first need (none for a connection without them, until it closes).
+/// The timeouts a connection was given (see [`Params`](super::Params)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub(crate) close: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) keepalive: Option<Duration>,
+}
+
+/// What came due at [`Deadlines::handle_timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Due {
+    Nothing,
+    /// Keepalive: send a ping.
+    Ping,
+    /// Nothing received for the idle timeout: start the closing handshake.
+    IdleClose,
+    /// Closing made no progress for the close timeout: end the connection.
+    CloseTimeout,
+}
+
 pub(super) struct Deadlines {
-    /// When the timer (kept in the connection's cold part) fires (loop time);
-    /// infinity while stopped.
-    pub(super) armed_at: Cell<f64>,
-    /// Infinity for none (an `Option<f64>` takes twice the room).
-    close_timeout: f64,
-    /// NaN until a close is queued (closing); then only this deadline counts
-    /// (infinity without a close timeout). NaN rather than a flag: 8 bytes fewer.
-    pub(super) close_at: Cell<f64>,
-    /// The idle timeout and keepalive, boxed: `None` (most connections) when neither
-    /// is set.
+    close_timeout: Option<f64>,
+    /// Some once the connection is closing: the time of its last progress (the
+    /// start of closing, or a write since). The close timeout counts from it, so
+    /// a close behind a large queue on a slow but live link is not cut off.
+    closing_since: Option<f64>,
+    /// The idle timeout and keepalive, boxed: `None` (most connections) when
+    /// neither is set.
     watch: Option<Box<RecvWatch>>,
 }
 
 struct RecvWatch {
-    /// Infinity for none.
-    idle_timeout: f64,
-    keepalive: f64,
-    last_recv: Cell<f64>,
-    last_ping: Cell<f64>,
+    idle: Option<f64>,
+    keepalive: Option<f64>,
+    last_recv: f64,
+    last_ping: f64,
+    /// Reading is stopped by the user: a paused reader is not an idle peer.
+    paused: bool,
+}
+
+/// Seconds, capped so that no sum of them overflows into infinity.
+fn seconds(d: Duration) -> f64 {
+    const CAP: f64 = 100.0 * 365.0 * 86400.0;
+    d.as_secs_f64().min(CAP)
 }
 
 impl Deadlines {
-    pub(super) fn new(
-        close_timeout: Option<f64>,
-        idle_timeout: Option<f64>,
-        keepalive: Option<f64>,
-    ) -> Self {
-        let positive = |t: Option<f64>| {
-            t.filter(|t| *t >= 0.0 && t.is_finite())
-                .unwrap_or(f64::INFINITY)
-        };
-        let idle_timeout = positive(idle_timeout);
-        let keepalive = Some(positive(keepalive))
-            .filter(|k| *k > 0.0)
-            .unwrap_or(f64::INFINITY);
-        let watch = (idle_timeout.is_finite() || keepalive.is_finite()).then(|| {
+    /// Deadlines for a connection opened at `now`.
+    pub(super) fn new(timeouts: Timeouts, now: f64) -> Deadlines {
+        let idle = timeouts.idle.map(seconds);
+        let keepalive = timeouts.keepalive.filter(|k| !k.is_zero()).map(seconds);
+        let watch = (idle.is_some() || keepalive.is_some()).then(|| {
             Box::new(RecvWatch {
-                idle_timeout,
+                idle,
                 keepalive,
-                last_recv: Cell::new(0.0),
-                last_ping: Cell::new(0.0),
+                last_recv: now,
+                last_ping: now,
+                paused: false,
             })
         });
         Deadlines {
-            armed_at: Cell::new(f64::INFINITY),
-            close_timeout: positive(close_timeout),
-            close_at: Cell::new(f64::NAN),
+            close_timeout: timeouts.close.map(seconds),
+            closing_since: None,
             watch,
         }
     }
 
-    /// Whether a close is queued.
-    pub(super) fn closing(&self) -> bool {
-        !self.close_at.get().is_nan()
-    }
-
-    pub(super) fn close_timeout(&self) -> Option<f64> {
-        Some(self.close_timeout).filter(|t| t.is_finite())
-    }
-
-    pub(super) fn idle_timeout(&self) -> Option<f64> {
-        self.watch
-            .as_ref()
-            .map(|w| w.idle_timeout)
-            .filter(|t| t.is_finite())
-    }
-
-    pub(super) fn keepalive(&self) -> Option<f64> {
-        self.watch
-            .as_ref()
-            .map(|w| w.keepalive)
-            .filter(|t| t.is_finite())
-    }
-
-    /// Whether receiving moves a deadline (idle timeout or keepalive set).
+    /// Whether receiving moves a deadline (an idle timeout or keepalive is set).
+    #[inline]
     pub(super) fn watch_recv(&self) -> bool {
         self.watch.is_some()
     }
 
-    pub(super) fn last_recv(&self) -> f64 {
-        self.watch.as_ref().map_or(0.0, |w| w.last_recv.get())
-    }
-
-    pub(super) fn last_ping(&self) -> f64 {
-        self.watch.as_ref().map_or(0.0, |w| w.last_ping.get())
-    }
-
-    pub(super) fn set_last_recv(&self, at: f64) {
-        if let Some(w) = &self.watch {
-            w.last_recv.set(at);
+    /// Something arrived from the peer.
+    #[inline]
+    pub(super) fn on_recv(&mut self, now: f64) {
+        if let Some(w) = &mut self.watch {
+            w.last_recv = now;
         }
     }
 
-    pub(super) fn set_last_ping(&self, at: f64) {
-        if let Some(w) = &self.watch {
-            w.last_ping.set(at);
+    /// The user stopped (`true`) or resumed reading at `now`: the idle clock is
+    /// suspended meanwhile and starts again from the resume.
+    pub(super) fn on_read_paused(&mut self, paused: bool, now: f64) {
+        if let Some(w) = &mut self.watch {
+            if w.paused && !paused {
+                w.last_recv = now;
+                w.last_ping = now;
+            }
+            w.paused = paused;
         }
     }
 
-    /// The nearest deadline (loop time), infinity if none.
-    pub(super) fn next(&self) -> f64 {
-        if self.closing() {
-            return self.close_at.get();
+    /// The connection started closing at `now` (a close queued, the peer's EOF with
+    /// data still queued, ...). Idempotent: the first call counts.
+    pub(super) fn on_closing(&mut self, now: f64) {
+        if self.closing_since.is_none() {
+            self.closing_since = Some(now);
         }
-        let Some(w) = &self.watch else {
-            return f64::INFINITY;
+    }
+
+    pub(super) fn closing(&self) -> bool {
+        self.closing_since.is_some()
+    }
+
+    /// Bytes were written at `now`: while closing, the close timeout counts again.
+    #[inline]
+    pub(super) fn on_write_progress(&mut self, now: f64) {
+        if let Some(since) = &mut self.closing_since {
+            *since = now;
+        }
+    }
+
+    /// The nearest deadline, `None` if there is none.
+    pub(super) fn poll_timeout(&self) -> Option<f64> {
+        if let Some(since) = self.closing_since {
+            return self.close_timeout.map(|t| since + t);
+        }
+        let w = self.watch.as_ref().filter(|w| !w.paused)?;
+        let idle = w.idle.map(|t| w.last_recv + t);
+        let ping = w.keepalive.map(|k| w.last_recv.max(w.last_ping) + k);
+        match (idle, ping) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// What is due at `now`; a keepalive ping counts as sent.
+    pub(super) fn handle_timeout(&mut self, now: f64) -> Due {
+        if let Some(since) = self.closing_since {
+            return match self.close_timeout {
+                Some(t) if now >= since + t => Due::CloseTimeout,
+                _ => Due::Nothing,
+            };
+        }
+        let Some(w) = self.watch.as_mut().filter(|w| !w.paused) else {
+            return Due::Nothing;
         };
-        // Infinite periods give infinite deadlines.
-        let idle = w.last_recv.get() + w.idle_timeout;
-        let ping = w.last_recv.get().max(w.last_ping.get()) + w.keepalive;
-        idle.min(ping)
+        if w.idle.is_some_and(|t| now >= w.last_recv + t) {
+            return Due::IdleClose;
+        }
+        if w
+            .keepalive
+            .is_some_and(|k| now >= w.last_recv.max(w.last_ping) + k)
+        {
+            w.last_ping = now;
+            return Due::Ping;
+        }
+        Due::Nothing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Option<Duration> {
+        Some(Duration::from_secs_f64(s))
+    }
+
+    fn deadlines(close: f64, idle: Option<f64>, keepalive: Option<f64>) -> Deadlines {
+        let t = Timeouts {
+            close: secs(close),
+            idle: idle.and_then(secs),
+            keepalive: keepalive.and_then(secs),
+        };
+        Deadlines::new(t, 100.0)
+    }
+
+    #[test]
+    fn nothing_is_due_without_timeouts() {
+        let mut d = Deadlines::new(Timeouts::default(), 0.0);
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.handle_timeout(1e9), Due::Nothing);
+        d.on_closing(5.0);
+        assert_eq!(d.poll_timeout(), None, "no close timeout: wait forever");
+        assert_eq!(d.handle_timeout(1e12), Due::Nothing);
+    }
+
+    #[test]
+    fn the_close_timeout_counts_from_the_last_progress_while_closing() {
+        let mut d = deadlines(10.0, None, None);
+        assert_eq!(d.poll_timeout(), None, "not closing yet");
+        d.on_write_progress(101.0); // not closing: no effect
+        d.on_closing(110.0);
+        assert_eq!(d.poll_timeout(), Some(120.0));
+        d.on_closing(115.0); // idempotent
+        assert_eq!(d.poll_timeout(), Some(120.0));
+        assert_eq!(d.handle_timeout(119.9), Due::Nothing);
+        // A slow but live link: every write moves the deadline.
+        d.on_write_progress(119.0);
+        assert_eq!(d.poll_timeout(), Some(129.0));
+        assert_eq!(d.handle_timeout(120.0), Due::Nothing);
+        assert_eq!(d.handle_timeout(129.0), Due::CloseTimeout);
+    }
+
+    #[test]
+    fn receiving_does_not_move_the_close_timeout() {
+        let mut d = deadlines(1.0, Some(5.0), Some(2.0));
+        d.on_closing(100.0);
+        d.on_recv(100.9);
+        assert_eq!(d.poll_timeout(), Some(101.0));
+        assert_eq!(d.handle_timeout(101.0), Due::CloseTimeout);
+    }
+
+    #[test]
+    fn the_idle_timeout_counts_from_the_last_receive() {
+        let mut d = deadlines(10.0, Some(30.0), None);
+        assert_eq!(d.poll_timeout(), Some(130.0));
+        d.on_recv(120.0);
+        assert_eq!(d.poll_timeout(), Some(150.0));
+        assert_eq!(d.handle_timeout(149.0), Due::Nothing);
+        assert_eq!(d.handle_timeout(150.0), Due::IdleClose);
+    }
+
+    #[test]
+    fn keepalive_pings_each_period_of_silence() {
+        let mut d = deadlines(10.0, None, Some(5.0));
+        assert_eq!(d.poll_timeout(), Some(105.0));
+        assert_eq!(d.handle_timeout(104.0), Due::Nothing);
+        assert_eq!(d.handle_timeout(105.0), Due::Ping);
+        assert_eq!(d.poll_timeout(), Some(110.0), "the next ping a period later");
+        d.on_recv(107.0); // the pong
+        assert_eq!(d.poll_timeout(), Some(112.0));
+        assert_eq!(d.handle_timeout(112.5), Due::Ping);
+    }
+
+    #[test]
+    fn idle_wins_over_keepalive_when_both_are_due() {
+        let mut d = deadlines(10.0, Some(4.0), Some(4.0));
+        assert_eq!(d.handle_timeout(104.0), Due::IdleClose);
+    }
+
+    #[test]
+    fn a_paused_reader_is_not_idle_and_its_clock_restarts_at_resume() {
+        let mut d = deadlines(10.0, Some(30.0), Some(10.0));
+        d.on_read_paused(true, 105.0);
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.handle_timeout(1000.0), Due::Nothing);
+        // Resumed long after: the clock starts from the resume, not from the
+        // last receive nor from a stale time.
+        d.on_read_paused(false, 1000.0);
+        assert_eq!(d.poll_timeout(), Some(1010.0));
+        assert_eq!(d.handle_timeout(1009.0), Due::Nothing);
+        assert_eq!(d.handle_timeout(1010.0), Due::Ping);
+        assert_eq!(d.handle_timeout(1030.0), Due::IdleClose);
+    }
+
+    #[test]
+    fn a_zero_keepalive_means_none_and_huge_timeouts_stay_finite() {
+        let t = Timeouts {
+            close: Some(Duration::MAX),
+            idle: Some(Duration::MAX),
+            keepalive: Some(Duration::ZERO),
+        };
+        let mut d = Deadlines::new(t, 0.0);
+        let at = d.poll_timeout().expect("the idle deadline");
+        assert!(at.is_finite() && at > 1e9);
+        assert_eq!(d.handle_timeout(1e9), Due::Nothing);
+        d.on_closing(1.0);
+        assert!(d.poll_timeout().is_some_and(f64::is_finite));
     }
 }

@@ -8,7 +8,7 @@ use crate::proto::{Flow, Handler, OpCode, Reply, ReplySink, Rsv};
 
 use super::conn::Conn;
 use super::params::{FrameChunk, FrameEnd, FrameStart, MsgRecv, OnClose};
-use super::WebSocket;
+use super::{CloseCause, WebSocket};
 
 pub(super) struct Callbacks {
     pub(super) msg_recv: Cell<Option<MsgRecv>>,
@@ -175,9 +175,13 @@ impl ReplySink for Replies<'_> {
             Reply::Close { code, reason } => {
                 sender.reply_close(code, reason);
                 drop(sender);
-                self.conn.note_peer_close(code.unwrap_or(1005));
+                self.conn.note_peer_close(code.unwrap_or(1005), reason);
             }
-            Reply::Fail(err) => sender.fail(err.close_code()),
+            Reply::Fail(err) => {
+                sender.fail(err.close_code());
+                drop(sender);
+                self.conn.begin_closing(CloseCause::ProtocolError(err));
+            }
         }
     }
 }

@@ -17,9 +17,9 @@ pub enum Error {
     Queue(proto::Error),
     /// Called from inside the `genmask` callback, while the send queue is in use.
     Busy,
-    /// [`wait_blocking`](super::WebSocket::wait_blocking) was called from inside one of
-    /// this connection's own callbacks, where running the loop could never finish.
-    WouldDeadlock,
+    /// [`wait_blocking`](super::WebSocket::wait_blocking) could make no progress:
+    /// writing is stopped, or the head of the queue is a paused producer.
+    Stalled,
     /// Setting up the socket failed.
     Io(io::Error),
     /// The default loop could not be created.
@@ -32,9 +32,9 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("WebSocket connection already closed"),
             Error::Queue(err) => write!(f, "cannot queue: {err}"),
             Error::Busy => f.write_str("the connection is busy (called from inside genmask)"),
-            Error::WouldDeadlock => {
-                f.write_str("wait_blocking called from inside this connection's own callback")
-            }
+            Error::Stalled => f.write_str(
+                "nothing can be written: writing is stopped or the producer is paused",
+            ),
             Error::Io(err) => write!(f, "socket setup failed: {err}"),
             Error::Loop(err) => err.fmt(f),
         }

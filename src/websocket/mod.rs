@@ -5,25 +5,67 @@
 //! (reply, close, stop reading, drop every handle). The connection stays alive on its
 //! loop while it is open, whether or not a handle is kept, and owns its socket.
 
+mod cause;
 mod conn;
 mod deadlines;
 mod dispatch;
 mod error;
 mod params;
+mod transport;
 pub mod upgrade;
 
 use std::fmt;
-use std::io::Read;
-use std::net::{Shutdown, TcpStream};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 
-use crate::ev::{Loop, RunFlags};
+use crate::ev::Loop;
 use crate::proto::{Fragment, OpCode, Role};
 
+pub use cause::{CloseCause, Waited};
 pub use error::Error;
 pub use params::{Params, DEFAULT_CLOSE_TIMEOUT};
 
+pub(crate) use transport::close_gently;
+
 use conn::Conn;
+
+/// Ends every connection on `lp` now, without a closing handshake, and returns how
+/// many there were: each socket is closed and each `on_close` runs (with 1006 unless
+/// the peer's close had arrived) inside this call; `wait` callbacks get
+/// [`Waited::Closed`] if data was left unsent.
+///
+/// For the owner of a loop who is about to destroy it (a loop adopted with
+/// [`Loop::from_raw`]) or a worker thread about to exit: connections otherwise stay
+/// alive on their loop while open, so their fds would leak with it. Teardown order:
+/// `abort_all(&lp)`, then drop your handles and watchers, then destroy the loop.
+/// A connection whose callback is running (when called from inside it) ends when
+/// that callback returns.
+///
+/// ```
+/// use net_websocket_ev::{ev::Loop, websocket, Params, Server};
+/// use std::{cell::Cell, os::unix::net::UnixStream, rc::Rc};
+///
+/// let lp = Loop::new().unwrap();
+/// let closed = Rc::new(Cell::new(0));
+/// let mut peers = Vec::new();
+/// for _ in 0..3 {
+///     let (ours, theirs) = UnixStream::pair().unwrap();
+///     peers.push(theirs);
+///     let closed = closed.clone();
+///     Server::new(Params::new(ours).event_loop(&lp).on_close(move |_, code| {
+///         assert_eq!(code, 1006);
+///         closed.set(closed.get() + 1);
+///     }))
+///     .unwrap();
+/// }
+/// assert_eq!(websocket::abort_all(&lp), 3);
+/// assert_eq!(closed.get(), 3);
+/// ```
+pub fn abort_all(lp: &Loop) -> usize {
+    conn::abort_all(lp)
+}
 
 /// `Net::WebSocket::EV::Server`: the server side (expects masked frames, sends unmasked).
 #[derive(Debug)]
@@ -73,7 +115,7 @@ impl WebSocket {
     /// close is sent with [`close`](Self::close).
     pub fn queue_msg(&self, msg: &[u8], opcode: OpCode) -> Result<(), Error> {
         self.conn.sender()?.queue_msg(opcode, msg)?;
-        self.conn.rearm();
+        self.conn.settle(false);
         Ok(())
     }
 
@@ -91,8 +133,14 @@ impl WebSocket {
     /// the socket can take the next frame, `producer` fills (a prefix of) the buffer it
     /// is given and says how much it wrote: [`Fragment::Data`] for a piece,
     /// [`Fragment::Eof`] for the last one (may be empty), [`Fragment::Error`] to give
-    /// up (the peer gets close 1011). `Data(0)` sends nothing and asks again at the next
-    /// writable event: use [`stop_write`](Self::stop_write) while no data is ready.
+    /// up (the peer gets close 1011, as it does for a text piece that is not UTF-8).
+    ///
+    /// A producer with nothing ready returns [`Fragment::Pause`]: it is not asked
+    /// again until [`resume_fragmented`](Self::resume_fragmented), and meanwhile pongs
+    /// and a failure close still go out (messages queued after it wait, in order; a
+    /// [`close`](Self::close) behind a paused producer is bounded by the close
+    /// timeout). `Data(0)` sends nothing and asks again at the next writable event
+    /// (the original's busy loop).
     pub fn queue_fragmented(
         &self,
         producer: impl FnMut(&WebSocket, &mut [u8]) -> Fragment + 'static,
@@ -100,50 +148,41 @@ impl WebSocket {
     ) -> Result<(), Error> {
         self.conn.sender()?.queue_fragmented(opcode)?;
         self.conn.add_producer(Box::new(producer));
-        self.conn.rearm();
+        self.conn.settle(false);
         Ok(())
+    }
+
+    /// Asks a producer that returned [`Fragment::Pause`] for its next piece again.
+    pub fn resume_fragmented(&self) -> Result<(), Error> {
+        self.conn.resume_fragmented()
     }
 
     /// Perl `close($code, $reason)`: starts the closing handshake. Everything queued
     /// before goes out first, then the close frame; we read on until the peer's close
-    /// arrives (or the close timeout passes), then close the socket. `None` sends a
-    /// close without code (the reason must then be empty).
+    /// arrives, then close the socket. The close timeout bounds the time without
+    /// progress. `None` sends a close without code (the reason must then be empty).
     pub fn close(&self, code: Option<u16>, reason: &str) -> Result<(), Error> {
-        self.conn.sender()?.queue_close(code, reason.as_bytes())?;
-        self.conn.rearm();
-        Ok(())
+        self.conn.close(code, reason.as_bytes())
     }
 
-    /// Perl `wait($cb)`: calls `callback` once the send queue is empty (or the
-    /// connection is over), from the loop. Every registered callback fires, once, in
-    /// order.
-    pub fn wait(&self, callback: impl FnOnce(&WebSocket) + 'static) -> Result<(), Error> {
+    /// Perl `wait($cb)`: calls `callback` once the send queue is empty, from the loop;
+    /// every registered callback fires, once, in order. If the connection ends first,
+    /// it gets [`Waited::Closed`] with the number of messages left unsent (a peer that
+    /// vanished mid-upload), else [`Waited::Drained`].
+    pub fn wait(&self, callback: impl FnOnce(&WebSocket, Waited) + 'static) -> Result<(), Error> {
         self.conn.check_open()?;
         self.conn.add_waiter(Box::new(callback));
         Ok(())
     }
 
-    /// Perl `wait()` without a callback (the Coro form): runs the loop until the send
-    /// queue is empty or the connection is over. Not from inside this connection's own
-    /// callbacks ([`Error::WouldDeadlock`]).
-    pub fn wait_blocking(&self) -> Result<(), Error> {
-        self.conn.check_open()?;
-        if self.conn.in_io() {
-            return Err(Error::WouldDeadlock);
-        }
-        while !self.conn.is_finished() {
-            let drained = self
-                .conn
-                .sender
-                .try_borrow()
-                .map_err(|_| Error::WouldDeadlock)
-                .map(|s| s.queued_count() == 0 && !s.want_write())?;
-            if drained {
-                break;
-            }
-            self.conn.lp().run_with(RunFlags::Once);
-        }
-        Ok(())
+    /// Perl `wait()` without a callback (the Coro form): writes and runs the loop
+    /// (other watchers keep working) until the send queue is empty
+    /// ([`Waited::Drained`]) or the connection has ended ([`Waited::Closed`]). It
+    /// works from anywhere, this connection's own callbacks included, and returns as
+    /// soon as the queue is empty. [`Error::Stalled`] when nothing could make
+    /// progress: writing is stopped, or the head of the queue is a paused producer.
+    pub fn wait_blocking(&self) -> Result<Waited, Error> {
+        self.conn.wait_blocking()
     }
 
     /// Perl `queued_count()`: messages queued or partly sent, control frames included.
@@ -179,6 +218,7 @@ impl WebSocket {
     }
 
     /// Perl `start_read()`: resumes reading; bytes kept from the pause come first.
+    /// The idle clock starts again from this call.
     pub fn start_read(&self) -> Result<(), Error> {
         self.conn.check_open()?;
         self.conn.set_read_stopped(false);
@@ -186,7 +226,8 @@ impl WebSocket {
     }
 
     /// Perl `stop_read()`: pauses reading at once (even between two messages of one
-    /// read). A paused reader notices nothing, not even the peer's close or EOF.
+    /// read). A paused reader notices nothing, not even the peer's close or EOF; the
+    /// idle timeout is suspended meanwhile.
     pub fn stop_read(&self) -> Result<(), Error> {
         self.conn.check_open()?;
         self.conn.set_read_stopped(true);
@@ -200,7 +241,9 @@ impl WebSocket {
         Ok(())
     }
 
-    /// Perl `stop_write()`: pauses writing; queueing goes on, nothing is lost.
+    /// Perl `stop_write()`: pauses writing, control frames included; queueing goes
+    /// on, nothing is lost. (To hold back only a message that is not ready, use
+    /// [`Fragment::Pause`].)
     pub fn stop_write(&self) -> Result<(), Error> {
         self.conn.check_open()?;
         self.conn.set_write_stopped(true);
@@ -208,7 +251,8 @@ impl WebSocket {
     }
 
     /// Perl `shutdown_read()`: ends reading for good, at once. The connection ends
-    /// when the send queue has drained.
+    /// when the send queue has drained (bounded by the close timeout); `on_close`
+    /// runs from the loop, never inside this call.
     pub fn shutdown_read(&self) -> Result<(), Error> {
         self.conn.check_open()?;
         self.conn.shutdown_read();
@@ -221,27 +265,55 @@ impl WebSocket {
         self.conn.shutdown_write()
     }
 
-    /// Ends the connection now, without a closing handshake: the socket is closed (after
-    /// reading away what the peer already sent, so it is not reset), queued data is
-    /// dropped, `wait` callbacks are released and `on_close` runs with
-    /// [`status_code_received`](Self::status_code_received) (1006 unless the peer's close
-    /// already arrived). The counterpart of destroying the Perl object. From inside one of
-    /// this connection's callbacks it takes effect when that callback returns.
+    /// Ends the connection without a closing handshake: queued data is dropped,
+    /// and from the loop, a moment later (never inside this call, nor inside the
+    /// callback that called it), the socket is closed (after reading away what the
+    /// peer already sent, so it is not reset), `wait` callbacks are released and
+    /// `on_close` runs with [`status_code_received`](Self::status_code_received)
+    /// (1006 unless the peer's close already arrived). Every call fails with
+    /// [`Error::Closed`] from now on. The counterpart of destroying the Perl object.
     pub fn abort(&self) -> Result<(), Error> {
-        self.conn.check_open()?;
-        self.conn.abort();
-        Ok(())
+        self.conn.abort()
     }
 
-    /// Whether the connection is over (`on_close` has run or is running).
+    /// Whether the connection is over, or its end is decided (every call then fails
+    /// with [`Error::Closed`]).
     pub fn is_closed(&self) -> bool {
         self.conn.is_finished()
     }
 
     /// The code of the peer's close frame so far: 1006 until one arrives, 1005 if it
-    /// had no code.
+    /// had none. What `on_close` gets.
     pub fn status_code_received(&self) -> u16 {
         self.conn.status_received()
+    }
+
+    /// The reason of the peer's close frame, if it had one.
+    pub fn close_reason_received(&self) -> Option<String> {
+        self.conn.reason_received()
+    }
+
+    /// The code of the close frame we sent (1005 for one without code), once it has
+    /// been written.
+    pub fn status_code_sent(&self) -> Option<u16> {
+        self.conn.status_sent()
+    }
+
+    /// Why the connection ended, or is ending; `None` while it is open. Available in
+    /// `on_close` and after.
+    pub fn close_cause(&self) -> Option<CloseCause> {
+        self.conn.cause()
+    }
+
+    /// The address of the peer (an error for a Unix socket, or once closed).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.peer_addr()
+    }
+
+    /// The socket's fd while the connection has it (`None` once closed). The
+    /// connection owns it: do not close it.
+    pub fn as_raw_fd(&self) -> Option<RawFd> {
+        self.conn.raw_fd()
     }
 
     /// Whether this is the server or the client side.
@@ -252,25 +324,6 @@ impl WebSocket {
     /// The loop the connection runs on.
     pub fn event_loop(&self) -> &Loop {
         self.conn.lp()
-    }
-}
-
-/// Closes a socket the peer may still be writing to (we failed the connection, gave
-/// up waiting, stopped reading for good, or refused a handshake): shuts down writing
-/// and reads what is already there first, up to a bound. Closing with unread bytes
-/// resets the connection, and the reset can destroy our last frames (or the 400) before
-/// the peer reads them.
-pub(crate) fn close_gently(socket: &TcpStream) {
-    const DRAIN_LIMIT: usize = 64 * 1024;
-    let _ = socket.shutdown(Shutdown::Write);
-    let mut scratch = [0u8; 4096];
-    let mut drained = 0;
-    let mut reader = socket;
-    while drained < DRAIN_LIMIT {
-        match reader.read(&mut scratch) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
     }
 }
 

@@ -1,9 +1,11 @@
 use std::fmt;
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 use crate::ev::Loop;
 use crate::proto::{Config, Fragment, OpCode, Rsv};
 
+use super::deadlines::Timeouts;
 use super::WebSocket;
 
 pub(crate) type MsgRecv = Box<dyn FnMut(&WebSocket, Rsv, OpCode, &[u8], u16)>;
@@ -14,9 +16,10 @@ pub(crate) type OnClose = Box<dyn FnMut(&WebSocket, u16)>;
 pub(crate) type GenMask = Box<dyn FnMut(&mut [u8; 4])>;
 pub(crate) type Producer = Box<dyn FnMut(&WebSocket, &mut [u8]) -> Fragment>;
 
-/// The default close timeout, in seconds: how long we wait for the peer's close reply
-/// (and for our close frame to leave) before closing the socket with 1006.
-pub const DEFAULT_CLOSE_TIMEOUT: f64 = 10.0;
+/// The default close timeout: how long a closing connection may go without progress
+/// (our queued data and close frame leaving, then the peer's close reply arriving)
+/// before the socket is closed with 1006.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The parameters of [`Server::new`](super::Server::new) and
 /// [`Client::new`](super::Client::new): the Perl hash `{ fh => ..., on_msg_recv => ... }`
@@ -40,9 +43,7 @@ pub struct Params {
     pub(crate) socket: OwnedFd,
     pub(crate) event_loop: Option<Loop>,
     pub(crate) config: Config,
-    pub(crate) close_timeout: Option<f64>,
-    pub(crate) idle_timeout: Option<f64>,
-    pub(crate) keepalive: Option<f64>,
+    pub(crate) timeouts: Timeouts,
     pub(crate) initial_data: Vec<u8>,
     pub(crate) on_msg_recv: Option<MsgRecv>,
     pub(crate) on_frame_recv_start: Option<FrameStart>,
@@ -64,9 +65,11 @@ impl Params {
             socket: socket.into(),
             event_loop: None,
             config: Config::default(),
-            close_timeout: Some(DEFAULT_CLOSE_TIMEOUT),
-            idle_timeout: None,
-            keepalive: None,
+            timeouts: Timeouts {
+                close: Some(DEFAULT_CLOSE_TIMEOUT),
+                idle: None,
+                keepalive: None,
+            },
             initial_data: Vec::new(),
             on_msg_recv: None,
             on_frame_recv_start: None,
@@ -86,7 +89,8 @@ impl Params {
     }
 
     /// Perl `max_recv_size`: the largest message (buffering) or frame (no buffering)
-    /// accepted; over it the peer gets close 1009. Default 2^31 - 1, as wslay.
+    /// accepted; over it the peer gets close 1009. Default 64 MiB (wslay's 2 GiB let one
+    /// connection pin 2 GiB).
     pub fn max_recv_size(mut self, bytes: u64) -> Params {
         self.config.max_recv_size = bytes;
         self
@@ -157,31 +161,35 @@ impl Params {
         self
     }
 
-    /// Seconds to wait, once a close frame is queued, for the closing handshake to
-    /// finish before the socket is closed and `on_close(1006)` runs. `None` waits
-    /// forever, as the original did. Default [`DEFAULT_CLOSE_TIMEOUT`].
-    pub fn close_timeout(mut self, seconds: Option<f64>) -> Params {
-        self.close_timeout = seconds;
+    /// How long a closing connection may go without progress before the socket is
+    /// closed and `on_close(1006)` runs. Closing starts when a close is queued (ours
+    /// or the reply to the peer's), when the peer's EOF comes while data is still
+    /// queued, or when reading is shut down; progress is bytes written. So a close
+    /// behind a large queue on a slow but live link is not cut off, and a peer that
+    /// neither reads nor answers is dropped `timeout` after it stopped reading.
+    /// `None` waits forever, as the original did. Default [`DEFAULT_CLOSE_TIMEOUT`].
+    pub fn close_timeout(mut self, timeout: Option<Duration>) -> Params {
+        self.timeouts.close = timeout;
         self
     }
 
-    /// Seconds without anything received from the peer after which we start the
+    /// How long without anything received from the peer after which we start the
     /// closing handshake with code 1001 and reason `idle timeout` (the close timeout
     /// then bounds the wait for the reply: a vanished peer ends in `on_close(1006)`).
     /// "Received" means a frame began or a piece of payload arrived (any frame: a
     /// pong to a keepalive ping counts). The clock is suspended while reading is
     /// stopped. `None` (the default, as the original) never closes an idle connection.
-    pub fn idle_timeout(mut self, seconds: Option<f64>) -> Params {
-        self.idle_timeout = seconds;
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Params {
+        self.timeouts.idle = timeout;
         self
     }
 
-    /// Seconds of silence from the peer after which we send a ping (empty payload),
-    /// then again every `seconds` while the silence lasts. With an idle timeout longer
+    /// How long a silence from the peer lasts before we send a ping (empty payload),
+    /// then again every `period` while the silence lasts. With an idle timeout longer
     /// than this, a live peer's pongs keep the connection open and a dead one is
     /// closed. Skipped while the send queue is full. `None` (the default) sends none.
-    pub fn keepalive(mut self, seconds: Option<f64>) -> Params {
-        self.keepalive = seconds;
+    pub fn keepalive(mut self, period: Option<Duration>) -> Params {
+        self.timeouts.keepalive = period;
         self
     }
 
@@ -212,9 +220,7 @@ impl fmt::Debug for Params {
         f.debug_struct("Params")
             .field("socket", &self.socket)
             .field("config", &self.config)
-            .field("close_timeout", &self.close_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("keepalive", &self.keepalive)
+            .field("timeouts", &self.timeouts)
             .field("initial_data", &self.initial_data.len())
             .field("on_msg_recv", &self.on_msg_recv.is_some())
             .field("on_frame_recv_start", &self.on_frame_recv_start.is_some())

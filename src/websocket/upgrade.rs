@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::ev::{Events, Io, Loop, Timer};
 use crate::handshake::{
@@ -17,8 +18,8 @@ use crate::handshake::{
 
 use super::{close_gently, Params};
 
-/// Default seconds allowed for a whole opening handshake.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: f64 = 10.0;
+/// Default time allowed for a whole opening handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Picks a subprotocol from the client's offer (`None`: no protocol header).
 pub type ProtocolSelector = Box<dyn Fn(&Request) -> Option<String>>;
@@ -27,8 +28,8 @@ pub type ProtocolSelector = Box<dyn Fn(&Request) -> Option<String>>;
 pub struct HandshakeOptions {
     /// Largest request or response head accepted (default 8 KiB).
     pub max_header_size: usize,
-    /// Seconds for the whole handshake (default [`DEFAULT_HANDSHAKE_TIMEOUT`]).
-    pub timeout: f64,
+    /// Time for the whole handshake (default [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub timeout: Duration,
     /// Server: chooses the subprotocol; it must be one the client offered.
     pub select_protocol: Option<ProtocolSelector>,
 }
@@ -91,13 +92,18 @@ pub struct Upgraded<T> {
     pub protocol: Option<String>,
     /// Bytes that arrived after the handshake: the first WebSocket frames.
     pub leftover: Vec<u8>,
+    /// The loop the handshake ran on; the connection stays on it.
+    pub event_loop: Loop,
 }
 
 impl<T> Upgraded<T> {
     /// Parameters for [`Server::new`](super::Server::new) or
-    /// [`Client::new`](super::Client::new) carrying the socket and the leftover bytes.
+    /// [`Client::new`](super::Client::new) carrying the socket, the leftover bytes and
+    /// the handshake's loop.
     pub fn into_params(self) -> Params {
-        Params::new(self.stream).initial_data(self.leftover)
+        Params::new(self.stream)
+            .initial_data(self.leftover)
+            .event_loop(&self.event_loop)
     }
 }
 
@@ -216,6 +222,7 @@ type Done<H> = Box<dyn FnOnce(Result<Upgraded<H>, UpgradeError>)>;
 /// One handshake in progress: writes `out`, reads and parses the peer's head, and
 /// finishes once the head is parsed and everything is written.
 struct Driver<S: Side> {
+    lp: Loop,
     stream: Option<TcpStream>,
     io: Option<Io>,
     timer: Option<Timer>,
@@ -233,7 +240,7 @@ impl<S: Side> Driver<S> {
     fn start(
         lp: &Loop,
         stream: TcpStream,
-        timeout: f64,
+        timeout: Duration,
         out: Vec<u8>,
         side: S,
         done: Done<S::Head>,
@@ -244,6 +251,7 @@ impl<S: Side> Driver<S> {
         }
         let fd = stream.as_raw_fd();
         let driver = Rc::new(RefCell::new(Driver {
+            lp: lp.clone(),
             stream: Some(stream),
             io: None,
             timer: None,
@@ -261,7 +269,7 @@ impl<S: Side> Driver<S> {
             Driver::step(&keep, events)
         });
         let keep = driver.clone();
-        let timer = Timer::new(lp, timeout, 0.0, move |_| {
+        let timer = Timer::new(lp, timeout.as_secs_f64(), 0.0, move |_| {
             keep.borrow_mut().failure = Some(UpgradeError::Timeout);
             Driver::step(&keep, Events::empty());
         });
@@ -364,6 +372,7 @@ impl<S: Side> Driver<S> {
                     head,
                     protocol,
                     leftover,
+                    event_loop: d.lp.clone(),
                 })
             })
         } else {

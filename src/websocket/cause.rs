@@ -1,0 +1,90 @@
+//! How a connection ended, and what a `wait` saw.
+
+use std::fmt;
+use std::io;
+
+use crate::proto::ProtocolError;
+
+/// Why a connection ended (or is ending): [`WebSocket::close_cause`](super::WebSocket::close_cause).
+///
+/// `on_close` keeps the original's one argument (the code of the peer's close, 1006
+/// if none came); this says what happened. The cause is the first event that decided
+/// the end, except that a close of ours going normally ([`LocalClose`](Self::LocalClose),
+/// [`IdleTimeout`](Self::IdleTimeout), [`Shutdown`](Self::Shutdown)) is replaced by a
+/// failure that cuts it short (the close timeout, EOF, a socket error, an abort).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// The peer started the closing handshake (its code:
+    /// [`status_code_received`](super::WebSocket::status_code_received)).
+    PeerClose,
+    /// We started it with [`close`](super::WebSocket::close) and it completed.
+    LocalClose,
+    /// The peer broke the protocol: we sent close with
+    /// [`ProtocolError::close_code`] (1002, 1007 or 1009).
+    ProtocolError(ProtocolError),
+    /// A `queue_fragmented` producer returned `Error`, panicked, or produced text that
+    /// is not UTF-8: we sent close 1011.
+    ProducerError,
+    /// Nothing arrived for the idle timeout: we sent close 1001.
+    IdleTimeout,
+    /// The closing made no progress for the close timeout.
+    CloseTimeout,
+    /// The peer ended the TCP connection without a close frame.
+    Eof,
+    /// A socket error (a reset, say).
+    Io(io::ErrorKind),
+    /// [`abort`](super::WebSocket::abort) or [`abort_all`](super::abort_all).
+    Aborted,
+    /// Reading was shut down and the send queue drained, or both directions were
+    /// shut down.
+    Shutdown,
+}
+
+impl CloseCause {
+    /// Whether `self`, the cause so far, gives way to `next`: a close of ours going
+    /// as planned does to a failure that cuts it short.
+    pub(super) fn yields_to(&self, next: &CloseCause) -> bool {
+        let ours = matches!(
+            self,
+            CloseCause::LocalClose | CloseCause::IdleTimeout | CloseCause::Shutdown
+        );
+        let failure = matches!(
+            next,
+            CloseCause::CloseTimeout | CloseCause::Eof | CloseCause::Io(_) | CloseCause::Aborted
+        );
+        ours && failure
+    }
+}
+
+impl fmt::Display for CloseCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseCause::PeerClose => f.write_str("the peer closed the connection"),
+            CloseCause::LocalClose => f.write_str("closed by us"),
+            CloseCause::ProtocolError(err) => {
+                write!(f, "the peer broke the protocol ({err}): close {}", err.close_code())
+            }
+            CloseCause::ProducerError => f.write_str("a fragmented-message producer failed: close 1011"),
+            CloseCause::IdleTimeout => f.write_str("idle timeout: close 1001"),
+            CloseCause::CloseTimeout => f.write_str("the closing handshake timed out"),
+            CloseCause::Eof => f.write_str("the peer ended the connection without a close frame"),
+            CloseCause::Io(kind) => write!(f, "socket error: {kind}"),
+            CloseCause::Aborted => f.write_str("aborted"),
+            CloseCause::Shutdown => f.write_str("both directions shut down"),
+        }
+    }
+}
+
+/// What a `wait` saw: [`WebSocket::wait`](super::WebSocket::wait) and
+/// [`WebSocket::wait_blocking`](super::WebSocket::wait_blocking).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// Everything queued was written.
+    Drained,
+    /// The connection ended with `unsent` messages not (fully) written.
+    Closed {
+        /// Messages queued or partly sent when the connection ended.
+        unsent: usize,
+    },
+}
