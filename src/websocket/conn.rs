@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::ev::{EmbeddedIo, Events, IoTarget, Loop, Timer};
 use crate::proto::{Fragment, OpCode, Receiver, RecvStatus, Role, SendStatus, Sender};
@@ -481,17 +482,18 @@ impl Conn {
             return;
         }
         self.deadlines.armed_at.set(at);
-        let after = (at - self.lp().now()).max(0.0);
+        let after =
+            Duration::try_from_secs_f64((at - self.lp().now()).max(0.0)).unwrap_or(Duration::MAX);
         let mut cold = self.cold_mut();
         let timer = cold.deadline_timer.get_or_insert_with(|| {
             let weak = Rc::downgrade(self);
-            Timer::new(self.lp(), after, 0.0, move |_| {
+            Timer::new(self.lp(), after, Duration::ZERO, move |_| {
                 if let Some(conn) = weak.upgrade() {
                     conn.on_deadline();
                 }
             })
         });
-        timer.set(after, 0.0);
+        timer.set(after, Duration::ZERO);
         timer.start();
     }
 
@@ -543,7 +545,7 @@ impl Conn {
         let mut cold = self.cold_mut();
         let timer = cold.wait_timer.get_or_insert_with(|| {
             let weak = Rc::downgrade(self);
-            Timer::new(self.lp(), 0.0, 0.0, move |_| {
+            Timer::new(self.lp(), Duration::ZERO, Duration::ZERO, move |_| {
                 if let Some(conn) = weak.upgrade() {
                     conn.fire_waiters();
                 }

@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::ev::{Events, Io, Loop, Timer};
 use crate::handshake::{
@@ -257,11 +258,24 @@ impl<S: Side> Driver<S> {
         }));
         // The watchers' closures keep the driver alive until it finishes.
         let keep = driver.clone();
-        let io = Io::new(lp, fd, Events::READ | Events::WRITE, move |events| {
+        let io = match Io::new(lp, fd, Events::READ | Events::WRITE, move |events| {
             Driver::step(&keep, events)
-        });
+        }) {
+            Ok(io) => io,
+            Err(err) => {
+                let done = driver.borrow_mut().done.take();
+                if let Some(done) = done {
+                    done(Err(UpgradeError::Io(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        err,
+                    ))));
+                }
+                return;
+            }
+        };
         let keep = driver.clone();
-        let timer = Timer::new(lp, timeout, 0.0, move |_| {
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let timer = Timer::new(lp, timeout, Duration::ZERO, move |_| {
             keep.borrow_mut().failure = Some(UpgradeError::Timeout);
             Driver::step(&keep, Events::empty());
         });
