@@ -19,6 +19,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
 use net_websocket_ev::ev::{Events, Io, Loop, Timer};
 use net_websocket_ev::handshake::ClientRequest;
@@ -31,7 +32,7 @@ struct Options {
     expect_echo: bool,
     close_code: u16,
     close_reason: String,
-    timeout: f64,
+    timeout: Duration,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -41,7 +42,7 @@ fn parse_args() -> Result<Options, String> {
         expect_echo: false,
         close_code: 1000,
         close_reason: String::new(),
-        timeout: 30.0,
+        timeout: Duration::from_secs(30),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,9 +65,11 @@ fn parse_args() -> Result<Options, String> {
             }
             "--close-reason" => options.close_reason = value("--close-reason")?,
             "--timeout" => {
-                options.timeout = value("--timeout")?
+                let secs: f64 = value("--timeout")?
                     .parse()
-                    .map_err(|e| format!("--timeout: {e}"))?
+                    .map_err(|e| format!("--timeout: {e}"))?;
+                options.timeout =
+                    Duration::try_from_secs_f64(secs).map_err(|e| format!("--timeout: {e}"))?
             }
             "-h" | "--help" => return Err(USAGE.into()),
             url if options.url.is_empty() && !url.starts_with("--") => options.url = url.into(),
@@ -126,7 +129,7 @@ fn run(options: Options) -> Result<ExitCode, String> {
     let session = Rc::new(RefCell::new(Session::default()));
     let stdin_watcher: Rc<RefCell<Option<Io>>> = Rc::new(RefCell::new(None));
 
-    let deadline = Timer::new(&lp, options.timeout, 0.0, {
+    let deadline = Timer::new(&lp, options.timeout, Duration::ZERO, {
         let lp = lp.clone();
         move |_| {
             eprintln!("client: timed out");
@@ -273,6 +276,13 @@ fn start_sending(
             maybe_close(&ws, &options, &session);
         }
     });
+    let watcher = match watcher {
+        Ok(watcher) => watcher,
+        Err(err) => {
+            eprintln!("client: cannot watch stdin: {err}");
+            return;
+        }
+    };
     watcher.start();
     *stdin_watcher.borrow_mut() = Some(watcher);
 }

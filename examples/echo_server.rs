@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use net_websocket_ev::ev::{Events, Io, Loop, Signal};
+use net_websocket_ev::ev::{Events, Io, Loop, Signal, WatcherError};
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
 use net_websocket_ev::{Error, OpCode, Params, Server, WebSocket};
 
@@ -153,21 +153,35 @@ fn main() -> ExitCode {
             );
         }
     });
+    let acceptor = match acceptor {
+        Ok(acceptor) => acceptor,
+        Err(err) => {
+            eprintln!("echo_server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     acceptor.start();
 
     let stop = Rc::new(Cell::new(false));
-    let signals: Vec<Signal> = [libc::SIGINT, libc::SIGTERM]
+    let signals: Result<Vec<Signal>, WatcherError> = [libc::SIGINT, libc::SIGTERM]
         .into_iter()
         .map(|signum| {
             let (lp, stop) = (lp.clone(), stop.clone());
             let signal = Signal::new(&lp.clone(), signum, move |_| {
                 stop.set(true);
                 lp.break_all();
-            });
+            })?;
             signal.start();
-            signal
+            Ok(signal)
         })
         .collect();
+    let signals = match signals {
+        Ok(signals) => signals,
+        Err(err) => {
+            eprintln!("echo_server: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     lp.run();
     drop(signals);
     ExitCode::SUCCESS

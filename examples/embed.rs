@@ -152,6 +152,13 @@ fn main() -> ExitCode {
             });
         }
     });
+    let acceptor = match acceptor {
+        Ok(acceptor) => acceptor,
+        Err(err) => {
+            eprintln!("embed: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     acceptor.start();
 
     // The host runs its loop, as C code would.

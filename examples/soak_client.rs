@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::net::TcpStream;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use net_websocket_ev::ev::{Loop, Timer};
 use net_websocket_ev::handshake::ClientRequest;
@@ -25,7 +25,7 @@ struct Options {
     host: String,
     port: u16,
     connections: usize,
-    seconds: f64,
+    seconds: Duration,
     size: usize,
     window: u64,
     batch: usize,
@@ -36,7 +36,7 @@ fn parse_args() -> Result<Options, String> {
         host: "127.0.0.1".into(),
         port: 8080,
         connections: 10_000,
-        seconds: 30.0,
+        seconds: Duration::from_secs(30),
         size: 64,
         window: 1,
         batch: 200,
@@ -49,7 +49,10 @@ fn parse_args() -> Result<Options, String> {
             "--host" => o.host = value,
             "--port" => o.port = value.parse().map_err(|e| bad(&e))?,
             "--connections" => o.connections = value.parse().map_err(|e| bad(&e))?,
-            "--seconds" => o.seconds = value.parse().map_err(|e| bad(&e))?,
+            "--seconds" => {
+                let secs: f64 = value.parse().map_err(|e| bad(&e))?;
+                o.seconds = Duration::try_from_secs_f64(secs).map_err(|e| bad(&e))?
+            }
             "--size" => o.size = value.parse::<usize>().map_err(|e| bad(&e))?.max(16),
             "--window" => o.window = value.parse::<u64>().map_err(|e| bad(&e))?.max(1),
             "--batch" => o.batch = value.parse::<usize>().map_err(|e| bad(&e))?.max(1),
@@ -113,7 +116,7 @@ fn main() -> ExitCode {
             next_id.clone(),
             sending.clone(),
         );
-        Timer::new(&lp, 0.0, 0.005, move |_| {
+        Timer::new(&lp, Duration::ZERO, Duration::from_millis(5), move |_| {
             let mut batch = 0;
             while next_id.get() < o.connections
                 && totals.borrow().connecting < o.batch
@@ -140,7 +143,8 @@ fn main() -> ExitCode {
         );
         let started = Cell::new(false);
         let stopper: RefCell<Option<Timer>> = RefCell::new(None);
-        Timer::new(&lp, 0.01, 0.01, move |_| {
+        let every = Duration::from_millis(10);
+        Timer::new(&lp, every, every, move |_| {
             let t = totals.borrow();
             if started.get() || t.established + t.failed < o.connections {
                 return;
@@ -151,7 +155,7 @@ fn main() -> ExitCode {
                 "soak_client: {:.1}s all {} open: echoing for {}s",
                 started_at.elapsed().as_secs_f64(),
                 o.connections,
-                o.seconds
+                o.seconds.as_secs_f64()
             );
             sending.set(true);
             for (ws, conn) in open.borrow().iter() {
@@ -162,7 +166,7 @@ fn main() -> ExitCode {
                 }
             }
             let (open, sending) = (open.clone(), sending.clone());
-            let timer = Timer::new(&lp2, o.seconds, 0.0, move |_| {
+            let timer = Timer::new(&lp2, o.seconds, Duration::ZERO, move |_| {
                 sending.set(false);
                 for (ws, conn) in open.borrow().iter() {
                     if conn.received.get() == conn.sent.get() {
@@ -178,7 +182,8 @@ fn main() -> ExitCode {
     // A progress line every 5 s, and the exit once every connection is over.
     let ticker = {
         let (lp2, totals, o) = (lp.clone(), totals.clone(), o.clone());
-        Timer::new(&lp, 5.0, 5.0, move |_| {
+        let every = Duration::from_secs(5);
+        Timer::new(&lp, every, every, move |_| {
             let t = totals.borrow();
             eprintln!(
                 "soak_client: {:.0}s established {} echoed {} closed {}",
@@ -195,15 +200,22 @@ fn main() -> ExitCode {
     ticker.start();
     let watchdog = {
         let lp2 = lp.clone();
-        Timer::new(&lp, o.seconds + 120.0, 0.0, move |_| {
-            eprintln!("soak_client: watchdog: giving up");
-            lp2.break_all();
-        })
+        let grace = Duration::from_secs(120);
+        Timer::new(
+            &lp,
+            o.seconds.saturating_add(grace),
+            Duration::ZERO,
+            move |_| {
+                eprintln!("soak_client: watchdog: giving up");
+                lp2.break_all();
+            },
+        )
     };
     watchdog.start();
     let finisher = {
         let (lp2, totals, o) = (lp.clone(), totals.clone(), o.clone());
-        Timer::new(&lp, 0.1, 0.1, move |_| {
+        let every = Duration::from_millis(100);
+        Timer::new(&lp, every, every, move |_| {
             let t = totals.borrow();
             if t.closed_ok + t.closed_bad + t.failed >= o.connections {
                 lp2.break_all();

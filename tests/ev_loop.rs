@@ -7,8 +7,23 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Duration;
 
-use net_websocket_ev::ev::{self, Events, Idle, Io, Loop, RunFlags, Signal, Timer};
+use net_websocket_ev::ev::{
+    self, Events, Idle, Io, Loop, LoopError, RunFlags, Signal, Timer, WatcherError,
+};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Tests that use the default loop or signals, which are process-wide, take turns.
+fn serial() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn pair() -> (UnixStream, UnixStream) {
     let (a, b) = UnixStream::pair().unwrap();
@@ -25,7 +40,7 @@ fn io_reports_readable_then_writable() {
     a.write_all(b"ping").unwrap();
 
     let seen = log.clone();
-    let reader = Io::new(&lp, b.as_raw_fd(), Events::READ, |_| {});
+    let reader = Io::new(&lp, b.as_raw_fd(), Events::READ, |_| {}).unwrap();
     let handle = reader.handle();
     reader.set_callback(move |events| {
         let mut buf = [0u8; 16];
@@ -39,7 +54,7 @@ fn io_reports_readable_then_writable() {
 
     let writable = Rc::new(Cell::new(0));
     let count = writable.clone();
-    let writer = Io::new(&lp, a.as_raw_fd(), Events::WRITE, |_| {});
+    let writer = Io::new(&lp, a.as_raw_fd(), Events::WRITE, |_| {}).unwrap();
     let handle = writer.handle();
     writer.set_callback(move |events| {
         assert_eq!(events, Events::WRITE);
@@ -73,7 +88,8 @@ fn set_events_switches_direction_of_an_active_watcher() {
             assert!(me.is_active());
             me.stop();
         },
-    );
+    )
+    .unwrap();
     watcher.start();
     *io.borrow_mut() = Some(watcher);
     lp.run();
@@ -97,7 +113,8 @@ fn callback_may_drop_its_own_watcher() {
                             // it returns.
         inner.borrow_mut().take();
         assert!(!flag.get(), "closure must not be freed while running");
-    });
+    })
+    .unwrap();
     io.start();
     *slot.borrow_mut() = Some(io);
     lp.run();
@@ -116,17 +133,17 @@ impl Drop for DropFlag {
 fn callback_may_stop_and_restart_other_watchers() {
     let lp = Loop::new().unwrap();
     let order = Rc::new(RefCell::new(Vec::new()));
-    let second = Timer::new(&lp, 0.001, 0.0, {
+    let second = Timer::new(&lp, ms(1), Duration::ZERO, {
         let order = order.clone();
         move |_| order.borrow_mut().push("second")
     });
-    let never = Timer::new(&lp, 0.002, 0.0, {
+    let never = Timer::new(&lp, ms(2), Duration::ZERO, {
         let order = order.clone();
         move |_| order.borrow_mut().push("never")
     });
     never.start();
     let (second_handle, never_handle) = (second.handle(), never.handle());
-    let first = Timer::new(&lp, 0.0, 0.0, {
+    let first = Timer::new(&lp, Duration::ZERO, Duration::ZERO, {
         let order = order.clone();
         move |_| {
             order.borrow_mut().push("first");
@@ -144,7 +161,7 @@ fn callback_may_stop_and_restart_other_watchers() {
 fn repeating_timer_fires_until_stopped_and_again_rearms() {
     let lp = Loop::new().unwrap();
     let count = Rc::new(Cell::new(0));
-    let timer = Timer::new(&lp, 0.001, 0.001, |_| {});
+    let timer = Timer::new(&lp, ms(1), ms(1), |_| {});
     let handle = timer.handle();
     let seen = count.clone();
     timer.set_callback(move |events| {
@@ -158,10 +175,10 @@ fn repeating_timer_fires_until_stopped_and_again_rearms() {
     lp.run();
     assert_eq!(count.get(), 3);
 
-    timer.set(10.0, 0.5);
+    timer.set(Duration::from_secs(10), ms(500));
     timer.again(); // restarts from `repeat`, not `after`
     assert!(timer.is_active());
-    assert!(timer.remaining() <= 0.5 + 1e-6);
+    assert!(timer.remaining() <= ms(501)); // a rounding error of libev's float times
     timer.stop();
 }
 
@@ -170,7 +187,7 @@ fn dropping_a_watcher_stops_it_and_a_handle_outliving_it_is_inert() {
     let lp = Loop::new().unwrap();
     let fired = Rc::new(Cell::new(false));
     let seen = fired.clone();
-    let timer = Timer::new(&lp, 0.0, 0.0, move |_| seen.set(true));
+    let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, move |_| seen.set(true));
     timer.start();
     let handle = timer.handle();
     drop(timer);
@@ -191,7 +208,9 @@ fn adopted_raw_loop_runs_rust_watchers() {
         assert_eq!(lp.as_raw(), raw);
         let fired = Rc::new(Cell::new(0));
         let seen = fired.clone();
-        let timer = Timer::new(&lp, 0.0, 0.0, move |_| seen.set(seen.get() + 1));
+        let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, move |_| {
+            seen.set(seen.get() + 1)
+        });
         timer.start();
         // Foreign code runs the loop through the raw API.
         // SAFETY: valid loop; our callbacks never unwind.
@@ -205,10 +224,12 @@ fn adopted_raw_loop_runs_rust_watchers() {
 #[test]
 fn panic_in_callback_is_resumed_from_run() {
     let lp = Loop::new().unwrap();
-    let timer = Timer::new(&lp, 0.0, 0.0, |_| panic!("boom in callback"));
+    let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, |_| {
+        panic!("boom in callback")
+    });
     let later = Rc::new(Cell::new(false));
     let seen = later.clone();
-    let other = Timer::new(&lp, 0.05, 0.0, move |_| seen.set(true));
+    let other = Timer::new(&lp, ms(50), Duration::ZERO, move |_| seen.set(true));
     timer.start();
     other.start();
     let result = panic::catch_unwind(AssertUnwindSafe(|| lp.run()));
@@ -224,7 +245,7 @@ fn panic_in_callback_is_resumed_from_run() {
 #[test]
 fn panic_under_foreign_run_is_parked_for_take_panic() {
     let lp = Loop::new().unwrap();
-    let timer = Timer::new(&lp, 0.0, 0.0, |_| panic!("parked"));
+    let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, |_| panic!("parked"));
     timer.start();
     // SAFETY: valid loop; the trampoline never unwinds into it.
     unsafe { libev_sys::ev_run(lp.as_raw(), 0) };
@@ -251,10 +272,11 @@ fn idle_and_run_flags() {
 
 #[test]
 fn signal_watcher_on_default_loop() {
+    let _serial = serial();
     let lp = Loop::default_loop().unwrap();
     let got = Rc::new(Cell::new(false));
     let seen = got.clone();
-    let signal = Signal::new(&lp, libc::SIGUSR1, |_| {});
+    let signal = Signal::new(&lp, libc::SIGUSR1, |_| {}).unwrap();
     let handle = signal.handle();
     signal.set_callback(move |events| {
         assert!(events.contains(Events::SIGNAL));
@@ -278,4 +300,203 @@ fn loop_time_and_versions() {
     let (major, minor) = ev::runtime_version();
     assert_eq!(ev::LIBEV_VERSION, format!("{major}.{minor}"));
     assert_eq!(libev_sys::HEADER_VERSION, ev::LIBEV_VERSION);
+}
+
+/// Whether a fresh thread can have the default loop (or the error it gets).
+fn default_loop_from_another_thread() -> Result<(), LoopError> {
+    thread::spawn(|| Loop::default_loop().map(|lp| assert!(lp.is_default())))
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn default_loop_belongs_to_the_thread_holding_it() {
+    let _serial = serial();
+    let mine = Loop::default_loop().unwrap();
+    assert!(mine.is_default());
+    let timer = Timer::new(&mine, Duration::MAX, Duration::ZERO, |_| {});
+    drop(mine);
+    // The watcher's handle alone keeps the claim.
+    assert_eq!(
+        default_loop_from_another_thread(),
+        Err(LoopError::DefaultLoopInUse)
+    );
+    // This thread's handles all share one loop.
+    let again = Loop::default_loop().unwrap();
+    assert!(again.same_as(timer.event_loop()));
+    // The default loop adopted from its raw pointer is the same claim.
+    let raw = again.as_raw() as usize;
+    // SAFETY: the default loop is valid for the process and used on this thread only.
+    let adopted = unsafe { Loop::from_raw(raw as *mut libev_sys::ev_loop) }.unwrap();
+    assert!(adopted.is_default());
+    let refused = thread::spawn(move || {
+        // SAFETY: as above; the call is refused, so the other thread never uses it.
+        unsafe { Loop::from_raw(raw as *mut libev_sys::ev_loop) }.map(drop)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(refused, Err(LoopError::DefaultLoopInUse));
+
+    drop((again, adopted, timer));
+    assert_eq!(default_loop_from_another_thread(), Ok(()));
+    // ...which let go of it when it ended: this thread can have it back.
+    assert!(Loop::default_loop().is_ok());
+}
+
+#[test]
+fn default_loop_passes_between_threads_once_released() {
+    use std::sync::mpsc::channel;
+
+    let _serial = serial();
+    let (claimed_tx, claimed_rx) = channel();
+    let (release_tx, release_rx) = channel::<()>();
+    let holder = thread::spawn(move || {
+        let lp = Loop::default_loop().unwrap();
+        let fired = Rc::new(Cell::new(false));
+        let seen = fired.clone();
+        let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, move |_| seen.set(true));
+        timer.start();
+        lp.run();
+        assert!(fired.get());
+        claimed_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        // Every handle (the loop and the watcher) goes here.
+    });
+    claimed_rx.recv().unwrap();
+    let err = Loop::default_loop().unwrap_err();
+    assert_eq!(err, LoopError::DefaultLoopInUse);
+    assert!(err.to_string().contains("another thread"));
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+
+    let lp = Loop::default_loop().unwrap();
+    let fired = Rc::new(Cell::new(false));
+    let seen = fired.clone();
+    let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, move |_| seen.set(true));
+    timer.start();
+    lp.run();
+    assert!(fired.get());
+}
+
+#[test]
+fn signal_numbers_outside_the_valid_range_are_refused() {
+    let _serial = serial();
+    let lp = Loop::new().unwrap();
+    for signum in [0, -1, i32::MIN, 65, 1000, libc::SIGRTMAX() + 1] {
+        let err = Signal::new(&lp, signum, |_| {}).unwrap_err();
+        assert_eq!(err, WatcherError::InvalidSignal(signum));
+    }
+    for uncatchable in [libc::SIGKILL, libc::SIGSTOP] {
+        let err = Signal::new(&lp, uncatchable, |_| {}).unwrap_err();
+        assert_eq!(err, WatcherError::InvalidSignal(uncatchable));
+    }
+    // The bounds themselves are fine.
+    let low = Signal::new(&lp, 1, |_| {}).unwrap();
+    let high = Signal::new(&lp, libc::SIGRTMAX(), |_| {}).unwrap();
+    drop((low, high));
+    let err: Box<dyn std::error::Error> = Box::new(WatcherError::InvalidSignal(0));
+    assert_eq!(err.to_string(), "signal 0 cannot be watched");
+}
+
+#[test]
+fn one_signal_is_watched_on_one_loop_at_a_time() {
+    let _serial = serial();
+    let (a, b) = (Loop::new().unwrap(), Loop::new().unwrap());
+    let first = Signal::new(&a, libc::SIGUSR2, |_| {}).unwrap();
+    first.start();
+    let second = Signal::new(&a, libc::SIGUSR2, |_| {}).unwrap(); // same loop: fine
+    second.start();
+    assert_eq!(
+        Signal::new(&b, libc::SIGUSR2, |_| {}).unwrap_err(),
+        WatcherError::SignalInUse(libc::SIGUSR2)
+    );
+    // Another signal on the other loop is fine meanwhile.
+    let other = Signal::new(&b, libc::SIGWINCH, |_| {}).unwrap();
+    drop(first);
+    assert_eq!(
+        Signal::new(&b, libc::SIGUSR2, |_| {}).unwrap_err(),
+        WatcherError::SignalInUse(libc::SIGUSR2),
+        "a's second watcher still holds it"
+    );
+    drop(second);
+
+    // The last watcher on `a` is gone: `b` takes the signal, and libev delivers it there.
+    let got = Rc::new(Cell::new(0));
+    let seen = got.clone();
+    let moved = Signal::new(&b, libc::SIGUSR2, |_| {}).unwrap();
+    let handle = moved.handle();
+    moved.set_callback(move |events| {
+        assert!(events.contains(Events::SIGNAL));
+        seen.set(seen.get() + 1);
+        handle.stop();
+    });
+    moved.start();
+    assert_eq!(
+        Signal::new(&a, libc::SIGUSR2, |_| {}).unwrap_err(),
+        WatcherError::SignalInUse(libc::SIGUSR2)
+    );
+    // SAFETY: raising a signal a started watcher handles.
+    unsafe { libc::raise(libc::SIGUSR2) };
+    b.run();
+    assert_eq!(got.get(), 1);
+    drop((moved, other));
+    assert!(Signal::new(&a, libc::SIGUSR2, |_| {}).is_ok());
+}
+
+#[test]
+fn sigchld_is_the_default_loops() {
+    let _serial = serial();
+    let lp = Loop::new().unwrap();
+    assert_eq!(
+        Signal::new(&lp, libc::SIGCHLD, |_| {}).unwrap_err(),
+        WatcherError::SignalNeedsDefaultLoop(libc::SIGCHLD)
+    );
+    let default = Loop::default_loop().unwrap();
+    let child = Signal::new(&default, libc::SIGCHLD, |_| {}).unwrap();
+    child.start();
+    child.stop();
+}
+
+#[test]
+fn io_refuses_negative_and_huge_fds() {
+    let lp = Loop::new().unwrap();
+    for fd in [-1, i32::MIN, ev::MAX_FD + 1, i32::MAX] {
+        let err = Io::new(&lp, fd, Events::READ, |_| {}).unwrap_err();
+        assert_eq!(err, WatcherError::InvalidFd(fd));
+    }
+    let (a, _b) = pair();
+    let io = Io::new(&lp, a.as_raw_fd(), Events::READ, |_| {}).unwrap();
+    io.start();
+    assert_eq!(io.set(-1, Events::WRITE), Err(WatcherError::InvalidFd(-1)));
+    // Refused: the watcher is as it was.
+    assert_eq!(io.fd(), a.as_raw_fd());
+    assert_eq!(io.events(), Events::READ);
+    assert!(io.is_active());
+}
+
+#[test]
+fn timer_with_the_longest_duration_stays_pending() {
+    let lp = Loop::new().unwrap();
+    let fired = Rc::new(Cell::new(false));
+    let seen = fired.clone();
+    let timer = Timer::new(&lp, Duration::MAX, Duration::MAX, move |_| seen.set(true));
+    timer.start();
+    assert!(lp.run_with(RunFlags::NoWait), "the timer is still active");
+    assert!(timer.is_active());
+    assert!(!fired.get());
+    // About MAX_DELAY: libev's float arithmetic may be off by a rounding error.
+    let second = Duration::from_secs(1);
+    let remaining = timer.remaining();
+    assert!(remaining <= ev::MAX_DELAY + second);
+    assert!(remaining > ev::MAX_DELAY - Duration::from_secs(3600));
+    timer.again(); // from `repeat`, also shortened to MAX_DELAY
+    assert!(timer.is_active());
+    assert!(lp.run_with(RunFlags::NoWait));
+    assert!(!fired.get());
+    timer.set(Duration::MAX, Duration::ZERO);
+    assert!(timer.is_active());
+    timer.stop();
+    let remaining = timer.remaining();
+    assert!(remaining > ev::MAX_DELAY - second && remaining < ev::MAX_DELAY + second);
+    assert!(!lp.run_with(RunFlags::NoWait));
 }

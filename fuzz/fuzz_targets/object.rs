@@ -21,6 +21,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use net_websocket_ev::ev::{Idle, Loop, RunFlags, Timer};
@@ -163,7 +164,8 @@ fn run_script(data: &[u8]) {
 
     let peer = Rc::new(RefCell::new(Peer::new(theirs, role)));
     // Keeps `RunFlags::Once` from blocking longer than a millisecond.
-    let ticker = Timer::new(&lp, 0.001, 0.001, |_| {});
+    let tick = Duration::from_millis(1);
+    let ticker = Timer::new(&lp, tick, tick, |_| {});
     ticker.start();
 
     // Waiting only helps when a timer is due within milliseconds.

@@ -6,6 +6,14 @@
 //! does not keep the watcher alive). libev holds a pointer into the watcher's shared
 //! allocation, which never moves while it exists.
 //!
+//! # Threads, arguments and process-wide state
+//! Safe code cannot make libev misbehave. Loops and watchers are neither `Send` nor
+//! `Sync`. libev's process-wide pieces are guarded: the default loop belongs to one
+//! thread at a time ([`Loop::default_loop`]), a signal to one loop at a time
+//! ([`Signal`]). Arguments libev would assert on are refused with a [`WatcherError`]
+//! (a negative fd, a bad signal number), and times are [`Duration`](std::time::Duration)s,
+//! never negative, NaN or infinite.
+//!
 //! # Panics in callbacks
 //! A panic never unwinds into libev: each callback runs under `catch_unwind`. The first
 //! panic is parked, the loop is told to break out of every `ev_run` level, and
@@ -15,12 +23,12 @@
 //!
 //! ```
 //! use net_websocket_ev::ev::{Events, Loop, Timer};
-//! use std::{cell::Cell, rc::Rc};
+//! use std::{cell::Cell, rc::Rc, time::Duration};
 //!
 //! let lp = Loop::new().unwrap();
 //! let fired = Rc::new(Cell::new(false));
 //! let seen = fired.clone();
-//! let timer = Timer::new(&lp, 0.001, 0.0, move |events| {
+//! let timer = Timer::new(&lp, Duration::from_millis(1), Duration::ZERO, move |events| {
 //!     assert!(events.contains(Events::TIMER));
 //!     seen.set(true);
 //! });
@@ -30,12 +38,13 @@
 //! ```
 
 mod event_loop;
+mod signals;
 mod watcher;
 
 pub use event_loop::{take_panic, Loop, LoopError, RunFlags};
 pub use watcher::{
     Events, Idle, IdleKind, Io, IoKind, Kind, Signal, SignalKind, Timer, TimerKind, Watcher,
-    WatcherHandle,
+    WatcherError, WatcherHandle, MAX_DELAY, MAX_FD,
 };
 
 /// The version of the libev this crate was built against, as `"major.minor"`.

@@ -4,11 +4,13 @@ use std::os::raw::{c_int, c_void};
 use std::os::unix::io::RawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use bitflags::bitflags;
 use libev_sys as sys;
 
 use super::event_loop::{park_panic, shield, Loop};
+use super::signals;
 
 bitflags! {
     /// The events a watcher waits for or received (libev's `EV_*` bits).
@@ -46,7 +48,8 @@ pub struct WatcherHandle<K: Kind> {
 
 /// An I/O watcher: calls back when a file descriptor is readable or writable.
 ///
-/// It does not own the fd; the fd must stay open while the watcher is started.
+/// It does not own the fd; the fd must stay open while the watcher is started. A
+/// negative fd is refused ([`WatcherError::InvalidFd`]).
 ///
 /// ```
 /// use net_websocket_ev::ev::{Events, Io, Loop};
@@ -56,7 +59,7 @@ pub struct WatcherHandle<K: Kind> {
 /// let lp = Loop::new().unwrap();
 /// let (mut a, b) = UnixStream::pair().unwrap();
 /// a.write_all(b"x").unwrap();
-/// let io = Io::new(&lp, b.as_raw_fd(), Events::READ, |_| {});
+/// let io = Io::new(&lp, b.as_raw_fd(), Events::READ, |_| {}).unwrap();
 /// let handle = io.handle();
 /// io.set_callback(move |events| {
 ///     assert!(events.contains(Events::READ));
@@ -68,22 +71,91 @@ pub struct WatcherHandle<K: Kind> {
 /// ```
 pub type Io = Watcher<IoKind>;
 
-/// A relative timer, one-shot (`repeat` 0) or repeating.
+/// A relative timer, one-shot (`repeat` zero) or repeating.
+///
+/// Delays are [`Duration`]s; libev is given at most about 100 years ([`MAX_DELAY`]),
+/// which is what any longer delay, up to [`Duration::MAX`], means in practice: never.
 ///
 /// ```
 /// use net_websocket_ev::ev::{Loop, Timer};
+/// use std::time::Duration;
 /// let lp = Loop::new().unwrap();
-/// let timer = Timer::new(&lp, 0.001, 0.0, |_| println!("fired"));
+/// let timer = Timer::new(&lp, Duration::from_millis(1), Duration::ZERO, |_| println!("fired"));
 /// timer.start();
 /// lp.run();
 /// ```
 pub type Timer = Watcher<TimerKind>;
 
-/// A signal watcher (one loop per signal; normally the default loop).
+/// A signal watcher.
+///
+/// libev keeps one process-wide list of watchers per signal and delivers the signal to
+/// one loop, so a signal may be watched on one loop at a time (by any number of watchers
+/// of that loop): [`Signal::new`](Watcher::<SignalKind>::new) refuses a signal watched
+/// by another loop's watcher ([`WatcherError::SignalInUse`]) until that loop's last
+/// watcher of it is dropped. `SIGCHLD` is libev's default loop's own (it reaps
+/// children there), so it can only be watched on the default loop. Signals watched by
+/// foreign code through the raw API are outside this bookkeeping.
+///
+/// ```
+/// use net_websocket_ev::ev::{Loop, Signal, WatcherError};
+/// let lp = Loop::new().unwrap();
+/// let hup = Signal::new(&lp, libc::SIGHUP, |_| println!("reload")).unwrap();
+/// hup.start();
+/// let other = Loop::new().unwrap();
+/// let refused = Signal::new(&other, libc::SIGHUP, |_| {}).unwrap_err();
+/// assert_eq!(refused, WatcherError::SignalInUse(libc::SIGHUP));
+/// drop(hup);
+/// assert!(Signal::new(&other, libc::SIGHUP, |_| {}).is_ok());
+/// ```
 pub type Signal = Watcher<SignalKind>;
 
 /// An idle watcher: called on every loop iteration that has no other pending event.
+///
+/// ```
+/// use net_websocket_ev::ev::{Idle, Loop};
+/// let lp = Loop::new().unwrap();
+/// let idle = Idle::new(&lp, |_| {});
+/// let handle = idle.handle();
+/// idle.set_callback(move |_| handle.stop());
+/// idle.start();
+/// lp.run(); // one idle call, which stops it
+/// assert!(!idle.is_active());
+/// ```
 pub type Idle = Watcher<IdleKind>;
+
+/// The longest delay a [`Timer`] hands to libev, about 100 years: longer ones are
+/// shortened to it, so no infinite or overflowing time reaches libev's arithmetic.
+pub const MAX_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// The largest fd an [`Io`] accepts. libev sizes its per-fd table with `int`
+/// arithmetic that overflows for fds near 2^26; real fds stay far below this bound
+/// (Linux caps a process's open files at 2^20 unless configured otherwise).
+pub const MAX_FD: RawFd = (1 << 24) - 1;
+
+/// Arguments a watcher refused: libev would assert (or, built without assertions,
+/// corrupt memory) on them.
+///
+/// ```
+/// use net_websocket_ev::ev::{Events, Io, Loop, WatcherError};
+/// let lp = Loop::new().unwrap();
+/// let err = Io::new(&lp, -1, Events::READ, |_| {}).unwrap_err();
+/// assert_eq!(err, WatcherError::InvalidFd(-1));
+/// assert_eq!(err.to_string(), "invalid file descriptor -1 for an io watcher");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatcherError {
+    /// A file descriptor that is negative or above [`MAX_FD`].
+    InvalidFd(RawFd),
+    /// Not a signal that can be watched: outside `1..NSIG` (1 to `SIGRTMAX`), or
+    /// `SIGKILL` / `SIGSTOP`, which cannot be caught.
+    InvalidSignal(i32),
+    /// The signal is watched on another loop; libev delivers a signal to one loop.
+    SignalInUse(i32),
+    /// The signal (`SIGCHLD`) belongs to libev's default loop and cannot be watched
+    /// on another.
+    SignalNeedsDefaultLoop(i32),
+}
 
 type Callback = Box<dyn FnMut(Events)>;
 
@@ -113,10 +185,17 @@ pub trait Kind: private::Sealed + Sized + 'static {
     /// `ev_TYPE_stop`.
     #[doc(hidden)]
     unsafe fn stop(lp: *mut sys::ev_loop, raw: *mut Self::Raw);
+    /// Undoes what the constructor registered, once the owner has stopped the watcher
+    /// for good.
+    #[doc(hidden)]
+    unsafe fn release(_lp: *mut sys::ev_loop, _raw: *mut Self::Raw) {}
 }
 
 macro_rules! kind {
-    ($(#[$doc:meta])* $name:ident, $raw:ty, $init:expr, $start:path, $stop:path) => {
+    (
+        $(#[$doc:meta])* $name:ident, $raw:ty, $init:expr, $start:path, $stop:path
+        $(, release = $release:expr)?
+    ) => {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name;
@@ -132,6 +211,11 @@ macro_rules! kind {
             unsafe fn stop(lp: *mut sys::ev_loop, raw: *mut $raw) {
                 $stop(lp, raw)
             }
+            $(
+                unsafe fn release(lp: *mut sys::ev_loop, raw: *mut $raw) {
+                    $release(lp, raw)
+                }
+            )?
         }
     };
 }
@@ -152,7 +236,8 @@ kind!(
     /// Marker for [`Signal`].
     SignalKind, sys::ev_signal,
     |raw, cb| sys::ev_signal_init(raw, cb, 0),
-    sys::ev_signal_start, sys::ev_signal_stop
+    sys::ev_signal_start, sys::ev_signal_stop,
+    release = |lp, raw: *mut sys::ev_signal| signals::release(lp, (*raw).signum)
 );
 kind!(
     /// Marker for [`Idle`].
@@ -299,6 +384,9 @@ impl<K: Kind> Drop for Watcher<K> {
     fn drop(&mut self) {
         self.shared.owned.set(false);
         self.shared.stop();
+        // SAFETY: the watcher is stopped, and without its owner it cannot be started
+        // again (`Shared::start` checks `owned`) nor fed events.
+        unsafe { K::release(self.shared.lp.as_raw(), self.shared.raw.get()) }
     }
 }
 
@@ -344,18 +432,52 @@ impl<K: Kind> Clone for WatcherHandle<K> {
 }
 
 impl Watcher<IoKind> {
-    /// A stopped I/O watcher for `fd` and `events` (READ and/or WRITE).
-    pub fn new(lp: &Loop, fd: RawFd, events: Events, callback: impl FnMut(Events) + 'static) -> Io {
+    /// A stopped I/O watcher for `fd` and `events` (READ and/or WRITE); a negative fd
+    /// (or one above [`MAX_FD`]) is refused.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Events, Io, Loop, WatcherError};
+    /// use std::os::unix::io::AsRawFd;
+    /// let lp = Loop::new().unwrap();
+    /// let stdin = std::io::stdin();
+    /// let io = Io::new(&lp, stdin.as_raw_fd(), Events::READ, |_| {}).unwrap();
+    /// assert_eq!(io.fd(), stdin.as_raw_fd());
+    /// assert_eq!(
+    ///     Io::new(&lp, -1, Events::READ, |_| {}).unwrap_err(),
+    ///     WatcherError::InvalidFd(-1)
+    /// );
+    /// ```
+    pub fn new(
+        lp: &Loop,
+        fd: RawFd,
+        events: Events,
+        callback: impl FnMut(Events) + 'static,
+    ) -> Result<Io, WatcherError> {
+        check_fd(fd)?;
         let io = Self::create(lp, Box::new(callback));
-        io.set(fd, events);
-        io
+        io.set(fd, events)?;
+        Ok(io)
     }
 
-    /// Changes fd and events (restarting the watcher if it was active).
-    pub fn set(&self, fd: RawFd, events: Events) {
+    /// Changes fd and events (restarting the watcher if it was active). A refused fd
+    /// leaves the watcher as it was.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Events, Io, Loop};
+    /// use std::os::unix::io::AsRawFd;
+    /// let lp = Loop::new().unwrap();
+    /// let (out, err) = (std::io::stdout(), std::io::stderr());
+    /// let io = Io::new(&lp, out.as_raw_fd(), Events::WRITE, |_| {}).unwrap();
+    /// io.set(err.as_raw_fd(), Events::WRITE).unwrap();
+    /// assert!(io.set(-5, Events::WRITE).is_err());
+    /// assert_eq!(io.fd(), err.as_raw_fd());
+    /// ```
+    pub fn set(&self, fd: RawFd, events: Events) -> Result<(), WatcherError> {
+        check_fd(fd)?;
         let events = (events & (Events::READ | Events::WRITE)).bits() as c_int;
-        // SAFETY: `modify` gives us the stopped watcher.
+        // SAFETY: `modify` gives us the stopped watcher; `fd` is in libev's range.
         self.modify(|raw| unsafe { sys::ev_io_set(raw, fd, events) });
+        Ok(())
     }
 
     /// Changes the events, keeping the fd; an active watcher is restarted only when the
@@ -383,12 +505,21 @@ impl Watcher<IoKind> {
 }
 
 impl Watcher<TimerKind> {
-    /// A stopped timer firing `after` seconds after [`start`](Self::start), then every
-    /// `repeat` seconds (0: once).
+    /// A stopped timer firing `after` [`start`](Self::start), then every `repeat`
+    /// (zero: once). Delays over [`MAX_DELAY`] are shortened to it.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let tick = Duration::from_millis(5);
+    /// let ticker = Timer::new(&lp, tick, tick, |_| println!("tick"));
+    /// assert!(!ticker.is_active());
+    /// ```
     pub fn new(
         lp: &Loop,
-        after: f64,
-        repeat: f64,
+        after: Duration,
+        repeat: Duration,
         callback: impl FnMut(Events) + 'static,
     ) -> Timer {
         let timer = Self::create(lp, Box::new(callback));
@@ -397,40 +528,114 @@ impl Watcher<TimerKind> {
     }
 
     /// Changes delay and repeat (restarting the timer, counting from now, if active).
-    pub fn set(&self, after: f64, repeat: f64) {
-        // SAFETY: `modify` gives us the stopped watcher.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, |_| {});
+    /// timer.set(Duration::from_secs(60), Duration::ZERO);
+    /// assert_eq!(timer.remaining(), Duration::from_secs(60)); // stopped: its delay
+    /// ```
+    pub fn set(&self, after: Duration, repeat: Duration) {
+        let (after, repeat) = (tstamp(after), tstamp(repeat));
+        // SAFETY: `modify` gives us the stopped watcher; both times are finite and
+        // non-negative, as libev requires.
         self.modify(|raw| unsafe { sys::ev_timer_set(raw, after, repeat) });
     }
 
-    /// libev's `ev_timer_again`: restarts a repeating timer to fire `repeat` seconds from
-    /// now, or stops it if `repeat` is 0.
+    /// libev's `ev_timer_again`: restarts a repeating timer to fire `repeat` from now,
+    /// or stops it if `repeat` is zero.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let idle_timeout = Timer::new(&lp, Duration::ZERO, Duration::from_secs(30), |_| {});
+    /// idle_timeout.again(); // on every sign of life: 30 s from now
+    /// assert!(idle_timeout.is_active());
+    /// // Give or take a rounding error of libev's float times.
+    /// assert!(idle_timeout.remaining() <= Duration::from_millis(30_001));
+    /// ```
     pub fn again(&self) {
         // SAFETY: initialised timer of this loop.
         unsafe { sys::ev_timer_again(self.shared.lp.as_raw(), self.shared.raw.get()) }
     }
 
-    /// Seconds until it fires (its delay if stopped).
-    pub fn remaining(&self) -> f64 {
+    /// The time until it fires (its delay if stopped; zero if overdue).
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::from_secs(5), Duration::ZERO, |_| {});
+    /// timer.start();
+    /// assert!(timer.remaining() <= Duration::from_millis(5_001)); // give or take rounding
+    /// ```
+    pub fn remaining(&self) -> Duration {
         // SAFETY: initialised timer of this loop.
-        unsafe { sys::ev_timer_remaining(self.shared.lp.as_raw(), self.shared.raw.get()) }
+        let secs =
+            unsafe { sys::ev_timer_remaining(self.shared.lp.as_raw(), self.shared.raw.get()) };
+        // Finite and at most about MAX_DELAY: only NaN (never produced) would fail.
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::ZERO)
     }
 }
 
 impl Watcher<SignalKind> {
-    /// A stopped watcher for signal `signum`.
-    pub fn new(lp: &Loop, signum: i32, callback: impl FnMut(Events) + 'static) -> Signal {
+    /// A stopped watcher for signal `signum`, refused when the signal cannot be watched
+    /// or is watched on another loop (see [`Signal`]).
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Signal, WatcherError};
+    /// let lp = Loop::new().unwrap();
+    /// let a = Signal::new(&lp, libc::SIGUSR2, |_| {}).unwrap();
+    /// let b = Signal::new(&lp, libc::SIGUSR2, |_| {}).unwrap(); // same loop: fine
+    /// assert_eq!(Signal::new(&lp, 0, |_| {}).unwrap_err(), WatcherError::InvalidSignal(0));
+    /// assert_eq!(
+    ///     Signal::new(&lp, libc::SIGCHLD, |_| {}).unwrap_err(),
+    ///     WatcherError::SignalNeedsDefaultLoop(libc::SIGCHLD)
+    /// );
+    /// # drop((a, b));
+    /// ```
+    pub fn new(
+        lp: &Loop,
+        signum: i32,
+        callback: impl FnMut(Events) + 'static,
+    ) -> Result<Signal, WatcherError> {
+        signals::claim(lp, signum)?;
         let signal = Self::create(lp, Box::new(callback));
-        // SAFETY: `modify` gives us the stopped watcher.
+        // SAFETY: `modify` gives us the stopped watcher; from here on the owner's Drop
+        // releases the claim for this `signum`.
         signal.modify(|raw| unsafe { (*raw).signum = signum });
-        signal
+        Ok(signal)
     }
 }
 
 impl Watcher<IdleKind> {
     /// A stopped idle watcher.
+    ///
+    /// ```
+    /// let lp = net_websocket_ev::ev::Loop::new().unwrap();
+    /// let idle = net_websocket_ev::ev::Idle::new(&lp, |_| {});
+    /// assert!(!idle.is_active());
+    /// ```
     pub fn new(lp: &Loop, callback: impl FnMut(Events) + 'static) -> Idle {
         Self::create(lp, Box::new(callback))
     }
+}
+
+/// Refuses an fd libev cannot take (see [`MAX_FD`]).
+fn check_fd(fd: RawFd) -> Result<(), WatcherError> {
+    if (0..=MAX_FD).contains(&fd) {
+        Ok(())
+    } else {
+        Err(WatcherError::InvalidFd(fd))
+    }
+}
+
+/// A delay as libev's `ev_tstamp`: finite, non-negative, at most [`MAX_DELAY`].
+fn tstamp(delay: Duration) -> f64 {
+    delay.min(MAX_DELAY).as_secs_f64()
 }
 
 impl<K: Kind> fmt::Debug for Watcher<K> {
@@ -454,3 +659,26 @@ impl<K: Kind> fmt::Debug for WatcherHandle<K> {
             .finish()
     }
 }
+
+impl fmt::Display for WatcherError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WatcherError::InvalidFd(fd) => {
+                write!(f, "invalid file descriptor {fd} for an io watcher")
+            }
+            WatcherError::InvalidSignal(signum) => {
+                write!(f, "signal {signum} cannot be watched")
+            }
+            WatcherError::SignalInUse(signum) => write!(
+                f,
+                "signal {signum} is watched on another loop (libev delivers a signal to one loop)"
+            ),
+            WatcherError::SignalNeedsDefaultLoop(signum) => write!(
+                f,
+                "signal {signum} belongs to libev's default loop and cannot be watched on another"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WatcherError {}

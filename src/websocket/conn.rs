@@ -201,9 +201,11 @@ impl Conn {
             })
         });
         let now = lp.now();
+        let io = Io::new(&lp, fd, Events::READ, |_| {})
+            .map_err(|err| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, err)))?;
         let conn = Rc::new_cyclic(|weak: &Weak<Conn>| {
             let weak = weak.clone();
-            let io = Io::new(&lp, fd, Events::READ, move |events| {
+            io.set_callback(move |events| {
                 if let Some(conn) = weak.upgrade() {
                     conn.handle_io(events);
                 }
@@ -785,13 +787,13 @@ impl Conn {
         let mut cold = self.cold_mut();
         let timer = cold.timer.get_or_insert_with(|| {
             let weak = Rc::downgrade(self);
-            Timer::new(&self.lp, 0.0, 0.0, move |_| {
+            Timer::new(&self.lp, Duration::ZERO, Duration::ZERO, move |_| {
                 if let Some(conn) = weak.upgrade() {
                     conn.on_timer();
                 }
             })
         });
-        timer.set(after.as_secs_f64(), 0.0);
+        timer.set(after, Duration::ZERO);
         timer.start();
     }
 
@@ -947,7 +949,8 @@ impl Conn {
             }
             if self.state.borrow().is_live() && !self.drained() && !self.stalled() {
                 let fd = self.raw_fd().ok_or(Error::Closed)?;
-                let writable = Io::new(&self.lp, fd, Events::WRITE, |_| {});
+                let writable = Io::new(&self.lp, fd, Events::WRITE, |_| {})
+                    .map_err(|err| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, err)))?;
                 writable.start();
                 self.lp.run_with(crate::ev::RunFlags::Once);
             }

@@ -22,7 +22,7 @@ pub enum Error {
     Stalled,
     /// Setting up the socket failed.
     Io(io::Error),
-    /// The default loop could not be created.
+    /// The default loop could not be created, or another thread holds it.
     Loop(LoopError),
 }
 

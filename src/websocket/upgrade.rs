@@ -265,11 +265,23 @@ impl<S: Side> Driver<S> {
         }));
         // The watchers' closures keep the driver alive until it finishes.
         let keep = driver.clone();
-        let io = Io::new(lp, fd, Events::READ | Events::WRITE, move |events| {
+        let io = match Io::new(lp, fd, Events::READ | Events::WRITE, move |events| {
             Driver::step(&keep, events)
-        });
+        }) {
+            Ok(io) => io,
+            Err(err) => {
+                let done = driver.borrow_mut().done.take();
+                if let Some(done) = done {
+                    done(Err(UpgradeError::Io(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        err,
+                    ))));
+                }
+                return;
+            }
+        };
         let keep = driver.clone();
-        let timer = Timer::new(lp, timeout.as_secs_f64(), 0.0, move |_| {
+        let timer = Timer::new(lp, timeout, Duration::ZERO, move |_| {
             keep.borrow_mut().failure = Some(UpgradeError::Timeout);
             Driver::step(&keep, Events::empty());
         });

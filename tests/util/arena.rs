@@ -77,10 +77,12 @@ impl Arena {
                     on_upgraded(&lp3, &seen3, &*tweak3, port, result)
                 });
             }
-        });
+        })
+        .expect("io watcher");
         accept.start();
         // Keeps `RunFlags::Once` from blocking longer than 5 ms.
-        let ticker = Timer::new(&lp, 0.005, 0.005, |_| {});
+        let tick = Duration::from_millis(5);
+        let ticker = Timer::new(&lp, tick, tick, |_| {});
         ticker.start();
         Arena {
             lp,

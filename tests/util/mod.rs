@@ -19,7 +19,8 @@ pub const DEADLINE: Duration = Duration::from_secs(2);
 /// Runs `lp` one iteration at a time until `done()` holds; panics with `what` after
 /// [`DEADLINE`]. A 5 ms ticker keeps `RunFlags::Once` from blocking forever.
 pub fn run_until(lp: &Loop, what: &str, mut done: impl FnMut() -> bool) {
-    let ticker = Timer::new(lp, 0.005, 0.005, |_| {});
+    let tick = Duration::from_millis(5);
+    let ticker = Timer::new(lp, tick, tick, |_| {});
     ticker.start();
     let start = Instant::now();
     while !done() {
@@ -298,7 +299,8 @@ pub fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Runs `lp` for `time` (to show that something does NOT happen meanwhile).
 pub fn run_for(lp: &Loop, time: Duration) {
-    let ticker = Timer::new(lp, 0.005, 0.005, |_| {});
+    let tick = Duration::from_millis(5);
+    let ticker = Timer::new(lp, tick, tick, |_| {});
     ticker.start();
     let start = Instant::now();
     while start.elapsed() < time {

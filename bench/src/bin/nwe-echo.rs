@@ -48,13 +48,15 @@ fn main() {
                 }
             });
         }
-    });
+    })
+    .expect("accept watcher");
     acceptor.start();
     let signals: Vec<Signal> = [libc::SIGINT, libc::SIGTERM]
         .into_iter()
         .map(|signum| {
             let stop = lp.clone();
-            let signal = Signal::new(&lp, signum, move |_| stop.break_all());
+            let signal =
+                Signal::new(&lp, signum, move |_| stop.break_all()).expect("signal watcher");
             signal.start();
             signal
         })

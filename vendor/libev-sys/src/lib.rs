@@ -90,7 +90,7 @@ pub struct ev_timer {
     pub repeat: ev_tstamp,
 }
 
-/// A signal watcher (`ev_signal`; default loop only).
+/// A signal watcher (`ev_signal`; one loop per signal at a time).
 #[repr(C)]
 #[derive(Debug)]
 pub struct ev_signal {
@@ -154,6 +154,10 @@ pub const EVBREAK_ALL: c_int = 2;
 pub const EVFLAG_AUTO: c_uint = 0;
 
 extern "C" {
+    /// libev's default loop once [`ev_default_loop`] has created it, else null. Written
+    /// by `ev_default_loop` (and cleared by destroying the default loop): read it with
+    /// `std::ptr::addr_of!(ev_default_loop_ptr).read()`, never concurrently with those.
+    pub static mut ev_default_loop_ptr: *mut ev_loop;
     /// The major version of the linked library.
     pub fn ev_version_major() -> c_int;
     /// The minor version of the linked library.
@@ -200,7 +204,7 @@ extern "C" {
     pub fn ev_timer_again(lp: *mut ev_loop, w: *mut ev_timer);
     /// Seconds until the timer fires.
     pub fn ev_timer_remaining(lp: *mut ev_loop, w: *mut ev_timer) -> ev_tstamp;
-    /// Starts a signal watcher (default loop only).
+    /// Starts a signal watcher (a signal may be watched on one loop at a time).
     pub fn ev_signal_start(lp: *mut ev_loop, w: *mut ev_signal);
     /// Stops a signal watcher.
     pub fn ev_signal_stop(lp: *mut ev_loop, w: *mut ev_signal);
