@@ -119,7 +119,9 @@ pub struct Config {
     pub buffering: bool,
     /// The largest message (buffering) or frame (no buffering) accepted; larger
     /// ones are refused with close 1009, decided from the frame header. Default
-    /// 2^31 - 1, as wslay.
+    /// 64 MiB (`64 << 20`): with buffering, what one connection can make us hold
+    /// for a message being assembled. wslay's and the Perl module's 2^31 - 1
+    /// would let one peer pin 2 GiB; set it for compatibility if you must.
     pub max_recv_size: u64,
     /// RSV bits the peer may set, on the first frame of data messages only
     /// (extensions). Default empty. RSV1 set on a text message turns its UTF-8
@@ -128,7 +130,12 @@ pub struct Config {
     /// Bytes offered to a fragmented-message producer per frame. Default 4096.
     pub fragment_size: usize,
     /// The send-queue high-water mark in bytes: queueing a message that would take
-    /// the queue past it fails with [`Error::QueueFull`]. Default 64 MiB.
+    /// the queue past it fails with [`Error::QueueFull`]. Default 16 MiB
+    /// (`16 << 20`). It bounds what a peer that stops reading makes us hold:
+    /// our queued payloads and framed bytes, plus (past the mark) automatic
+    /// pongs replace each other instead of adding up. A single message larger
+    /// than the mark can never be queued: raise it to send larger ones (to echo
+    /// messages up to the default `max_recv_size`, say).
     pub max_queued_bytes: usize,
 }
 
@@ -136,10 +143,10 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             buffering: true,
-            max_recv_size: (1 << 31) - 1,
+            max_recv_size: 64 << 20,
             allowed_rsv: Rsv::empty(),
             fragment_size: 4096,
-            max_queued_bytes: 64 << 20,
+            max_queued_bytes: 16 << 20,
         }
     }
 }
