@@ -290,14 +290,16 @@ fn user_close_goes_after_everything_queued_before_it() {
     assert_eq!(e.queue_msg(OpCode::Text, b"late"), Err(Error::Closed));
     assert_eq!(e.queue_msg(OpCode::Ping, b"late"), Err(Error::Closed));
     assert_eq!(e.queue_close(Some(1000), b""), Err(Error::Closed));
-    // An automatic pong after the close is queued is dropped.
-    e.sender_mut().queue_pong(b"dropped");
+    // An automatic pong after the close is queued still goes out, ahead of the
+    // data (RFC 6455 section 5.5.2; the Perl module dropped it).
+    e.sender_mut().queue_pong(b"pong");
     assert_eq!(e.status_code_sent(), 1006);
     assert!(e.sender().close_queued() && !e.close_sent());
     let frames = drain(&mut e);
     assert_eq!(
         summary(&frames),
         vec![
+            t(true, 10, b"pong"),
             t(true, 1, b"a"),
             t(false, 2, b"b"),
             t(true, 0, b"c"),
@@ -308,6 +310,103 @@ fn user_close_goes_after_everything_queued_before_it() {
     assert_eq!(e.status_code_sent(), 1000);
     // Reading goes on until the peer's close.
     assert!(e.want_read());
+}
+
+/// A writer that takes `budget` bytes in all, then would block.
+#[derive(Default)]
+struct Budget {
+    data: Vec<u8>,
+    budget: usize,
+}
+
+impl std::io::Write for Budget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.budget);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        self.budget -= n;
+        self.data.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn pings_are_answered_until_our_close_is_written() {
+    // RFC 6455 section 5.5.2: a ping that arrives after our close is queued,
+    // before our close is written and before the peer's close, gets its pong.
+    // Two moments: the close still queued behind a message being written, and
+    // the close framed behind it but not yet started. Every ping is fed whole
+    // and one byte at a time.
+    for role in [Role::Server, Role::Client] {
+        let mask = if role == Role::Client { 4 } else { 0 };
+        for first in [vec![5; 100_000], b"a".to_vec()] {
+            // 10 bytes of the long message; exactly the short message's frame.
+            let budget = if first.len() > 125 {
+                10
+            } else {
+                2 + mask + first.len()
+            };
+            for one_byte_at_a_time in [false, true] {
+                let mut e = Engine::new(role, Config::default());
+                e.queue_msg(OpCode::Binary, &first).unwrap();
+                e.queue_close(Some(1000), b"bye").unwrap();
+                let mut w = Budget {
+                    data: Vec::new(),
+                    budget,
+                };
+                assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+                assert!(e.sender().close_queued() && !e.close_sent());
+                let mut rec = Recorder::default();
+                let ping = frame_to(role, true, 9, b"late ping");
+                if one_byte_at_a_time {
+                    for b in &ping {
+                        e.feed(std::slice::from_ref(b), &mut rec);
+                    }
+                } else {
+                    e.feed(&ping, &mut rec);
+                }
+                assert_eq!(rec.events.last(), Some(&msg(9, b"late ping")));
+                assert!(e.want_write());
+                w.budget = usize::MAX;
+                assert_eq!(e.send(&mut w).unwrap(), SendStatus::Idle);
+                assert_eq!(
+                    summary(&parse_frames(&w.data)),
+                    vec![
+                        t(true, 2, &first),
+                        t(true, 10, b"late ping"),
+                        t(true, 8, &close_payload(1000, b"bye")),
+                    ],
+                    "{role:?}, first message {} bytes",
+                    first.len()
+                );
+                assert!(e.close_sent() && !e.want_write());
+                // Once our close is written, a ping gets no pong.
+                e.feed(&frame_to(role, true, 9, b"too late"), &mut rec);
+                assert!(!e.want_write());
+                assert_eq!(e.queued_count(), 0);
+            }
+        }
+        // Once the close frame's writing has begun, nothing can go before it.
+        let mut e = Engine::new(role, Config::default());
+        e.queue_close(Some(1000), b"bye").unwrap();
+        let mut w = Budget {
+            data: Vec::new(),
+            budget: 1,
+        };
+        assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+        e.feed(&frame_to(role, true, 9, b"late"), &mut Recorder::default());
+        assert_eq!(e.queued_count(), 1);
+        w.budget = usize::MAX;
+        assert_eq!(e.send(&mut w).unwrap(), SendStatus::Idle);
+        assert_eq!(
+            summary(&parse_frames(&w.data)),
+            vec![t(true, 8, &close_payload(1000, b"bye"))]
+        );
+    }
 }
 
 #[test]

@@ -379,13 +379,17 @@ impl Encoder {
         self.push_close(Some(code), b"");
     }
 
-    /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
-    /// close is queued or sent.
+    /// Queues a pong answering a ping (at most 125 bytes are kept): see
+    /// [`Sender::queue_pong`](super::Sender::queue_pong).
     pub fn queue_pong(&mut self, payload: &[u8]) {
-        if self.check_open().is_err() {
+        if self.shut || self.close_sent {
             return;
         }
         let payload = &payload[..payload.len().min(125)];
+        if self.close_queued && self.close_framed() {
+            self.pong_before_framed_close(payload);
+            return;
+        }
         if self.over_high_water() {
             // Past the high-water mark the newest ping's payload replaces the pong
             // still waiting (RFC 6455 section 5.5.3 lets an endpoint answer only the
@@ -404,6 +408,37 @@ impl Encoder {
             }
         }
         self.push_control(OpCode::Pong, payload);
+    }
+
+    /// Frames a pong in front of our close, which is framed: only while the
+    /// close's writing has not begun, and under the high-water mark (a peer
+    /// flooding us with pings while we close gets no more pongs past it).
+    #[cold]
+    fn pong_before_framed_close(&mut self, payload: &[u8]) {
+        let Some(close) = self.marks.pop() else {
+            return;
+        };
+        // Nothing is framed after a close, and a close is framed into `out`
+        // after any direct bytes were written or flattened.
+        debug_assert!(close.close.is_some() && self.direct.is_empty());
+        if close.start < self.out_pos || self.over_high_water() {
+            self.marks.push(close);
+            return;
+        }
+        // A close frame is at most 2 + 4 + 125 bytes.
+        let mut bytes = [0u8; 131];
+        let len = close.end - close.start;
+        bytes[..len].copy_from_slice(&self.out[close.start..close.end]);
+        self.out.truncate(close.start);
+        self.frame(OpCode::Pong, true, payload);
+        self.complete_last_mark(None);
+        let start = self.out.len();
+        self.out.extend_from_slice(&bytes[..len]);
+        self.marks.push(Mark {
+            start,
+            end: self.out.len(),
+            ..close
+        });
     }
 
     /// Whether the queue holds more than the high-water mark, counting what each

@@ -155,11 +155,15 @@ impl Sender {
         self.enc().fail(code);
     }
 
-    /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
-    /// close is queued or sent. Past `max_queued_bytes` (waiting control frames
-    /// counted at what they take, ~130 bytes each) it replaces the pong still
-    /// waiting rather than adding one: then only the latest ping is answered, as
-    /// RFC 6455 section 5.5.3 allows, and the queue stays bounded.
+    /// Queues a pong answering a ping (at most 125 bytes are kept). After our
+    /// close is queued it still goes out, before the close, as RFC 6455 section
+    /// 5.5.2 asks (the Perl module dropped it); it is dropped only once the
+    /// close frame's writing has begun, or writing is shut down. Past
+    /// `max_queued_bytes` (waiting control frames counted at what they take,
+    /// ~130 bytes each) it replaces the pong still waiting rather than adding
+    /// one: then only the latest ping is answered, as RFC 6455 section 5.5.3
+    /// allows, and the queue stays bounded (with our close already framed, past
+    /// the mark it is dropped).
     pub fn queue_pong(&mut self, payload: &[u8]) {
         self.enc().queue_pong(payload);
         self.idle_check(())
