@@ -134,7 +134,8 @@ impl Encoder {
     }
 
     /// Makes a spare (pristine) encoder fresh for another sender, keeping its
-    /// queues' capacity and its handle on the thread's CSPRNG. A pristine encoder
+    /// queues' capacity (bounded by `trim_for_spare`) and its handle on the
+    /// thread's CSPRNG. A pristine encoder
     /// owns no buffer: this frees nothing.
     pub(super) fn renew(&mut self, role: Role, fragment_size: usize, max_queued_bytes: usize) {
         // Pristine means every queue and flag is as `new` leaves it (see
@@ -478,6 +479,16 @@ impl Encoder {
         self.ctrl_bytes = 0;
         self.reset_out();
         pool::release(&mut self.out);
+    }
+
+    /// Shrinks the queues of an encoder going back to the pool to a few KiB
+    /// each: what a burst made them grow to is not kept by a spare, while the
+    /// capacity steady traffic needs is.
+    pub(super) fn trim_for_spare(&mut self) {
+        const KEPT: usize = 4096;
+        self.ctrl.shrink_to(KEPT / std::mem::size_of::<Control>());
+        self.items.shrink_to(KEPT / std::mem::size_of::<Item>());
+        self.marks.shrink_to(KEPT / std::mem::size_of::<Mark>());
     }
 
     /// Nothing queued, framed or in flight, no buffer, no mask source, nothing

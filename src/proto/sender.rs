@@ -74,7 +74,8 @@ impl Sender {
     /// Gives the encoder back to the pool when it holds nothing worth keeping.
     fn idle_check<T>(&mut self, result: T) -> T {
         if self.enc.as_ref().is_some_and(|d| d.is_pristine()) {
-            if let Some(spare) = self.enc.take() {
+            if let Some(mut spare) = self.enc.take() {
+                spare.trim_for_spare();
                 pool::keep_spare(&SPARE_ENCODERS, spare);
             }
         }
