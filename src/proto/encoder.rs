@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use super::frame::{Header, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use super::utf8::{self, Utf8Validator};
-use super::{is_valid_close_code, pool, Error, MaskSource, OpCode, Role, Rsv};
+use super::{is_valid_close_code, pool, Error, Fragment, MaskSource, OpCode, Produced, Role, Rsv};
 
 mod write;
 
@@ -83,10 +83,15 @@ pub(super) enum Item {
     Fragmented {
         opcode: OpCode,
         started: bool,
+        /// The producer said `Pause`: no piece is asked for until resumed.
+        paused: bool,
     },
     Close {
         code: u16,
         len: usize,
+        /// A failure close ([`Encoder::fail`]): it does not wait behind a
+        /// paused fragmented message.
+        failure: bool,
     },
 }
 
@@ -247,6 +252,7 @@ impl Encoder {
         self.items.push_back(Item::Fragmented {
             opcode,
             started: false,
+            paused: false,
         });
         self.fragmented += 1;
         Ok(())
@@ -260,7 +266,10 @@ impl Encoder {
         if self.shut || self.close_sent {
             return Err(Error::Closed);
         }
-        let Some(Item::Fragmented { opcode, started }) = self.items.front().copied() else {
+        let Some(Item::Fragmented {
+            opcode, started, ..
+        }) = self.items.front().copied()
+        else {
             return Err(Error::FragmentedNotPending);
         };
         if data.len() > self.fragment_size {
@@ -302,6 +311,62 @@ impl Encoder {
         Ok(())
     }
 
+    /// Carries out what a producer returned for the fragmented message at the
+    /// head of the queue: see [`Sender::push_produced`](super::Sender::push_produced).
+    pub fn push_produced(&mut self, buf: &[u8], outcome: Fragment) -> Produced {
+        let (len, last) = match outcome {
+            Fragment::Data(n) => (n, false),
+            Fragment::Eof(n) => (n, true),
+            Fragment::Pause => {
+                if self.shut || self.close_sent {
+                    return Produced::Failed;
+                }
+                return match self.items.front_mut() {
+                    Some(Item::Fragmented { paused, .. }) => {
+                        *paused = true;
+                        Produced::Paused
+                    }
+                    _ => Produced::Failed,
+                };
+            }
+            Fragment::Error => (usize::MAX, true),
+        };
+        // `push_fragment` checks the rest: a message waiting, the length
+        // against `fragment_size`, UTF-8 across the pieces of a text message.
+        let pushed = match buf.get(..len) {
+            Some(piece) => self.push_fragment(piece, last),
+            None => Err(Error::FragmentTooLong {
+                len,
+                max: buf.len(),
+            }),
+        };
+        match pushed {
+            Ok(()) if last => Produced::Finished,
+            Ok(()) if len == 0 => Produced::NotReady,
+            Ok(()) => Produced::Queued,
+            Err(_) => {
+                self.abort_fragmented();
+                Produced::Failed
+            }
+        }
+    }
+
+    /// Lets a paused fragmented message at the head of the queue be asked for
+    /// its next piece again. No-op otherwise.
+    pub fn resume_fragmented(&mut self) {
+        if let Some(Item::Fragmented { paused, .. }) = self.items.front_mut() {
+            *paused = false;
+        }
+    }
+
+    /// Whether the head of the queue is a paused fragmented message.
+    pub fn fragmented_paused(&self) -> bool {
+        matches!(
+            self.items.front(),
+            Some(Item::Fragmented { paused: true, .. })
+        )
+    }
+
     /// The producer of the fragmented message at the head of the queue failed:
     /// the message and everything queued after it are dropped and close 1011 is
     /// queued at once. No-op when the head is not a fragmented message.
@@ -314,7 +379,7 @@ impl Encoder {
         }
         self.drop_items();
         self.close_queued = false;
-        self.push_close(Some(1011), b"");
+        self.push_close(Some(1011), b"", false);
     }
 
     /// Queues the user's close: it goes out after everything queued before it,
@@ -333,7 +398,7 @@ impl Encoder {
         if std::str::from_utf8(reason).is_err() {
             return Err(Error::InvalidCloseReason);
         }
-        self.push_close(code, reason);
+        self.push_close(code, reason, false);
         Ok(())
     }
 
@@ -349,7 +414,7 @@ impl Encoder {
         }
         self.drop_unstarted_frames();
         let queued = match self.items.back() {
-            Some(Item::Close { code, len }) => Some((*code, *len)),
+            Some(Item::Close { code, len, .. }) => Some((*code, *len)),
             _ => None,
         };
         match queued {
@@ -360,24 +425,30 @@ impl Encoder {
                 self.drop_items();
                 self.close_queued = false;
                 let code = (queued_code != 1005).then_some(queued_code);
-                self.push_close(code, &reason);
+                self.push_close(code, &reason, false);
             }
             None => {
                 self.drop_items();
                 let reason = if reason.len() <= 123 { reason } else { &[] };
-                self.push_close(code, reason);
+                self.push_close(code, reason, false);
             }
         }
     }
 
     /// The peer broke the protocol: close with `code` after everything already
-    /// queued; nothing can be queued afterwards. No-op if a close is already
-    /// queued or sent.
+    /// queued, except that it does not wait for a paused fragmented message;
+    /// nothing can be queued afterwards. If a close is already queued, that one
+    /// stays, and no longer waits for a paused message either. No-op once a
+    /// close is sent.
     pub fn fail(&mut self, code: u16) {
-        if self.shut || self.close_queued || self.close_sent {
+        if self.shut || self.close_sent {
             return;
         }
-        self.push_close(Some(code), b"");
+        if !self.close_queued {
+            self.push_close(Some(code), b"", true);
+        } else if let Some(Item::Close { failure, .. }) = self.items.back_mut() {
+            *failure = true;
+        }
     }
 
     /// Queues a pong answering a ping (at most 125 bytes are kept): see
@@ -450,11 +521,23 @@ impl Encoder {
     }
 
     /// Whether there is something to write: not shut down, no close sent, and a
-    /// frame queued or partly written (or a fragmented message waiting).
+    /// frame queued or partly written (or a fragmented message waiting, unless
+    /// it is paused: then only what may pass it counts).
     pub fn want_write(&self) -> bool {
         !self.shut
             && !self.close_sent
-            && (self.out_pos < self.framed_len() || !self.ctrl.is_empty() || !self.items.is_empty())
+            && (self.out_pos < self.framed_len()
+                || !self.ctrl.is_empty()
+                || match self.items.front() {
+                    None => false,
+                    Some(Item::Fragmented { paused: true, .. }) => self.failure_waits(),
+                    Some(_) => true,
+                })
+    }
+
+    /// Whether a failure close is queued (it passes a paused fragmented message).
+    pub(super) fn failure_waits(&self) -> bool {
+        matches!(self.items.back(), Some(Item::Close { failure: true, .. }))
     }
 
     /// Messages queued or partly sent, control frames and the close included.
@@ -569,7 +652,8 @@ impl Encoder {
         self.payloads.extend_from_slice(data);
     }
 
-    fn push_close(&mut self, code: Option<u16>, reason: &[u8]) {
+    /// Queues a close (`failure`: see [`Item::Close`]).
+    fn push_close(&mut self, code: Option<u16>, reason: &[u8], failure: bool) {
         let mut payload = [0u8; 125];
         let mut len = 0;
         if let Some(code) = code {
@@ -581,6 +665,7 @@ impl Encoder {
         self.items.push_back(Item::Close {
             code: code.unwrap_or(1005),
             len,
+            failure,
         });
         self.close_queued = true;
     }

@@ -241,26 +241,60 @@ pub enum RecvStatus {
 }
 
 /// What a fragmented-message producer returns after filling a prefix of the
-/// buffer it was given.
+/// buffer it was given; [`Sender::push_produced`] carries it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fragment {
-    /// `n` bytes of the message; `Data(0)` sends nothing (ask again later).
+    /// `n` bytes of the message; `Data(0)` sends nothing: the producer is asked
+    /// again at the next send (at once if the caller sends in a loop, so a
+    /// producer that must wait for something returns [`Fragment::Pause`]).
     Data(usize),
     /// The last `n` bytes of the message (`Eof(0)`: an empty final frame).
     Eof(usize),
     /// The message cannot be produced: it is abandoned and close 1011 is sent.
     Error,
+    /// Not ready, and the producer is not called again until the message is
+    /// resumed ([`Sender::resume_fragmented`], [`Engine::resume_fragmented`]).
+    /// Nothing is sent with it. Meanwhile control frames (pongs, a failure
+    /// close, a close reply) still go out; data messages and a user close
+    /// queued after this message wait behind it.
+    Pause,
+}
+
+/// What [`Sender::push_produced`] did with a producer's return value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Produced {
+    /// A piece was queued; more of the message is to come.
+    Queued,
+    /// The last piece was queued: the message is complete and its producer
+    /// is done.
+    Finished,
+    /// `Data(0)`: nothing was queued; ask the producer again at the next
+    /// [`SendStatus::NeedFragment`].
+    NotReady,
+    /// `Pause`: nothing was queued and the message is paused: [`Sender::send`]
+    /// asks for no piece of it until [`Sender::resume_fragmented`].
+    Paused,
+    /// The message was abandoned, with everything queued after it, and close
+    /// 1011 was queued: for `Error`, a length over the buffer, or a piece that
+    /// [`Sender::push_fragment`] refuses (invalid UTF-8 in a text message, a
+    /// text message ending inside a character). Also when no fragmented
+    /// message was waiting for a piece (writing is over, or the message was
+    /// dropped meanwhile): then nothing was queued. Either way the producer is
+    /// done.
+    Failed,
 }
 
 /// Why [`Sender::send`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendStatus {
-    /// Nothing is left to write.
+    /// Nothing is left to write now: the queue is empty, or its head is a
+    /// paused fragmented message (see [`Fragment::Pause`]).
     Idle,
     /// The transport accepts no more bytes now.
     WouldBlock,
     /// The head of the queue is a fragmented message that needs its next piece,
-    /// at most `max_len` bytes ([`Sender::push_fragment`]).
+    /// at most `max_len` bytes ([`Sender::push_produced`] or
+    /// [`Sender::push_fragment`]).
     NeedFragment {
         /// The most bytes one piece may have.
         max_len: usize,

@@ -345,6 +345,7 @@ impl Conn {
         self.guarded(|| outcome = producer(&ws, &mut buf[..max_len]));
         let (len, last) = match outcome {
             Fragment::Data(n) => (n, false),
+            Fragment::Pause => (0, false), // as Data(0) until this adopts push_produced
             Fragment::Eof(n) => (n, true),
             Fragment::Error => (usize::MAX, true),
         };
