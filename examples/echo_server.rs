@@ -17,6 +17,7 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
 use net_websocket_ev::ev::{Events, Io, Loop, Signal, WatcherError};
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
@@ -31,7 +32,7 @@ struct Options {
     frame_callbacks: bool,
     trace: bool,
     commands: bool,
-    close_timeout: f64,
+    close_timeout: Duration,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -43,7 +44,7 @@ fn parse_args() -> Result<Options, String> {
         frame_callbacks: false,
         trace: false,
         commands: false,
-        close_timeout: 10.0,
+        close_timeout: Duration::from_secs(10),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -68,8 +69,10 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--max-recv-size: {e}"))?
             }
             "--close-timeout" => {
-                options.close_timeout = value("--close-timeout")?
+                let secs: f64 = value("--close-timeout")?
                     .parse()
+                    .map_err(|e| format!("--close-timeout: {e}"))?;
+                options.close_timeout = Duration::try_from_secs_f64(secs)
                     .map_err(|e| format!("--close-timeout: {e}"))?
             }
             "--frame-callbacks" => options.frame_callbacks = true,

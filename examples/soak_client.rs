@@ -283,7 +283,7 @@ fn connect(
         sending.clone(),
     );
     let options = HandshakeOptions {
-        timeout: 30.0,
+        timeout: Duration::from_secs(30),
         ..HandshakeOptions::default()
     };
     upgrade::upgrade(lp, stream, &request, options, move |result| {

@@ -460,6 +460,22 @@ fn max_recv_size_buffered_counts_the_whole_message() {
 }
 
 #[test]
+fn the_default_max_recv_size_is_64_mib() {
+    assert_eq!(Config::default().max_recv_size, 64 << 20);
+    for role in ROLES {
+        // A header declaring 64 MiB passes (no payload follows, nothing is sent);
+        // one declaring a byte more is refused from the header with 1009.
+        let at_limit = with_len_bytes(role, &[127, 0, 0, 0, 0, 0x04, 0, 0, 0], 0);
+        let out = converse_all(role, &Config::default(), &at_limit);
+        assert_eq!(out.status, RecvStatus::WouldBlock);
+        assert!(out.sent.is_empty());
+        let over = with_len_bytes(role, &[127, 0, 0, 0, 0, 0x04, 0, 0, 1], 0);
+        let out = expect_fail(role, &Config::default(), &over, 1009);
+        assert!(out.events.is_empty());
+    }
+}
+
+#[test]
 fn max_recv_size_without_buffering_is_per_frame() {
     let config = Config {
         max_recv_size: 10,

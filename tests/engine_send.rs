@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use net_websocket_ev::proto::{
-    Config, Engine, Error, Fragment, OpCode, Producer, Role, SendStatus, Sender,
+    Config, Engine, Error, Fragment, OpCode, Produced, Producer, Role, SendStatus, Sender,
 };
 use util::*;
 
@@ -280,6 +280,292 @@ fn producer_error_or_overlong_sends_1011_and_discards_the_rest() {
     }
 }
 
+/// A producer answering from a script, one answer per call, with `piece`
+/// copied in for `Data(n)` and `Eof(n)`; counts its calls.
+fn scripted(script: &[(Fragment, &[u8])], calls: Rc<RefCell<usize>>) -> Producer {
+    let mut script: Vec<(Fragment, Vec<u8>)> =
+        script.iter().map(|(f, p)| (*f, p.to_vec())).collect();
+    script.reverse();
+    Box::new(move |buf: &mut [u8]| {
+        *calls.borrow_mut() += 1;
+        let (answer, piece) = script.pop().expect("asked once too often");
+        buf[..piece.len()].copy_from_slice(&piece);
+        answer
+    })
+}
+
+#[test]
+fn push_produced_carries_out_every_answer() {
+    // What comes of each answer, on the sender alone; `buf` is the buffer the
+    // producer was given (max_len bytes).
+    let need = SendStatus::NeedFragment { max_len: 4096 };
+    let fresh = |op: OpCode| {
+        let mut s = Sender::new(Role::Server, &Config::default());
+        s.queue_fragmented(op).unwrap();
+        s.queue_msg(OpCode::Text, b"after").unwrap();
+        let mut wire = Vec::new();
+        assert_eq!(s.send(&mut wire).unwrap(), need);
+        (s, wire)
+    };
+    let mut buf = vec![0; 4096];
+
+    let (mut s, mut wire) = fresh(OpCode::Text);
+    buf[..3].copy_from_slice(b"abc");
+    assert_eq!(s.push_produced(&buf, Fragment::Data(3)), Produced::Queued);
+    assert_eq!(s.send(&mut wire).unwrap(), need);
+    assert_eq!(s.push_produced(&buf, Fragment::Data(0)), Produced::NotReady);
+    assert_eq!(s.send(&mut wire).unwrap(), need, "asked again");
+    buf[..2].copy_from_slice(b"\xe2\x82");
+    assert_eq!(s.push_produced(&buf, Fragment::Data(2)), Produced::Queued);
+    buf[0] = 0xac;
+    assert_eq!(s.push_produced(&buf, Fragment::Eof(1)), Produced::Finished);
+    assert_eq!(s.send(&mut wire).unwrap(), SendStatus::Idle);
+    assert_eq!(
+        summary(&parse_frames(&wire)),
+        vec![
+            t(false, 1, b"abc"),
+            t(false, 0, b"\xe2\x82"),
+            t(true, 0, b"\xac"),
+            t(true, 1, b"after"),
+        ]
+    );
+
+    // Every failure abandons the message and what follows it, and queues 1011
+    // after the pieces already queued.
+    let failures: [(OpCode, &[u8], Fragment); 6] = [
+        (OpCode::Binary, b"", Fragment::Error),
+        (OpCode::Binary, b"", Fragment::Data(4097)),
+        (OpCode::Binary, b"", Fragment::Eof(4097)),
+        // Text that is not UTF-8: refused, not dropped with the rest sent.
+        (OpCode::Text, b"\xff", Fragment::Data(1)),
+        (OpCode::Text, b"\xc0\xaf", Fragment::Eof(2)),
+        // A text message that ends inside a character.
+        (OpCode::Text, b"\xe2\x82", Fragment::Eof(2)),
+    ];
+    for (op, piece, answer) in failures {
+        let (mut s, mut wire) = fresh(op);
+        buf[..1].copy_from_slice(b"x");
+        assert_eq!(s.push_produced(&buf, Fragment::Data(1)), Produced::Queued);
+        buf[..piece.len()].copy_from_slice(piece);
+        assert_eq!(
+            s.push_produced(&buf, answer),
+            Produced::Failed,
+            "{answer:?}"
+        );
+        assert!(s.close_queued());
+        assert_eq!(s.send(&mut wire).unwrap(), SendStatus::Idle);
+        let frames = parse_frames(&wire);
+        assert_eq!(summary(&frames[..1]), vec![t(false, op.as_u8(), b"x")]);
+        assert_eq!(frames[1].close(), Some((1011, vec![])), "{answer:?}");
+        assert_eq!(frames.len(), 2);
+        assert_eq!(s.status_code_sent(), 1011);
+    }
+    // A length over the buffer given is refused even under fragment_size.
+    let (mut s, _) = fresh(OpCode::Binary);
+    assert_eq!(
+        s.push_produced(&buf[..10], Fragment::Data(11)),
+        Produced::Failed
+    );
+    assert!(s.close_queued());
+
+    // No message waiting for a piece: nothing is queued, no close either.
+    let mut s = Sender::new(Role::Server, &Config::default());
+    for answer in [
+        Fragment::Data(1),
+        Fragment::Data(0),
+        Fragment::Eof(0),
+        Fragment::Pause,
+    ] {
+        assert_eq!(s.push_produced(&buf, answer), Produced::Failed);
+        assert!(!s.close_queued() && !s.want_write());
+    }
+}
+
+#[test]
+fn an_engine_producer_of_bad_text_gets_1011() {
+    // The engine carries out its producers' answers with push_produced: a text
+    // piece that is not UTF-8, or a text message that ends inside a character,
+    // abandons the message (nothing after the refused piece is sent).
+    for script in [
+        &[
+            (Fragment::Data(2), &b"ok"[..]),
+            (Fragment::Data(1), b"\xff"),
+            (Fragment::Eof(1), b"z"),
+        ][..],
+        &[
+            (Fragment::Data(2), &b"ok"[..]),
+            (Fragment::Eof(2), b"\xe2\x82"),
+        ][..],
+    ] {
+        let mut e = Engine::new(Role::Server, Config::default());
+        let calls = Rc::new(RefCell::new(0));
+        e.queue_fragmented(OpCode::Text, scripted(script, calls.clone()))
+            .unwrap();
+        e.queue_msg(OpCode::Binary, b"dropped").unwrap();
+        let frames = drain(&mut e);
+        assert_eq!(summary(&frames[..1]), vec![t(false, 1, b"ok")]);
+        assert_eq!(frames[1].close(), Some((1011, vec![])));
+        assert_eq!(frames.len(), 2);
+        assert_eq!(*calls.borrow(), 2, "the producer was dropped");
+    }
+}
+
+/// Feeds `input` whole, or one byte at a time.
+fn feed_bytes(e: &mut Engine, input: &[u8], one_byte_at_a_time: bool) -> Recorder {
+    let mut rec = Recorder::default();
+    if one_byte_at_a_time {
+        for b in input {
+            e.feed(std::slice::from_ref(b), &mut rec);
+        }
+    } else {
+        e.feed(input, &mut rec);
+    }
+    rec
+}
+
+#[test]
+fn a_paused_producer_is_not_asked_again_until_resumed() {
+    for one_byte_at_a_time in [false, true] {
+        let calls = Rc::new(RefCell::new(0));
+        let mut e = Engine::new(Role::Server, Config::default());
+        let script = [
+            (Fragment::Data(1), &b"a"[..]),
+            (Fragment::Pause, b""),
+            (Fragment::Eof(1), b"b"),
+        ];
+        e.queue_fragmented(OpCode::Binary, scripted(&script, calls.clone()))
+            .unwrap();
+        e.queue_msg(OpCode::Text, b"after").unwrap();
+        e.queue_close(Some(1000), b"").unwrap();
+        let mut wire = Vec::new();
+        // Paused: `send` returns Idle, not NeedFragment, and nothing is wanted.
+        assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+        assert_eq!(*calls.borrow(), 2);
+        assert!(e.sender().fragmented_paused() && !e.want_write());
+        assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+        assert_eq!(*calls.borrow(), 2, "not asked again while paused");
+        // A ping is answered meanwhile: control frames pass the paused message.
+        feed_bytes(
+            &mut e,
+            &frame_to(Role::Server, true, 9, b"P"),
+            one_byte_at_a_time,
+        );
+        assert!(e.want_write());
+        assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+        assert!(!e.want_write() && e.sender().fragmented_paused());
+        assert_eq!(*calls.borrow(), 2);
+        // The data and the user close queued after it wait; resumed, it goes on.
+        e.resume_fragmented();
+        assert!(!e.sender().fragmented_paused() && e.want_write());
+        assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+        assert_eq!(*calls.borrow(), 3);
+        assert_eq!(
+            summary(&parse_frames(&wire)),
+            vec![
+                t(false, 2, b"a"),
+                t(true, 10, b"P"),
+                t(true, 0, b"b"),
+                t(true, 1, b"after"),
+                t(true, 8, &close_payload(1000, b"")),
+            ]
+        );
+        assert!(e.close_sent());
+    }
+}
+
+#[test]
+fn a_paused_sender_writes_control_frames_and_returns_idle() {
+    let mut s = Sender::new(Role::Client, &Config::default());
+    s.queue_fragmented(OpCode::Binary).unwrap();
+    let mut wire = Vec::new();
+    let need = SendStatus::NeedFragment { max_len: 4096 };
+    assert_eq!(s.send(&mut wire).unwrap(), need);
+    assert_eq!(
+        s.push_produced(&[0; 4096], Fragment::Pause),
+        Produced::Paused
+    );
+    assert!(s.fragmented_paused() && !s.want_write());
+    assert_eq!(s.send(&mut wire).unwrap(), SendStatus::Idle);
+    s.queue_msg(OpCode::Ping, b"1").unwrap();
+    s.queue_pong(b"2");
+    assert!(s.want_write());
+    assert_eq!(s.send(&mut wire).unwrap(), SendStatus::Idle);
+    assert!(!s.want_write());
+    assert_eq!(
+        summary(&parse_frames(&wire)),
+        vec![t(true, 9, b"1"), t(true, 10, b"2")]
+    );
+    // Resuming something not paused is a no-op; resumed, it is asked for again.
+    s.resume_fragmented();
+    s.resume_fragmented();
+    assert!(!s.fragmented_paused() && s.want_write());
+    assert_eq!(s.send(&mut wire).unwrap(), need);
+    assert_eq!(
+        s.push_produced(&[7; 4096], Fragment::Eof(1)),
+        Produced::Finished
+    );
+    assert_eq!(s.send(&mut wire).unwrap(), SendStatus::Idle);
+    assert_eq!(summary(&parse_frames(&wire))[2], t(true, 2, &[7]));
+    assert!(!s.fragmented_paused() && !s.want_write());
+}
+
+#[test]
+fn a_failure_close_or_a_close_reply_passes_a_paused_message() {
+    let unmasked = raw_frame(0x81, b"unmasked", None);
+    let peer_close = frame_to(Role::Server, true, 8, &close_payload(1001, b"bye"));
+    let paused: &[(Fragment, &[u8])] = &[(Fragment::Data(1), b"a"), (Fragment::Pause, b"")];
+    // Not paused yet when the failure comes (it is queued behind the message,
+    // then the producer pauses).
+    let later: &[(Fragment, &[u8])] = &[
+        (Fragment::Data(1), b"a"),
+        (Fragment::Data(0), b""),
+        (Fragment::Pause, b""),
+    ];
+    for (script, input, code) in [
+        (paused, &unmasked, 1002),
+        (later, &unmasked, 1002),
+        (paused, &peer_close, 1001),
+    ] {
+        for one_byte_at_a_time in [false, true] {
+            let calls = Rc::new(RefCell::new(0));
+            let mut e = Engine::new(Role::Server, Config::default());
+            e.queue_fragmented(OpCode::Binary, scripted(script, calls.clone()))
+                .unwrap();
+            e.queue_msg(OpCode::Text, b"dropped").unwrap();
+            let mut wire = Vec::new();
+            e.send(&mut wire).unwrap();
+            assert_eq!(e.want_write(), script.len() == 3);
+            feed_bytes(&mut e, input, one_byte_at_a_time);
+            assert!(e.want_write(), "the close is wanted");
+            assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+            assert_eq!(*calls.borrow(), script.len());
+            let frames = parse_frames(&wire);
+            assert_eq!(summary(&frames[..1]), vec![t(false, 2, b"a")]);
+            assert_eq!(frames[1].close().map(|c| c.0), Some(code));
+            assert_eq!(frames.len(), 2, "{code}: the rest is dropped");
+            assert!(e.close_sent() && !e.want_write());
+            assert_eq!(Rc::strong_count(&calls), 1, "the producer was dropped");
+        }
+    }
+    // A user close queued behind the paused message stops waiting when the peer
+    // breaks the protocol (it is the close that goes out, with its code).
+    let mut e = Engine::new(Role::Server, Config::default());
+    let calls = Rc::new(RefCell::new(0));
+    e.queue_fragmented(OpCode::Binary, scripted(paused, calls.clone()))
+        .unwrap();
+    e.queue_close(Some(4000), b"mine").unwrap();
+    let mut wire = Vec::new();
+    assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+    assert!(!e.want_write(), "the user close waits");
+    e.feed(&unmasked, &mut Recorder::default());
+    assert!(e.want_write());
+    assert_eq!(e.send(&mut wire).unwrap(), SendStatus::Idle);
+    let frames = parse_frames(&wire);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[1].close(), Some((4000, b"mine".to_vec())));
+    assert_eq!(Rc::strong_count(&calls), 1, "the producer was dropped");
+}
+
 #[test]
 fn user_close_goes_after_everything_queued_before_it() {
     let mut e = Engine::new(Role::Client, Config::default());
@@ -290,14 +576,16 @@ fn user_close_goes_after_everything_queued_before_it() {
     assert_eq!(e.queue_msg(OpCode::Text, b"late"), Err(Error::Closed));
     assert_eq!(e.queue_msg(OpCode::Ping, b"late"), Err(Error::Closed));
     assert_eq!(e.queue_close(Some(1000), b""), Err(Error::Closed));
-    // An automatic pong after the close is queued is dropped.
-    e.sender_mut().queue_pong(b"dropped");
+    // An automatic pong after the close is queued still goes out, ahead of the
+    // data (RFC 6455 section 5.5.2; the Perl module dropped it).
+    e.sender_mut().queue_pong(b"pong");
     assert_eq!(e.status_code_sent(), 1006);
     assert!(e.sender().close_queued() && !e.close_sent());
     let frames = drain(&mut e);
     assert_eq!(
         summary(&frames),
         vec![
+            t(true, 10, b"pong"),
             t(true, 1, b"a"),
             t(false, 2, b"b"),
             t(true, 0, b"c"),
@@ -308,6 +596,103 @@ fn user_close_goes_after_everything_queued_before_it() {
     assert_eq!(e.status_code_sent(), 1000);
     // Reading goes on until the peer's close.
     assert!(e.want_read());
+}
+
+/// A writer that takes `budget` bytes in all, then would block.
+#[derive(Default)]
+struct Budget {
+    data: Vec<u8>,
+    budget: usize,
+}
+
+impl std::io::Write for Budget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.budget);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        self.budget -= n;
+        self.data.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn pings_are_answered_until_our_close_is_written() {
+    // RFC 6455 section 5.5.2: a ping that arrives after our close is queued,
+    // before our close is written and before the peer's close, gets its pong.
+    // Two moments: the close still queued behind a message being written, and
+    // the close framed behind it but not yet started. Every ping is fed whole
+    // and one byte at a time.
+    for role in [Role::Server, Role::Client] {
+        let mask = if role == Role::Client { 4 } else { 0 };
+        for first in [vec![5; 100_000], b"a".to_vec()] {
+            // 10 bytes of the long message; exactly the short message's frame.
+            let budget = if first.len() > 125 {
+                10
+            } else {
+                2 + mask + first.len()
+            };
+            for one_byte_at_a_time in [false, true] {
+                let mut e = Engine::new(role, Config::default());
+                e.queue_msg(OpCode::Binary, &first).unwrap();
+                e.queue_close(Some(1000), b"bye").unwrap();
+                let mut w = Budget {
+                    data: Vec::new(),
+                    budget,
+                };
+                assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+                assert!(e.sender().close_queued() && !e.close_sent());
+                let mut rec = Recorder::default();
+                let ping = frame_to(role, true, 9, b"late ping");
+                if one_byte_at_a_time {
+                    for b in &ping {
+                        e.feed(std::slice::from_ref(b), &mut rec);
+                    }
+                } else {
+                    e.feed(&ping, &mut rec);
+                }
+                assert_eq!(rec.events.last(), Some(&msg(9, b"late ping")));
+                assert!(e.want_write());
+                w.budget = usize::MAX;
+                assert_eq!(e.send(&mut w).unwrap(), SendStatus::Idle);
+                assert_eq!(
+                    summary(&parse_frames(&w.data)),
+                    vec![
+                        t(true, 2, &first),
+                        t(true, 10, b"late ping"),
+                        t(true, 8, &close_payload(1000, b"bye")),
+                    ],
+                    "{role:?}, first message {} bytes",
+                    first.len()
+                );
+                assert!(e.close_sent() && !e.want_write());
+                // Once our close is written, a ping gets no pong.
+                e.feed(&frame_to(role, true, 9, b"too late"), &mut rec);
+                assert!(!e.want_write());
+                assert_eq!(e.queued_count(), 0);
+            }
+        }
+        // Once the close frame's writing has begun, nothing can go before it.
+        let mut e = Engine::new(role, Config::default());
+        e.queue_close(Some(1000), b"bye").unwrap();
+        let mut w = Budget {
+            data: Vec::new(),
+            budget: 1,
+        };
+        assert_eq!(e.send(&mut w).unwrap(), SendStatus::WouldBlock);
+        e.feed(&frame_to(role, true, 9, b"late"), &mut Recorder::default());
+        assert_eq!(e.queued_count(), 1);
+        w.budget = usize::MAX;
+        assert_eq!(e.send(&mut w).unwrap(), SendStatus::Idle);
+        assert_eq!(
+            summary(&parse_frames(&w.data)),
+            vec![t(true, 8, &close_payload(1000, b"bye"))]
+        );
+    }
 }
 
 #[test]

@@ -462,7 +462,9 @@ impl Decoder {
                 Some(r) => &buf[r.clone()],
                 None => &self.ctrl_buf[..],
             };
-            return h.on_message(self.frame.rsv, self.frame_op, data, 0);
+            let flow = h.on_message(self.frame.rsv, self.frame_op, data, 0);
+            pool::release(&mut self.ctrl_buf);
+            return flow;
         }
         let op = self.msg_op.take().unwrap_or(OpCode::Binary);
         let data = match (&whole, self.msg_buffered) {
@@ -471,9 +473,10 @@ impl Decoder {
             (_, false) => &[],
         };
         let flow = h.on_message(self.msg_rsv, op, data, 0);
-        // Kept, not pooled: a large one would be freed, and fresh pages for every
-        // large message cost more than the copy they carry.
-        self.msg_buf.clear();
+        // Back to the pool after every message, so that an idle receiver holds no
+        // buffer whatever it received: the pool keeps buffers up to a bound (a
+        // large message's buffer is freed) for the next message to reuse.
+        pool::release(&mut self.msg_buf);
         flow
     }
 
@@ -583,6 +586,9 @@ impl Decoder {
             if whole_frame {
                 self.whole = Some(range);
             } else {
+                if self.ctrl_buf.capacity() == 0 {
+                    self.ctrl_buf = pool::take_buf();
+                }
                 self.ctrl_buf.extend_from_slice(chunk);
             }
             return Ok(());

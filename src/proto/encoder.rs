@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use super::frame::{Header, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use super::utf8::{self, Utf8Validator};
-use super::{is_valid_close_code, pool, Error, MaskSource, OpCode, Role, Rsv};
+use super::{is_valid_close_code, pool, Error, Fragment, MaskSource, OpCode, Produced, Role, Rsv};
 
 mod write;
 
@@ -83,10 +83,15 @@ pub(super) enum Item {
     Fragmented {
         opcode: OpCode,
         started: bool,
+        /// The producer said `Pause`: no piece is asked for until resumed.
+        paused: bool,
     },
     Close {
         code: u16,
         len: usize,
+        /// A failure close ([`Encoder::fail`]): it does not wait behind a
+        /// paused fragmented message.
+        failure: bool,
     },
 }
 
@@ -134,7 +139,8 @@ impl Encoder {
     }
 
     /// Makes a spare (pristine) encoder fresh for another sender, keeping its
-    /// queues' capacity and its handle on the thread's CSPRNG. A pristine encoder
+    /// queues' capacity (bounded by `trim_for_spare`) and its handle on the
+    /// thread's CSPRNG. A pristine encoder
     /// owns no buffer: this frees nothing.
     pub(super) fn renew(&mut self, role: Role, fragment_size: usize, max_queued_bytes: usize) {
         // Pristine means every queue and flag is as `new` leaves it (see
@@ -246,6 +252,7 @@ impl Encoder {
         self.items.push_back(Item::Fragmented {
             opcode,
             started: false,
+            paused: false,
         });
         self.fragmented += 1;
         Ok(())
@@ -259,7 +266,10 @@ impl Encoder {
         if self.shut || self.close_sent {
             return Err(Error::Closed);
         }
-        let Some(Item::Fragmented { opcode, started }) = self.items.front().copied() else {
+        let Some(Item::Fragmented {
+            opcode, started, ..
+        }) = self.items.front().copied()
+        else {
             return Err(Error::FragmentedNotPending);
         };
         if data.len() > self.fragment_size {
@@ -301,6 +311,62 @@ impl Encoder {
         Ok(())
     }
 
+    /// Carries out what a producer returned for the fragmented message at the
+    /// head of the queue: see [`Sender::push_produced`](super::Sender::push_produced).
+    pub fn push_produced(&mut self, buf: &[u8], outcome: Fragment) -> Produced {
+        let (len, last) = match outcome {
+            Fragment::Data(n) => (n, false),
+            Fragment::Eof(n) => (n, true),
+            Fragment::Pause => {
+                if self.shut || self.close_sent {
+                    return Produced::Failed;
+                }
+                return match self.items.front_mut() {
+                    Some(Item::Fragmented { paused, .. }) => {
+                        *paused = true;
+                        Produced::Paused
+                    }
+                    _ => Produced::Failed,
+                };
+            }
+            Fragment::Error => (usize::MAX, true),
+        };
+        // `push_fragment` checks the rest: a message waiting, the length
+        // against `fragment_size`, UTF-8 across the pieces of a text message.
+        let pushed = match buf.get(..len) {
+            Some(piece) => self.push_fragment(piece, last),
+            None => Err(Error::FragmentTooLong {
+                len,
+                max: buf.len(),
+            }),
+        };
+        match pushed {
+            Ok(()) if last => Produced::Finished,
+            Ok(()) if len == 0 => Produced::NotReady,
+            Ok(()) => Produced::Queued,
+            Err(_) => {
+                self.abort_fragmented();
+                Produced::Failed
+            }
+        }
+    }
+
+    /// Lets a paused fragmented message at the head of the queue be asked for
+    /// its next piece again. No-op otherwise.
+    pub fn resume_fragmented(&mut self) {
+        if let Some(Item::Fragmented { paused, .. }) = self.items.front_mut() {
+            *paused = false;
+        }
+    }
+
+    /// Whether the head of the queue is a paused fragmented message.
+    pub fn fragmented_paused(&self) -> bool {
+        matches!(
+            self.items.front(),
+            Some(Item::Fragmented { paused: true, .. })
+        )
+    }
+
     /// The producer of the fragmented message at the head of the queue failed:
     /// the message and everything queued after it are dropped and close 1011 is
     /// queued at once. No-op when the head is not a fragmented message.
@@ -313,7 +379,7 @@ impl Encoder {
         }
         self.drop_items();
         self.close_queued = false;
-        self.push_close(Some(1011), b"");
+        self.push_close(Some(1011), b"", false);
     }
 
     /// Queues the user's close: it goes out after everything queued before it,
@@ -332,7 +398,7 @@ impl Encoder {
         if std::str::from_utf8(reason).is_err() {
             return Err(Error::InvalidCloseReason);
         }
-        self.push_close(code, reason);
+        self.push_close(code, reason, false);
         Ok(())
     }
 
@@ -348,7 +414,7 @@ impl Encoder {
         }
         self.drop_unstarted_frames();
         let queued = match self.items.back() {
-            Some(Item::Close { code, len }) => Some((*code, *len)),
+            Some(Item::Close { code, len, .. }) => Some((*code, *len)),
             _ => None,
         };
         match queued {
@@ -359,33 +425,43 @@ impl Encoder {
                 self.drop_items();
                 self.close_queued = false;
                 let code = (queued_code != 1005).then_some(queued_code);
-                self.push_close(code, &reason);
+                self.push_close(code, &reason, false);
             }
             None => {
                 self.drop_items();
                 let reason = if reason.len() <= 123 { reason } else { &[] };
-                self.push_close(code, reason);
+                self.push_close(code, reason, false);
             }
         }
     }
 
     /// The peer broke the protocol: close with `code` after everything already
-    /// queued; nothing can be queued afterwards. No-op if a close is already
-    /// queued or sent.
+    /// queued, except that it does not wait for a paused fragmented message;
+    /// nothing can be queued afterwards. If a close is already queued, that one
+    /// stays, and no longer waits for a paused message either. No-op once a
+    /// close is sent.
     pub fn fail(&mut self, code: u16) {
-        if self.shut || self.close_queued || self.close_sent {
+        if self.shut || self.close_sent {
             return;
         }
-        self.push_close(Some(code), b"");
+        if !self.close_queued {
+            self.push_close(Some(code), b"", true);
+        } else if let Some(Item::Close { failure, .. }) = self.items.back_mut() {
+            *failure = true;
+        }
     }
 
-    /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
-    /// close is queued or sent.
+    /// Queues a pong answering a ping (at most 125 bytes are kept): see
+    /// [`Sender::queue_pong`](super::Sender::queue_pong).
     pub fn queue_pong(&mut self, payload: &[u8]) {
-        if self.check_open().is_err() {
+        if self.shut || self.close_sent {
             return;
         }
         let payload = &payload[..payload.len().min(125)];
+        if self.close_queued && self.close_framed() {
+            self.pong_before_framed_close(payload);
+            return;
+        }
         if self.over_high_water() {
             // Past the high-water mark the newest ping's payload replaces the pong
             // still waiting (RFC 6455 section 5.5.3 lets an endpoint answer only the
@@ -406,6 +482,37 @@ impl Encoder {
         self.push_control(OpCode::Pong, payload);
     }
 
+    /// Frames a pong in front of our close, which is framed: only while the
+    /// close's writing has not begun, and under the high-water mark (a peer
+    /// flooding us with pings while we close gets no more pongs past it).
+    #[cold]
+    fn pong_before_framed_close(&mut self, payload: &[u8]) {
+        let Some(close) = self.marks.pop() else {
+            return;
+        };
+        // Nothing is framed after a close, and a close is framed into `out`
+        // after any direct bytes were written or flattened.
+        debug_assert!(close.close.is_some() && self.direct.is_empty());
+        if close.start < self.out_pos || self.over_high_water() {
+            self.marks.push(close);
+            return;
+        }
+        // A close frame is at most 2 + 4 + 125 bytes.
+        let mut bytes = [0u8; 131];
+        let len = close.end - close.start;
+        bytes[..len].copy_from_slice(&self.out[close.start..close.end]);
+        self.out.truncate(close.start);
+        self.frame(OpCode::Pong, true, payload);
+        self.complete_last_mark(None);
+        let start = self.out.len();
+        self.out.extend_from_slice(&bytes[..len]);
+        self.marks.push(Mark {
+            start,
+            end: self.out.len(),
+            ..close
+        });
+    }
+
     /// Whether the queue holds more than the high-water mark, counting what each
     /// waiting control frame really takes.
     fn over_high_water(&self) -> bool {
@@ -414,11 +521,23 @@ impl Encoder {
     }
 
     /// Whether there is something to write: not shut down, no close sent, and a
-    /// frame queued or partly written (or a fragmented message waiting).
+    /// frame queued or partly written (or a fragmented message waiting, unless
+    /// it is paused: then only what may pass it counts).
     pub fn want_write(&self) -> bool {
         !self.shut
             && !self.close_sent
-            && (self.out_pos < self.framed_len() || !self.ctrl.is_empty() || !self.items.is_empty())
+            && (self.out_pos < self.framed_len()
+                || !self.ctrl.is_empty()
+                || match self.items.front() {
+                    None => false,
+                    Some(Item::Fragmented { paused: true, .. }) => self.failure_waits(),
+                    Some(_) => true,
+                })
+    }
+
+    /// Whether a failure close is queued (it passes a paused fragmented message).
+    pub(super) fn failure_waits(&self) -> bool {
+        matches!(self.items.back(), Some(Item::Close { failure: true, .. }))
     }
 
     /// Messages queued or partly sent, control frames and the close included.
@@ -443,6 +562,16 @@ impl Encoder {
         self.ctrl_bytes = 0;
         self.reset_out();
         pool::release(&mut self.out);
+    }
+
+    /// Shrinks the queues of an encoder going back to the pool to a few KiB
+    /// each: what a burst made them grow to is not kept by a spare, while the
+    /// capacity steady traffic needs is.
+    pub(super) fn trim_for_spare(&mut self) {
+        const KEPT: usize = 4096;
+        self.ctrl.shrink_to(KEPT / std::mem::size_of::<Control>());
+        self.items.shrink_to(KEPT / std::mem::size_of::<Item>());
+        self.marks.shrink_to(KEPT / std::mem::size_of::<Mark>());
     }
 
     /// Nothing queued, framed or in flight, no buffer, no mask source, nothing
@@ -523,7 +652,8 @@ impl Encoder {
         self.payloads.extend_from_slice(data);
     }
 
-    fn push_close(&mut self, code: Option<u16>, reason: &[u8]) {
+    /// Queues a close (`failure`: see [`Item::Close`]).
+    fn push_close(&mut self, code: Option<u16>, reason: &[u8], failure: bool) {
         let mut payload = [0u8; 125];
         let mut len = 0;
         if let Some(code) = code {
@@ -535,6 +665,7 @@ impl Encoder {
         self.items.push_back(Item::Close {
             code: code.unwrap_or(1005),
             len,
+            failure,
         });
         self.close_queued = true;
     }

@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 use super::{
-    Config, Error, Fragment, Handler, MaskSource, OpCode, Producer, Receiver, RecvStatus, Reply,
-    ReplySink, Role, SendStatus, Sender,
+    Config, Error, Fragment, Handler, MaskSource, OpCode, Produced, Producer, Receiver, RecvStatus,
+    Reply, ReplySink, Role, SendStatus, Sender,
 };
 
 /// A whole WebSocket connection without I/O, for standalone use (tests, fuzzing,
@@ -105,9 +105,11 @@ impl Engine {
     }
 
     /// Writes queued frames to `w` ([`Sender::send`]), calling the producers of
-    /// fragmented messages as their turn comes. Returns
-    /// [`SendStatus::NeedFragment`] only when a producer returned `Data(0)`
-    /// (nothing now): call `send` again later and it will be asked again.
+    /// fragmented messages as their turn comes ([`Sender::push_produced`] carries
+    /// out their answers). Returns [`SendStatus::NeedFragment`] only when a
+    /// producer returned `Data(0)` (nothing now): call `send` again later and it
+    /// will be asked again. A producer that returned `Pause` is not asked again
+    /// until [`Engine::resume_fragmented`]; `send` returns `Idle` meanwhile.
     pub fn send<W: Write>(&mut self, w: &mut W) -> io::Result<SendStatus> {
         loop {
             let status = self.sender.send(w)?;
@@ -121,28 +123,29 @@ impl Engine {
                 continue;
             };
             self.scratch.resize(max_len, 0);
-            let pushed = match producer(&mut self.scratch[..max_len]) {
-                Fragment::Data(0) => return Ok(status),
-                Fragment::Data(n) if n <= max_len => {
-                    self.sender.push_fragment(&self.scratch[..n], false)
-                }
-                Fragment::Eof(n) if n <= max_len => {
-                    let pushed = self.sender.push_fragment(&self.scratch[..n], true);
-                    if pushed.is_ok() {
-                        self.producers.pop_front();
-                    }
-                    pushed
-                }
-                _ => Err(Error::FragmentedNotPending),
-            };
-            if pushed.is_err() {
-                self.sender.abort_fragmented();
+            let outcome = producer(&mut self.scratch[..max_len]);
+            if matches!(outcome, Fragment::Eof(_) | Fragment::Error) {
+                // The message ends here whatever comes of it (popped first: a
+                // panicking mask source comes out of `push_produced` after the
+                // last piece is queued).
+                self.producers.pop_front();
             }
+            let produced = self.sender.push_produced(&self.scratch[..max_len], outcome);
             self.sync_producers();
             if self.producers.is_empty() {
                 self.scratch = Vec::new();
             }
+            if produced == Produced::NotReady {
+                return Ok(status);
+            }
         }
+    }
+
+    /// Lets a fragmented message paused by its producer ([`Fragment::Pause`]) be
+    /// produced again: its producer is called at the next [`Engine::send`]
+    /// ([`Sender::resume_fragmented`]).
+    pub fn resume_fragmented(&mut self) {
+        self.sender.resume_fragmented();
     }
 
     /// Queues a whole message ([`Sender::queue_msg`]).
@@ -153,8 +156,10 @@ impl Engine {
     /// Queues a text or binary message made by `producer`, which is called with
     /// a buffer of `Config::fragment_size` bytes each time the message's next
     /// frame can go out. `Data(0)` sends nothing (asked again at the next
-    /// `send`); a length over the buffer's is a producer bug, taken as
-    /// `Error`; `Error` abandons the message and queues close 1011.
+    /// `send`); `Pause` sends nothing and waits for
+    /// [`Engine::resume_fragmented`]; a length over the buffer's is a producer
+    /// bug, taken as `Error`; `Error`, or a text piece that is not UTF-8,
+    /// abandons the message and queues close 1011 ([`Sender::push_produced`]).
     pub fn queue_fragmented(&mut self, opcode: OpCode, producer: Producer) -> Result<(), Error> {
         self.sender.queue_fragmented(opcode)?;
         self.producers.push_back(producer);

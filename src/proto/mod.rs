@@ -119,7 +119,9 @@ pub struct Config {
     pub buffering: bool,
     /// The largest message (buffering) or frame (no buffering) accepted; larger
     /// ones are refused with close 1009, decided from the frame header. Default
-    /// 2^31 - 1, as wslay.
+    /// 64 MiB (`64 << 20`): with buffering, what one connection can make us hold
+    /// for a message being assembled. wslay's and the Perl module's 2^31 - 1
+    /// would let one peer pin 2 GiB; set it for compatibility if you must.
     pub max_recv_size: u64,
     /// RSV bits the peer may set, on the first frame of data messages only
     /// (extensions). Default empty. RSV1 set on a text message turns its UTF-8
@@ -128,7 +130,12 @@ pub struct Config {
     /// Bytes offered to a fragmented-message producer per frame. Default 4096.
     pub fragment_size: usize,
     /// The send-queue high-water mark in bytes: queueing a message that would take
-    /// the queue past it fails with [`Error::QueueFull`]. Default 64 MiB.
+    /// the queue past it fails with [`Error::QueueFull`]. Default 16 MiB
+    /// (`16 << 20`). It bounds what a peer that stops reading makes us hold:
+    /// our queued payloads and framed bytes, plus (past the mark) automatic
+    /// pongs replace each other instead of adding up. A single message larger
+    /// than the mark can never be queued: raise it to send larger ones (to echo
+    /// messages up to the default `max_recv_size`, say).
     pub max_queued_bytes: usize,
 }
 
@@ -136,10 +143,10 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             buffering: true,
-            max_recv_size: (1 << 31) - 1,
+            max_recv_size: 64 << 20,
             allowed_rsv: Rsv::empty(),
             fragment_size: 4096,
-            max_queued_bytes: 64 << 20,
+            max_queued_bytes: 16 << 20,
         }
     }
 }
@@ -234,26 +241,60 @@ pub enum RecvStatus {
 }
 
 /// What a fragmented-message producer returns after filling a prefix of the
-/// buffer it was given.
+/// buffer it was given; [`Sender::push_produced`] carries it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fragment {
-    /// `n` bytes of the message; `Data(0)` sends nothing (ask again later).
+    /// `n` bytes of the message; `Data(0)` sends nothing: the producer is asked
+    /// again at the next send (at once if the caller sends in a loop, so a
+    /// producer that must wait for something returns [`Fragment::Pause`]).
     Data(usize),
     /// The last `n` bytes of the message (`Eof(0)`: an empty final frame).
     Eof(usize),
     /// The message cannot be produced: it is abandoned and close 1011 is sent.
     Error,
+    /// Not ready, and the producer is not called again until the message is
+    /// resumed ([`Sender::resume_fragmented`], [`Engine::resume_fragmented`]).
+    /// Nothing is sent with it. Meanwhile control frames (pongs, a failure
+    /// close, a close reply) still go out; data messages and a user close
+    /// queued after this message wait behind it.
+    Pause,
+}
+
+/// What [`Sender::push_produced`] did with a producer's return value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Produced {
+    /// A piece was queued; more of the message is to come.
+    Queued,
+    /// The last piece was queued: the message is complete and its producer
+    /// is done.
+    Finished,
+    /// `Data(0)`: nothing was queued; ask the producer again at the next
+    /// [`SendStatus::NeedFragment`].
+    NotReady,
+    /// `Pause`: nothing was queued and the message is paused: [`Sender::send`]
+    /// asks for no piece of it until [`Sender::resume_fragmented`].
+    Paused,
+    /// The message was abandoned, with everything queued after it, and close
+    /// 1011 was queued: for `Error`, a length over the buffer, or a piece that
+    /// [`Sender::push_fragment`] refuses (invalid UTF-8 in a text message, a
+    /// text message ending inside a character). Also when no fragmented
+    /// message was waiting for a piece (writing is over, or the message was
+    /// dropped meanwhile): then nothing was queued. Either way the producer is
+    /// done.
+    Failed,
 }
 
 /// Why [`Sender::send`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendStatus {
-    /// Nothing is left to write.
+    /// Nothing is left to write now: the queue is empty, or its head is a
+    /// paused fragmented message (see [`Fragment::Pause`]).
     Idle,
     /// The transport accepts no more bytes now.
     WouldBlock,
     /// The head of the queue is a fragmented message that needs its next piece,
-    /// at most `max_len` bytes ([`Sender::push_fragment`]).
+    /// at most `max_len` bytes ([`Sender::push_produced`] or
+    /// [`Sender::push_fragment`]).
     NeedFragment {
         /// The most bytes one piece may have.
         max_len: usize,

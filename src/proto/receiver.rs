@@ -11,7 +11,9 @@ use super::{pool, Config, Handler, ProtocolError, RecvStatus, ReplySink, Role};
 /// It holds no large buffer while idle: reads go into a pooled buffer that is
 /// given back as soon as every byte in it is processed. A message that arrives
 /// whole in one read is handed to the handler as a slice of that buffer
-/// (unmasked in place); only fragmented or split messages are copied.
+/// (unmasked in place); only fragmented or split messages are copied, into a
+/// pooled buffer that goes back after the message (the pool frees a large one,
+/// and keeps a bounded total per thread).
 ///
 /// Between messages, with nothing kept, it holds no decoder state either: the
 /// decoder goes back to a small per-thread pool after each call that leaves it

@@ -206,6 +206,32 @@ fn an_idle_receiver_holds_no_decoder() {
     assert_eq!(r.status_code_received(), 1000);
 }
 
+#[test]
+fn an_idle_receiver_holds_no_decoder_after_split_or_fragmented_messages() {
+    // Payloads that cannot be handed out in place are gathered in buffers:
+    // those go back to the pool with the message, fed whole or byte by byte.
+    let mut fragmented = client_frame(0x2, b"first piece");
+    fragmented[0] &= 0x7f; // no FIN
+    fragmented.extend(client_frame(0x9, b"ping between"));
+    fragmented.extend(client_frame(0x0, b"last piece"));
+    let inputs = [
+        client_frame(0x1, b"split text"),
+        client_frame(0x9, b"split ping"),
+        fragmented,
+    ];
+    for input in &inputs {
+        for step in [1, 7, input.len()] {
+            let mut r = Receiver::new(Role::Server, &Config::default());
+            let mut h = Count::default();
+            for piece in input.chunks(step) {
+                assert_eq!(r.feed(piece, &mut h, &mut NoReply), RecvStatus::WouldBlock);
+            }
+            assert!(h.0 >= 1);
+            assert!(r.decoder.is_none(), "a decoder kept, step {step}");
+        }
+    }
+}
+
 /// Records every event with its arguments, and every reply.
 #[derive(Default, Debug, PartialEq)]
 struct Log(Vec<String>);

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::encoder::Encoder;
-use super::{pool, Config, Error, MaskSource, OpCode, Role, SendStatus};
+use super::{pool, Config, Error, Fragment, MaskSource, OpCode, Produced, Role, SendStatus};
 
 /// Queues messages and writes them as frames.
 ///
@@ -74,7 +74,8 @@ impl Sender {
     /// Gives the encoder back to the pool when it holds nothing worth keeping.
     fn idle_check<T>(&mut self, result: T) -> T {
         if self.enc.as_ref().is_some_and(|d| d.is_pristine()) {
-            if let Some(spare) = self.enc.take() {
+            if let Some(mut spare) = self.enc.take() {
+                spare.trim_for_spare();
                 pool::keep_spare(&SPARE_ENCODERS, spare);
             }
         }
@@ -106,7 +107,8 @@ impl Sender {
     }
 
     /// Queues a fragmented message: its pieces come through
-    /// [`Sender::push_fragment`] when [`Sender::send`] asks for them.
+    /// [`Sender::push_produced`] (or [`Sender::push_fragment`]) when
+    /// [`Sender::send`] asks for them.
     pub fn queue_fragmented(&mut self, opcode: OpCode) -> Result<(), Error> {
         let result = self.enc().queue_fragmented(opcode);
         self.idle_check(result)
@@ -118,6 +120,87 @@ impl Sender {
         let result = self.enc().push_fragment(data, last);
         self.raise_mask_panic();
         self.idle_check(result)
+    }
+
+    /// Carries out what the producer of the fragmented message at the head of
+    /// the queue returned, after [`Sender::send`] returned
+    /// [`SendStatus::NeedFragment`]: `buf` is the buffer the producer was given
+    /// (`max_len` bytes), `outcome` its answer. This is the one place a
+    /// producer's answer is interpreted; drop the producer when the result is
+    /// [`Produced::Finished`] or [`Produced::Failed`], keep it otherwise.
+    ///
+    /// - `Data(n)`: the first `n` bytes of `buf` are queued as the next frame
+    ///   ([`Produced::Queued`]); `Data(0)` queues nothing
+    ///   ([`Produced::NotReady`]: ask again at the next `NeedFragment`).
+    /// - `Eof(n)`: the last frame, `n` bytes (may be 0): [`Produced::Finished`].
+    /// - `Pause`: nothing is queued and the message is paused
+    ///   ([`Produced::Paused`]): until [`Sender::resume_fragmented`], `send`
+    ///   writes control frames and returns [`SendStatus::Idle`] instead of
+    ///   asking for a piece, and [`Sender::want_write`] is false unless a
+    ///   control frame (or a failure close, which then abandons the message)
+    ///   waits.
+    /// - `Error`, a length over `buf`'s, or a piece [`Sender::push_fragment`]
+    ///   refuses (invalid UTF-8 in a text message, also a text message ending
+    ///   inside a character): the message and everything queued after it are
+    ///   dropped and close 1011 is queued ([`Produced::Failed`]).
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::{Config, Fragment, OpCode, Produced, Role, SendStatus, Sender};
+    ///
+    /// let mut sender = Sender::new(Role::Server, &Config::default());
+    /// sender.queue_fragmented(OpCode::Text).unwrap();
+    /// let mut pieces = vec![&b"lo"[..], b"hel"]; // popped from the back
+    /// let mut producer = move |buf: &mut [u8]| match pieces.pop() {
+    ///     Some(p) => {
+    ///         buf[..p.len()].copy_from_slice(p);
+    ///         Fragment::Data(p.len())
+    ///     }
+    ///     None => Fragment::Eof(0),
+    /// };
+    /// let mut wire = Vec::new();
+    /// let mut buf = Vec::new();
+    /// loop {
+    ///     match sender.send(&mut wire).unwrap() {
+    ///         SendStatus::NeedFragment { max_len } => {
+    ///             buf.resize(max_len, 0);
+    ///             let outcome = producer(&mut buf);
+    ///             match sender.push_produced(&buf, outcome) {
+    ///                 Produced::Queued => {}
+    ///                 Produced::Finished | Produced::Failed => {} // drop the producer here
+    ///                 Produced::NotReady | Produced::Paused => break, // ask later
+    ///             }
+    ///         }
+    ///         _ => break,
+    ///     }
+    /// }
+    /// assert_eq!(wire, b"\x01\x03hel\x00\x02lo\x80\x00");
+    ///
+    /// // A text message may not end inside a character: close 1011.
+    /// sender.queue_fragmented(OpCode::Text).unwrap();
+    /// assert_eq!(sender.send(&mut wire).unwrap(), SendStatus::NeedFragment { max_len: 4096 });
+    /// assert_eq!(sender.push_produced(b"\xe2\x82", Fragment::Eof(2)), Produced::Failed);
+    /// assert!(sender.close_queued());
+    /// ```
+    pub fn push_produced(&mut self, buf: &[u8], outcome: Fragment) -> Produced {
+        let result = self.enc().push_produced(buf, outcome);
+        self.raise_mask_panic();
+        self.idle_check(result)
+    }
+
+    /// Lets a paused fragmented message ([`Fragment::Pause`]) be asked for its
+    /// next piece again: `send` returns [`SendStatus::NeedFragment`] for it
+    /// and [`Sender::want_write`] turns true. No-op when the head of the queue
+    /// is not a paused message.
+    pub fn resume_fragmented(&mut self) {
+        if let Some(e) = self.enc.as_mut() {
+            e.resume_fragmented();
+        }
+    }
+
+    /// Whether the head of the queue is a fragmented message paused by its
+    /// producer ([`Fragment::Pause`]).
+    pub fn fragmented_paused(&self) -> bool {
+        self.enc.as_ref().is_some_and(|e| e.fragmented_paused())
     }
 
     /// The producer of the fragmented message at the head of the queue failed:
@@ -149,24 +232,31 @@ impl Sender {
     }
 
     /// The peer broke the protocol: close with `code` after everything already
-    /// queued; nothing can be queued afterwards. No-op if a close is already
-    /// queued or sent.
+    /// queued, except a paused fragmented message, which it does not wait for
+    /// (that message and what follows it are dropped); nothing can be queued
+    /// afterwards. If a close is already queued, that one is kept (and no
+    /// longer waits for a paused message either); no-op once a close is sent.
     pub fn fail(&mut self, code: u16) {
         self.enc().fail(code);
     }
 
-    /// Queues a pong answering a ping (at most 125 bytes are kept); dropped once a
-    /// close is queued or sent. Past `max_queued_bytes` (waiting control frames
-    /// counted at what they take, ~130 bytes each) it replaces the pong still
-    /// waiting rather than adding one: then only the latest ping is answered, as
-    /// RFC 6455 section 5.5.3 allows, and the queue stays bounded.
+    /// Queues a pong answering a ping (at most 125 bytes are kept). After our
+    /// close is queued it still goes out, before the close, as RFC 6455 section
+    /// 5.5.2 asks (the Perl module dropped it); it is dropped only once the
+    /// close frame's writing has begun, or writing is shut down. Past
+    /// `max_queued_bytes` (waiting control frames counted at what they take,
+    /// ~130 bytes each) it replaces the pong still waiting rather than adding
+    /// one: then only the latest ping is answered, as RFC 6455 section 5.5.3
+    /// allows, and the queue stays bounded (with our close already framed, past
+    /// the mark it is dropped).
     pub fn queue_pong(&mut self, payload: &[u8]) {
         self.enc().queue_pong(payload);
         self.idle_check(())
     }
 
     /// Writes queued frames to `w` until nothing is left, `w` would block, or a
-    /// fragmented message needs its next piece. Many frames go out per write and
+    /// fragmented message needs its next piece (a paused one needs none: `send`
+    /// returns `Idle` then, with the control frames written). Many frames go out per write and
     /// a partial write resumes exactly. `Interrupted` is retried; other I/O
     /// errors are returned (a write of 0 bytes is `WriteZero`).
     pub fn send<W: Write>(&mut self, w: &mut W) -> io::Result<SendStatus> {
@@ -188,7 +278,9 @@ impl Sender {
     }
 
     /// Whether there is something to write: not shut down, no close sent, and a
-    /// frame queued or partly written (or a fragmented message waiting).
+    /// frame queued or partly written, or a fragmented message waiting for its
+    /// next piece. Behind a paused fragmented message, only control frames and a
+    /// failure close count: data and a user close queued after it wait.
     pub fn want_write(&self) -> bool {
         self.enc.as_ref().is_some_and(|e| e.want_write())
     }

@@ -604,10 +604,15 @@ impl Conn {
         if !self.read_shutdown_pending.get() {
             return;
         }
-        if let Some(receiver) = self.receiver.borrow_mut().as_mut() {
+        let applied = match self.receiver.borrow_mut().as_mut() {
+            Some(receiver) => {
+                receiver.shutdown_read();
+                true
+            }
+            None => false, // dispatching: applied when it is back
+        };
+        if applied {
             self.read_shutdown_pending.set(false);
-            receiver.shutdown_read();
-            drop(receiver);
             self.begin_closing(CloseCause::Shutdown);
         }
     }

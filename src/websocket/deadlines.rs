@@ -106,10 +106,6 @@ impl Deadlines {
         }
     }
 
-    pub(super) fn closing(&self) -> bool {
-        self.closing_since.is_some()
-    }
-
     /// Bytes were written at `now`: while closing, the close timeout counts again.
     #[inline]
     pub(super) fn on_write_progress(&mut self, now: f64) {

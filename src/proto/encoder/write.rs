@@ -49,14 +49,38 @@ impl Encoder {
             self.fill();
             if self.framed_len() == 0 {
                 pool::release(&mut self.out);
-                if let Some(Item::Fragmented { .. }) = self.items.front() {
-                    return Ok(SendStatus::NeedFragment {
-                        max_len: self.fragment_size,
-                    });
+                match self.items.front() {
+                    Some(Item::Fragmented { paused: false, .. }) => {
+                        return Ok(SendStatus::NeedFragment {
+                            max_len: self.fragment_size,
+                        })
+                    }
+                    Some(Item::Fragmented { paused: true, .. }) if self.failure_waits() => {
+                        self.fail_past_paused();
+                    }
+                    _ => return Ok(SendStatus::Idle),
                 }
-                return Ok(SendStatus::Idle);
             }
         }
+    }
+
+    /// A failure close waits behind a paused fragmented message: the message
+    /// and everything after it are abandoned, and the close (as queued) goes
+    /// out now.
+    #[cold]
+    fn fail_past_paused(&mut self) {
+        let Some(&Item::Close { code, len, .. }) = self.items.back() else {
+            return;
+        };
+        // The stored payload is the code then the reason, at the end.
+        let start = self.payloads.len() - len + len.min(2);
+        let mut reason = [0u8; 123];
+        let reason_len = self.payloads.len() - start;
+        reason[..reason_len].copy_from_slice(&self.payloads[start..]);
+        self.drop_items();
+        self.close_queued = false;
+        let code = (code != 1005).then_some(code);
+        self.push_close(code, &reason[..reason_len], true);
     }
 
     /// Bytes framed so far: `out` and the direct payload after it.
@@ -97,7 +121,7 @@ impl Encoder {
                     header,
                     sealed,
                 }) => (*opcode, *len, usize::from(*header), *sealed, None),
-                Some(Item::Close { code, len }) => (OpCode::Close, *len, 0, false, Some(*code)),
+                Some(Item::Close { code, len, .. }) => (OpCode::Close, *len, 0, false, Some(*code)),
                 Some(Item::Fragmented { .. }) | None => break,
             };
             if header > 0 {
