@@ -14,4 +14,4 @@ pub mod proto;
 pub mod websocket;
 
 pub use proto::{Fragment, OpCode, Rsv};
-pub use websocket::{Client, Error, Params, Server, WebSocket};
+pub use websocket::{Client, CloseCause, Error, Params, Server, Waited, WebSocket};

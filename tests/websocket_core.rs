@@ -157,7 +157,10 @@ fn a_paused_producer_lets_pongs_through_and_resumes_on_request() {
         s.lp.run_with(RunFlags::NoWait);
     }
     assert_eq!(calls.get(), 2);
-    assert!(s.peer.data_msgs().is_empty(), "the message waits, and what follows");
+    assert!(
+        s.peer.data_msgs().is_empty(),
+        "the message waits, and what follows"
+    );
     s.ws.resume_fragmented().unwrap();
     s.until("the message and the one after it", |peer, _| {
         peer.data_msgs().len() == 2
@@ -339,9 +342,10 @@ fn a_wait_callback_tells_a_drained_queue_from_an_end_with_data_unsent() {
     }
     drop(peer); // killed mid-upload
     run_until(&lp, "the wait callback", || outcome.borrow().is_some());
-    match *outcome.borrow() {
+    let seen = *outcome.borrow();
+    match seen {
         Some(Waited::Closed { unsent }) => assert!(unsent > 0),
-        ref other => panic!("{other:?}"),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -379,7 +383,8 @@ fn the_close_timeout_counts_from_progress_so_a_slow_reader_gets_everything() {
     let mut count = Count(0);
     let ticks = Rc::new(Cell::new(0u32));
     let t = ticks.clone();
-    let reader = Timer::new(&lp, 0.02, 0.02, move |_| t.set(t.get() + 1));
+    let tick = Duration::from_millis(20);
+    let reader = Timer::new(&lp, tick, tick, move |_| t.set(t.get() + 1));
     reader.start();
     let mut last = 0;
     run_until(&lp, "the closing handshake", || {
@@ -454,7 +459,7 @@ fn an_upgraded_connection_stays_on_the_loop_of_its_handshake() {
     let addr = listener.local_addr().unwrap();
     let mut client = TcpStream::connect(addr).unwrap();
     let (accepted, _) = listener.accept().unwrap();
-    let request = ClientRequest::from_url(&format!("ws://{addr}/")).unwrap();
+    let (request, _, _) = ClientRequest::from_url(&format!("ws://{addr}/")).unwrap();
     client.write_all(&request.build().0).unwrap();
     let got = Rc::new(RefCell::new(Vec::new()));
     let conn: Rc<RefCell<Option<WebSocket>>> = Rc::default();

@@ -63,9 +63,15 @@ impl fmt::Display for CloseCause {
             CloseCause::PeerClose => f.write_str("the peer closed the connection"),
             CloseCause::LocalClose => f.write_str("closed by us"),
             CloseCause::ProtocolError(err) => {
-                write!(f, "the peer broke the protocol ({err}): close {}", err.close_code())
+                write!(
+                    f,
+                    "the peer broke the protocol ({err}): close {}",
+                    err.close_code()
+                )
             }
-            CloseCause::ProducerError => f.write_str("a fragmented-message producer failed: close 1011"),
+            CloseCause::ProducerError => {
+                f.write_str("a fragmented-message producer failed: close 1011")
+            }
             CloseCause::IdleTimeout => f.write_str("idle timeout: close 1001"),
             CloseCause::CloseTimeout => f.write_str("the closing handshake timed out"),
             CloseCause::Eof => f.write_str("the peer ended the connection without a close frame"),

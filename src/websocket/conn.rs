@@ -408,7 +408,10 @@ impl Conn {
     /// The live part of `settle`: what to wait for, or the end.
     fn decide(self: &Rc<Self>) {
         let (want_read, pending_input) = match &*self.receiver.borrow() {
-            Some(r) => (r.want_read(), r.has_pending_input() || self.has_initial_data()),
+            Some(r) => (
+                r.want_read(),
+                r.has_pending_input() || self.has_initial_data(),
+            ),
             None => return, // dispatching (a nested loop run in a receive callback)
         };
         let Ok(sender) = self.sender.try_borrow() else {
@@ -637,9 +640,7 @@ impl Conn {
                 result
             };
             if through.written > 0 {
-                self.deadlines
-                    .borrow_mut()
-                    .on_write_progress(self.lp.now());
+                self.deadlines.borrow_mut().on_write_progress(self.lp.now());
             }
             match result {
                 Ok(SendStatus::NeedFragment { max_len }) => {
@@ -973,7 +974,6 @@ impl Conn {
         };
         !sender.want_write()
     }
-
 }
 
 impl Drop for Conn {

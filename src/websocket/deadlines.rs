@@ -142,8 +142,7 @@ impl Deadlines {
         if w.idle.is_some_and(|t| now >= w.last_recv + t) {
             return Due::IdleClose;
         }
-        if w
-            .keepalive
+        if w.keepalive
             .is_some_and(|k| now >= w.last_recv.max(w.last_ping) + k)
         {
             w.last_ping = now;
@@ -222,7 +221,11 @@ mod tests {
         assert_eq!(d.poll_timeout(), Some(105.0));
         assert_eq!(d.handle_timeout(104.0), Due::Nothing);
         assert_eq!(d.handle_timeout(105.0), Due::Ping);
-        assert_eq!(d.poll_timeout(), Some(110.0), "the next ping a period later");
+        assert_eq!(
+            d.poll_timeout(),
+            Some(110.0),
+            "the next ping a period later"
+        );
         d.on_recv(107.0); // the pong
         assert_eq!(d.poll_timeout(), Some(112.0));
         assert_eq!(d.handle_timeout(112.5), Due::Ping);

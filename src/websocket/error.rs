@@ -32,9 +32,9 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("WebSocket connection already closed"),
             Error::Queue(err) => write!(f, "cannot queue: {err}"),
             Error::Busy => f.write_str("the connection is busy (called from inside genmask)"),
-            Error::Stalled => f.write_str(
-                "nothing can be written: writing is stopped or the producer is paused",
-            ),
+            Error::Stalled => {
+                f.write_str("nothing can be written: writing is stopped or the producer is paused")
+            }
             Error::Io(err) => write!(f, "socket setup failed: {err}"),
             Error::Loop(err) => err.fmt(f),
         }
