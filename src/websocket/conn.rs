@@ -998,3 +998,24 @@ fn backlogged(sender: &Sender) -> bool {
         .saturating_add(sender.queued_count().saturating_mul(FRAME_OVERHEAD))
         > sender.max_queued_bytes()
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Not an assertion: prints what an idle connection's parts take, for the
+    /// idle-memory work (`cargo test size_report -- --nocapture`).
+    #[test]
+    fn size_report() {
+        println!(
+            "Conn {} State {} Receiver {} Sender {} Deadlines {} Callbacks {} Cause {}",
+            std::mem::size_of::<Conn>(),
+            std::mem::size_of::<RefCell<State>>(),
+            std::mem::size_of::<RefCell<Option<Receiver>>>(),
+            std::mem::size_of::<RefCell<Sender>>(),
+            std::mem::size_of::<RefCell<Deadlines>>(),
+            std::mem::size_of::<Callbacks>(),
+            std::mem::size_of::<CloseCause>(),
+        );
+    }
+}
