@@ -86,9 +86,7 @@ fn wait_blocking_runs_the_loop_until_the_queue_is_empty() {
     let reader = std::thread::spawn(move || {
         use std::io::Read;
         peer_sock.set_nonblocking(false).unwrap();
-        peer_sock
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
+        peer_sock.set_read_timeout(Some(util::deadline())).unwrap();
         let mut total = 0;
         let mut buf = [0u8; 65536];
         while total < 200_000 + 10 + 6 {
