@@ -44,6 +44,30 @@ pub fn run_until(lp: &Loop, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A stopwatch on the loop's clock ([`Loop::now`], the time the loop's timers and a
+/// connection's deadlines count from): a timeout armed after [`LoopClock::start`]
+/// cannot fire before [`LoopClock::elapsed`] reaches it, however slow the machine.
+/// (Real time read at the same point can be ahead of the loop's time, which is cached
+/// at the start of each iteration, by as long as an iteration takes.) Read it after
+/// the loop ran the iteration that showed the effect.
+pub struct LoopClock {
+    lp: Loop,
+    start: f64,
+}
+
+impl LoopClock {
+    pub fn start(lp: &Loop) -> LoopClock {
+        LoopClock {
+            lp: lp.clone(),
+            start: lp.now(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_secs_f64((self.lp.now() - self.start).max(0.0))
+    }
+}
+
 /// Runs a few non-blocking iterations (lets already-ready events be handled).
 pub fn spin(lp: &Loop, turns: usize) {
     for _ in 0..turns {
