@@ -1,11 +1,20 @@
 //! The examples end to end, as a user runs them: `echo_server` (with its flags) and
 //! `embed` answering our own `client` example over loopback.
 
+#[path = "util/deadline.rs"]
+mod deadline;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use deadline::deadline;
+
+/// How often a wait for another process looks again.
+const POLL: Duration = Duration::from_millis(10);
 
 /// The examples are built by `cargo test`; build them here too when run on their own.
 fn example(name: &str) -> PathBuf {
@@ -36,6 +45,9 @@ fn example(name: &str) -> PathBuf {
 struct Server {
     child: Child,
     port: u16,
+    /// What it printed on stderr so far (read by a thread until the pipe closes).
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -62,7 +74,47 @@ impl Server {
             let mut sink = String::new();
             let _ = stdout.read_to_string(&mut sink);
         });
-        Server { child, port }
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = BufReader::new(child.stderr.take().expect("piped"));
+        let into = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut line = String::new();
+            while matches!(pipe.read_line(&mut line), Ok(n) if n > 0) {
+                into.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        Server {
+            child,
+            port,
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Waits until the server has printed `text` on stderr.
+    fn wait_for_stderr(&self, text: &str) {
+        let start = Instant::now();
+        while !self.stderr.lock().unwrap().contains(text) {
+            assert!(
+                start.elapsed() < deadline(),
+                "the server never printed {text:?}; it printed:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until the server exits by itself; its exit status.
+    fn wait_for_exit(&mut self, what: &str) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < deadline(), "{what}");
+            std::thread::sleep(POLL);
+        }
     }
 
     fn url(&self) -> String {
@@ -74,16 +126,16 @@ impl Server {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + deadline();
         while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(POLL);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut err = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut err);
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
         }
+        let err = self.stderr.lock().unwrap().clone();
         err
     }
 }
@@ -95,10 +147,15 @@ impl Drop for Server {
     }
 }
 
+/// The client example's own time limit: the tests' deadline.
+fn client_timeout() -> String {
+    deadline().as_secs().to_string()
+}
+
 fn client(args: &[&str]) -> Output {
     Command::new(example("client"))
         .args(args)
-        .args(["--timeout", "20"])
+        .args(["--timeout", &client_timeout()])
         .output()
         .expect("run client example")
 }
@@ -151,6 +208,8 @@ fn echo_server_trace_reports_every_callback_as_json() {
     );
     let output = client(&[&server.url(), "--expect-echo", "--message", "hi"]);
     assert!(output.status.success(), "{}", stdout_of(&output));
+    // The client may be gone before the server's on_close ran: wait for its line.
+    server.wait_for_stderr(r#"{"event":"close","#);
     let trace = server.stop();
     let events: Vec<&str> = trace.lines().filter(|l| l.starts_with('{')).collect();
     let expected = [
@@ -213,7 +272,8 @@ fn echo_server_close_command_closes_from_the_server() {
 fn client_sends_stdin_lines() {
     let server = Server::start("echo_server", &["--port", "0"]);
     let mut child = Command::new(example("client"))
-        .args([server.url().as_str(), "--expect-echo", "--timeout", "20"])
+        .args([server.url().as_str(), "--expect-echo", "--timeout"])
+        .arg(client_timeout())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -235,22 +295,14 @@ fn client_sends_stdin_lines() {
 
 #[test]
 fn embed_serves_websockets_on_the_hosts_own_loop() {
-    let server = Server::start("embed", &["--port", "0", "--seconds", "2.5"]);
+    // No stop timer while serving: the client is not raced against one.
+    let server = Server::start("embed", &["--port", "0"]);
     let url = server.url();
     let output = client(&[&url, "--expect-echo", "--message", "from the host loop"]);
     assert!(output.status.success(), "{}", stdout_of(&output));
-    // The host's own timer keeps ticking, and its stop timer ends the program.
-    let mut child = server;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "embed did not stop after --seconds"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success());
+    server.stop();
+    // The host's own stop timer ends the program, the WebSocket listener on its loop.
+    let mut server = Server::start("embed", &["--port", "0", "--seconds", "0.5"]);
+    let status = server.wait_for_exit("embed did not stop after --seconds");
+    assert!(status.success(), "{status}");
 }

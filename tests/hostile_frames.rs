@@ -8,7 +8,9 @@
 mod arena;
 mod util;
 
+use std::cell::Cell;
 use std::net::Shutdown;
+use std::rc::Rc;
 
 use arena::{garbage, port_of, Arena, Outbox};
 use net_websocket_ev::OpCode;
@@ -207,19 +209,30 @@ fn random_garbage_after_a_valid_handshake_ends_every_connection_cleanly() {
 
 #[test]
 fn a_reset_in_the_middle_of_a_frame_is_1006_and_nothing_delivered() {
-    let arena = Arena::with_params(|p| p);
+    // The server reports when the bad peer's binary frame has begun (the good client
+    // sends text only).
+    let begun = Rc::new(Cell::new(false));
+    let b = begun.clone();
+    let arena = Arena::with_params(move |p| {
+        let b = b.clone();
+        p.on_frame_recv_start(move |_, _, _, op, _| {
+            if op == OpCode::Binary {
+                b.set(true);
+            }
+        })
+    });
     let mut good = arena.good_client();
     let mut bad = arena.upgraded();
     let port = port_of(&bad.sock);
     // A pong left unread in the bad peer's socket makes its close a reset.
     bad.send_msg(OpCode::Ping, b"unread");
-    arena.run_until("the ping handled", Some(&mut good), || {
-        arena.seen.borrow().messages.get(&port) == Some(&1)
+    arena.run_until("the pong in the bad peer's socket", Some(&mut good), || {
+        bad.sock.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)
     });
-    arena.run_for(std::time::Duration::from_millis(20), Some(&mut good));
+    assert_eq!(arena.seen.borrow().messages.get(&port), Some(&1));
     let wire = masked_frame(true, 2, &[5u8; 100]);
     bad.send_raw(&wire[..60]);
-    arena.run_for(std::time::Duration::from_millis(20), Some(&mut good));
+    arena.run_until("the frame begun", Some(&mut good), || begun.get());
     drop(bad);
     arena.run_until("on_close", Some(&mut good), || {
         arena.close_of(port).is_some()

@@ -8,11 +8,11 @@ use std::cell::{Cell, RefCell};
 use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use net_websocket_ev::ev::RunFlags;
 use net_websocket_ev::{Error, Fragment, OpCode};
-use util::{masked_frame, run_until, server, Setup};
+use util::{masked_frame, run_until, server, server_on, small_unix_pair, LoopClock, Setup};
 
 fn assert_every_method_is_closed(s: &Setup) {
     let ws = &s.ws;
@@ -28,7 +28,7 @@ fn assert_every_method_is_closed(s: &Setup) {
         Err(Error::Closed)
     ));
     assert!(matches!(ws.close(Some(1000), ""), Err(Error::Closed)));
-    assert!(matches!(ws.wait(|_| {}), Err(Error::Closed)));
+    assert!(matches!(ws.wait(|_, _| {}), Err(Error::Closed)));
     assert!(matches!(ws.wait_blocking(), Err(Error::Closed)));
     assert!(matches!(ws.queued_count(), Err(Error::Closed)));
     assert!(matches!(ws.queued_bytes(), Err(Error::Closed)));
@@ -151,9 +151,9 @@ fn our_close_without_code() {
 
 #[test]
 fn close_timeout_when_the_peer_never_answers() {
-    let mut s = server(|p| p.close_timeout(Some(0.05)));
+    let mut s = server(|p| p.close_timeout(Some(Duration::from_secs_f64(0.05))));
+    let start = LoopClock::start(&s.lp);
     s.ws.close(Some(1000), "").unwrap();
-    let start = Instant::now();
     s.until("on_close", |_, log| !log.closes.is_empty());
     assert!(
         start.elapsed() >= Duration::from_millis(40),
@@ -167,9 +167,12 @@ fn close_timeout_when_the_peer_never_answers() {
 
 #[test]
 fn close_timeout_when_the_peer_stops_reading() {
-    let s = server(|p| p.close_timeout(Some(0.05)).max_queued_bytes(64 << 20));
-    // Far more than the socket buffers hold: the close frame never leaves.
-    s.ws.queue_binary(&vec![0; 8 << 20]).unwrap();
+    let s = server_on(small_unix_pair(), |p| {
+        p.close_timeout(Some(Duration::from_secs_f64(0.05)))
+            .max_queued_bytes(64 << 20)
+    });
+    // Far more than the (small) socket buffers hold: the close frame never leaves.
+    s.ws.queue_binary(&vec![0; 1 << 20]).unwrap();
     s.ws.close(Some(1000), "").unwrap();
     let lp = s.lp.clone();
     let log = s.log.clone();
@@ -237,15 +240,16 @@ fn panic_in_on_msg_recv_comes_out_of_run_and_the_loop_goes_on() {
 }
 
 #[test]
-fn abort_ends_at_once_without_a_close_frame() {
+fn abort_ends_without_a_close_frame_and_on_close_runs_from_the_loop() {
     let mut s = server(|p| p);
     s.ws.queue_text("never sent").unwrap();
     s.ws.abort().unwrap();
     assert!(s.ws.is_closed());
-    assert_eq!(s.log.borrow().closes, [1006]);
+    assert!(s.log.borrow().closes.is_empty(), "not inside the call");
     assert!(matches!(s.ws.queued_count(), Err(Error::Closed)));
     assert!(matches!(s.ws.abort(), Err(Error::Closed)));
     s.until("peer sees EOF", |p, _| p.eof);
+    assert_eq!(s.log.borrow().closes, [1006]);
     assert!(s.peer.msgs().is_empty(), "queued data is dropped");
     assert!(!s.peer.close_received(), "no close frame");
 }
@@ -256,9 +260,9 @@ fn abort_inside_a_callback_takes_effect_when_it_returns() {
         p.on_msg_recv(|ws, _, _, msg, _| {
             if msg == b"abort" {
                 ws.abort().unwrap();
-                // Still open until the callback returns; calls still work.
-                assert!(!ws.is_closed());
-                ws.queue_text("dropped").unwrap();
+                // Over for the user at once; the loop ends it when we return.
+                assert!(ws.is_closed());
+                assert!(matches!(ws.queue_text("dropped"), Err(Error::Closed)));
             }
         })
     });

@@ -6,6 +6,7 @@ mod util;
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use net_websocket_ev::ev::Loop;
 use net_websocket_ev::proto::Role;
@@ -263,7 +264,7 @@ fn violation_gets_1002_before_tcp_close(bad: Vec<u8>) {
     let _ws = Server::new(
         Params::new(ours)
             .event_loop(&lp)
-            .close_timeout(Some(0.2))
+            .close_timeout(Some(Duration::from_secs_f64(0.2)))
             .on_close(move |_ws, code| c.borrow_mut().push(code)),
     )
     .unwrap();

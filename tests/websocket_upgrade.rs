@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::io::Read;
 use std::net::TcpStream;
 use std::rc::Rc;
+use std::time::Duration;
 
 use net_websocket_ev::ev::Loop;
 use net_websocket_ev::handshake::{
@@ -33,7 +34,7 @@ fn start_accept(lp: &Loop, ours: TcpStream, options: HandshakeOptions) -> Outcom
     out
 }
 
-/// Reads everything until EOF (or 2 s) from a non-blocking socket, running the loop.
+/// Reads everything until EOF from a non-blocking socket, running the loop.
 fn read_to_eof(lp: &Loop, peer: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     let mut eof = false;
@@ -220,12 +221,12 @@ fn request_split_in_two_at_every_position_keeps_the_leftover() {
         let mut rest = upgraded.leftover.clone();
         let mut stream = upgraded.stream;
         let mut buf = [0u8; 64];
-        while rest.len() < 6 {
-            match stream.read(&mut buf) {
-                Ok(n) if n > 0 => rest.extend_from_slice(&buf[..n]),
-                _ => spin(&lp, 1),
+        run_until(&lp, "the frame bytes", || {
+            if let Ok(n) = stream.read(&mut buf) {
+                rest.extend_from_slice(&buf[..n]);
             }
-        }
+            rest.len() >= 6
+        });
         assert_eq!(rest, [0x81, 0x80, 1, 2, 3, 4], "split at {split}");
     }
 }
@@ -238,7 +239,7 @@ fn handshake_timeout_closes_the_socket() {
         &lp,
         ours,
         HandshakeOptions {
-            timeout: 0.05,
+            timeout: Duration::from_millis(50),
             ..Default::default()
         },
     );
@@ -348,14 +349,18 @@ fn refusal_survives_unread_bytes_after_a_bad_request() {
     run_until(&lp, "done", || out.borrow().is_some());
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
-    let err = loop {
+    // The end of the answer: None for a clean end of stream, else the error.
+    let mut end = None;
+    run_until(&lp, "the end of the answer", || {
         match peer.read(&mut buf) {
-            Ok(0) => break None,
+            Ok(0) => end = Some(None),
             Ok(n) => all.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => spin(&lp, 1),
-            Err(e) => break Some(e.kind()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => end = Some(Some(e.kind())),
         }
-    };
+        end.is_some()
+    });
+    let err = end.unwrap();
     assert!(
         all.starts_with(b"HTTP/1.1 400 "),
         "got {:?} then {err:?}",

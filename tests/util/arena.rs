@@ -3,6 +3,11 @@
 //! echo, and a well-behaved client that must keep getting its echoes while a hostile
 //! peer does its worst on the same loop.
 //!
+//! Every socket of the arena has small, fixed buffers ([`util::small_buffers`]): the
+//! bytes a stalled connection holds, and so the work before a peer is blocked, are
+//! the same on any machine. Waits are bounded by [`util::deadline`]. Dropping the
+//! arena ends everything it started, when a test fails too.
+//!
 //! Used as `#[path = "util/arena.rs"] mod arena;` next to `mod util;`.
 #![allow(dead_code)]
 
@@ -11,6 +16,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +25,7 @@ use net_websocket_ev::proto::Role;
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions, UpgradeError};
 use net_websocket_ev::{OpCode, Params, Server, WebSocket};
 
-use super::util::{Peer, Seen as PeerSaw};
-
-/// How long a hostile scenario may take before the test fails.
-pub const SCENARIO_DEADLINE: Duration = Duration::from_secs(10);
+use super::util::{self, deadline, Peer, Seen as PeerSaw};
 
 /// A request any server accepts (the RFC's sample key).
 pub const REQUEST: &[u8] = b"GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
@@ -40,6 +43,8 @@ pub struct Seen {
     pub messages: HashMap<u16, usize>,
     /// The server-side handles, for tests that drive the server's sending.
     pub conns: HashMap<u16, WebSocket>,
+    /// Handshakes accepted and not finished yet.
+    pub handshaking: usize,
 }
 
 pub type Shared = Rc<RefCell<Seen>>;
@@ -63,6 +68,8 @@ impl Arena {
     ) -> Arena {
         let lp = Loop::new().expect("loop");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        // Before any connection: the accepted sockets inherit the listener's buffers.
+        util::small_buffers(&listener);
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Shared::default();
@@ -73,16 +80,17 @@ impl Arena {
             while let Ok((stream, from)) = accept_from.accept() {
                 let (lp3, seen3, tweak3) = (lp2.clone(), seen2.clone(), tweak.clone());
                 let port = from.port();
+                seen2.borrow_mut().handshaking += 1;
                 upgrade::accept(&lp2, stream, options(), move |result| {
+                    seen3.borrow_mut().handshaking -= 1;
                     on_upgraded(&lp3, &seen3, &*tweak3, port, result)
                 });
             }
         })
         .expect("io watcher");
         accept.start();
-        // Keeps `RunFlags::Once` from blocking longer than 5 ms.
-        let tick = Duration::from_millis(5);
-        let ticker = Timer::new(&lp, tick, tick, |_| {});
+        // Keeps `RunFlags::Once` from blocking for long.
+        let ticker = Timer::new(&lp, util::TICK, util::TICK, |_| {});
         ticker.start();
         Arena {
             lp,
@@ -99,9 +107,9 @@ impl Arena {
         Arena::new(HandshakeOptions::default, tweak)
     }
 
-    /// A raw connection to the server (non-blocking, no handshake yet).
+    /// A raw connection to the server (non-blocking, small buffers, no handshake yet).
     pub fn connect(&self) -> TcpStream {
-        let sock = TcpStream::connect(self.addr).expect("connect");
+        let sock = util::connect_with_small_buffers(self.addr);
         sock.set_nonblocking(true).unwrap();
         sock.set_nodelay(true).unwrap();
         sock
@@ -115,7 +123,7 @@ impl Arena {
         let start = Instant::now();
         // The server sends nothing after its 101 before we do: read whole chunks.
         while !head.ends_with(b"\r\n\r\n") {
-            assert!(start.elapsed() < SCENARIO_DEADLINE, "no handshake answer");
+            assert!(start.elapsed() < deadline(), "no handshake answer");
             self.lp.run_with(RunFlags::Once);
             let mut buf = [0u8; 1024];
             match sock.read(&mut buf) {
@@ -148,7 +156,7 @@ impl Arena {
     }
 
     /// Runs the loop until `done` holds, keeping `good` (if any) busy with echo round
-    /// trips meanwhile; panics after [`SCENARIO_DEADLINE`].
+    /// trips meanwhile; panics after [`deadline()`].
     pub fn run_until(
         &self,
         what: &str,
@@ -163,18 +171,24 @@ impl Arena {
             if done() {
                 return;
             }
+            let deadline = deadline();
             assert!(
-                start.elapsed() < SCENARIO_DEADLINE,
-                "timed out after {SCENARIO_DEADLINE:?} waiting for: {what}"
+                start.elapsed() < deadline,
+                "timed out after {deadline:?} waiting for: {what}"
             );
             self.lp.run_with(RunFlags::Once);
         }
     }
 
-    /// Runs the loop for `time`, keeping `good` busy.
+    /// Runs the loop for at least `time` and at least [`util::MIN_TURNS`] iterations,
+    /// keeping `good` busy (to show that something does NOT happen meanwhile).
     pub fn run_for(&self, time: Duration, good: Option<&mut Good>) {
         let start = Instant::now();
-        self.run_until("time to pass", good, || start.elapsed() >= time);
+        let mut turns = 0;
+        self.run_until("time to pass", good, || {
+            turns += 1;
+            turns > util::MIN_TURNS && start.elapsed() >= time
+        });
     }
 
     /// The server's `on_close` code for the client at `port`, if it ran.
@@ -192,10 +206,7 @@ impl Arena {
         let target = good.echoed + 3;
         let start = Instant::now();
         while good.echoed < target {
-            assert!(
-                start.elapsed() < SCENARIO_DEADLINE,
-                "the good client starved"
-            );
+            assert!(start.elapsed() < deadline(), "the good client starved");
             good.step();
             self.lp.run_with(RunFlags::Once);
         }
@@ -212,19 +223,20 @@ impl Arena {
 }
 
 impl Drop for Arena {
-    /// Lets every connection end (the tests' peers are gone by now: they were made
-    /// after the arena), so that nothing still holds the loop: valgrind-clean.
+    /// Ends everything the arena started, also when a test failed (a panic unwinds
+    /// through here), so that nothing still holds the loop: valgrind-clean either way.
+    /// Every open connection is aborted; the handshakes still running are run to their
+    /// end (the tests' peers are gone by now: made after the arena, they were dropped
+    /// first, so each handshake sees its EOF, or else its timeout).
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
+        let conns: Vec<WebSocket> = self.seen.borrow().conns.values().cloned().collect();
+        for ws in conns {
+            let _ = ws.abort();
         }
         let start = Instant::now();
-        while start.elapsed() < SCENARIO_DEADLINE {
-            let open = self.seen.borrow().conns.values().any(|ws| !ws.is_closed());
-            if !open {
-                break;
-            }
-            self.lp.run_with(RunFlags::Once);
+        while self.seen.borrow().handshaking > 0 && start.elapsed() < deadline() {
+            // Never a second panic while unwinding: a callback's panic is dropped.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.lp.run_with(RunFlags::Once)));
         }
         // The handles are held by a map the connections' callbacks hold: a cycle.
         self.seen.borrow_mut().conns.clear();

@@ -2,9 +2,12 @@
 //! that speaks WebSocket through the sans-IO engine, and a bounded loop driver.
 #![allow(dead_code)]
 
+mod deadline;
+
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -13,22 +16,55 @@ use net_websocket_ev::ev::{Loop, RunFlags, Timer};
 use net_websocket_ev::proto::{Config, Engine, Flow, Handler, OpCode, RecvStatus, Role, Rsv};
 use net_websocket_ev::{Params, Server, WebSocket};
 
-/// How long any wait in a test may take before it fails.
-pub const DEADLINE: Duration = Duration::from_secs(2);
+pub use deadline::deadline;
+
+/// The interval of the ticker that keeps `RunFlags::Once` from blocking for long.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// The fewest loop iterations [`run_for`] runs, however long they take.
+pub const MIN_TURNS: usize = 10;
+
+/// The socket buffer size asked for by [`small_buffers`] (Linux doubles it): small
+/// enough that a few KiB fill a connection, whatever the kernel's defaults.
+pub const SMALL_BUFFER: libc::c_int = 8 * 1024;
 
 /// Runs `lp` one iteration at a time until `done()` holds; panics with `what` after
-/// [`DEADLINE`]. A 5 ms ticker keeps `RunFlags::Once` from blocking forever.
+/// [`deadline()`]. A ticker keeps `RunFlags::Once` from blocking forever.
 pub fn run_until(lp: &Loop, what: &str, mut done: impl FnMut() -> bool) {
-    let tick = Duration::from_millis(5);
-    let ticker = Timer::new(lp, tick, tick, |_| {});
+    let ticker = Timer::new(lp, TICK, TICK, |_| {});
     ticker.start();
     let start = Instant::now();
     while !done() {
+        let deadline = deadline();
         assert!(
-            start.elapsed() < DEADLINE,
-            "timed out after {DEADLINE:?} waiting for: {what}"
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for: {what}"
         );
         lp.run_with(RunFlags::Once);
+    }
+}
+
+/// A stopwatch on the loop's clock ([`Loop::now`], the time the loop's timers and a
+/// connection's deadlines count from): a timeout armed after [`LoopClock::start`]
+/// cannot fire before [`LoopClock::elapsed`] reaches it, however slow the machine.
+/// (Real time read at the same point can be ahead of the loop's time, which is cached
+/// at the start of each iteration, by as long as an iteration takes.) Read it after
+/// the loop ran the iteration that showed the effect.
+pub struct LoopClock {
+    lp: Loop,
+    start: f64,
+}
+
+impl LoopClock {
+    pub fn start(lp: &Loop) -> LoopClock {
+        LoopClock {
+            lp: lp.clone(),
+            start: lp.now(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_secs_f64((self.lp.now() - self.start).max(0.0))
     }
 }
 
@@ -97,7 +133,7 @@ impl<S: Read + Write> Peer<S> {
             match self.sock.write(&bytes[off..]) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    assert!(start.elapsed() < DEADLINE, "peer write blocked");
+                    assert!(start.elapsed() < deadline(), "peer write blocked");
                     std::thread::yield_now();
                 }
                 Err(e) => panic!("peer write failed: {e}"),
@@ -203,6 +239,66 @@ pub fn unix_pair() -> (UnixStream, UnixStream) {
     (ours, peer)
 }
 
+/// A [`unix_pair`] with [`small_buffers`] on both ends.
+pub fn small_unix_pair() -> (UnixStream, UnixStream) {
+    let (ours, peer) = unix_pair();
+    small_buffers(&ours);
+    small_buffers(&peer);
+    (ours, peer)
+}
+
+/// Sets small send and receive buffers ([`SMALL_BUFFER`]) on a socket, so that the
+/// data a full connection holds is small and the same on any machine. On TCP, do it
+/// before the connection is made (see [`connect_with_small_buffers`]; an accepted
+/// socket inherits its listener's).
+pub fn small_buffers(sock: &impl AsRawFd) {
+    for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: a valid descriptor and a c_int option value of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&SMALL_BUFFER as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// A (blocking) TCP connection to the IPv4 `addr` whose socket got [`small_buffers`]
+/// before it connected.
+pub fn connect_with_small_buffers(addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only: {addr}")
+    };
+    // SAFETY: a plain socket(2) call; the descriptor is owned right below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    small_buffers(&sock);
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sin` is a valid sockaddr_in of the size given.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "connect {addr}: {}", std::io::Error::last_os_error());
+    TcpStream::from(sock)
+}
+
 /// A loopback TCP pair: `(ours, peer)`, the peer non-blocking.
 pub fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
@@ -244,8 +340,15 @@ pub struct Setup {
 
 /// Builds a [`Setup`]; `tweak` adds parameters after the logging callbacks.
 pub fn server(tweak: impl FnOnce(Params) -> Params) -> Setup {
+    server_on(unix_pair(), tweak)
+}
+
+/// A [`server`] on the given `(ours, peer)` pair (the peer non-blocking).
+pub fn server_on(
+    (ours, peer): (UnixStream, UnixStream),
+    tweak: impl FnOnce(Params) -> Params,
+) -> Setup {
     let lp = Loop::new().expect("loop");
-    let (ours, peer) = unix_pair();
     let log = SharedLog::default();
     let params = tweak(logged(Params::new(ours).event_loop(&lp), &log));
     let ws = Server::new(params).expect("Server::new");
@@ -297,13 +400,16 @@ pub fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Runs `lp` for `time` (to show that something does NOT happen meanwhile).
+/// Runs `lp` for at least `time` and at least [`MIN_TURNS`] iterations (to show that
+/// something does NOT happen meanwhile: on a slow machine too, whatever was ready
+/// has had its turns).
 pub fn run_for(lp: &Loop, time: Duration) {
-    let tick = Duration::from_millis(5);
-    let ticker = Timer::new(lp, tick, tick, |_| {});
+    let ticker = Timer::new(lp, TICK, TICK, |_| {});
     ticker.start();
     let start = Instant::now();
-    while start.elapsed() < time {
+    let mut turns = 0;
+    while turns < MIN_TURNS || start.elapsed() < time {
         lp.run_with(RunFlags::Once);
+        turns += 1;
     }
 }
