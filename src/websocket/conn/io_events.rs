@@ -1,0 +1,355 @@
+//! The io side of a connection: the io callback, reading (the receiver taken out
+//! of its cell while it dispatches), writing (producers asked for their pieces),
+//! and `wait_blocking`.
+
+use super::*;
+
+/// Reads and writes the transport, borrowing it for one call at a time; counts
+/// what was written (progress, for the close timeout).
+struct Through<'a> {
+    conn: &'a Conn,
+    written: usize,
+}
+
+impl Read for Through<'_> {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.conn.transport.try_borrow_mut().as_deref_mut() {
+            Ok(Some(t)) => t.read(buf),
+            Ok(None) => Ok(0),
+            Err(_) => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Through<'_> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.conn.transport.try_borrow_mut().as_deref_mut() {
+            Ok(Some(t)) => t.write(buf)?,
+            Ok(None) => return Err(io::ErrorKind::NotConnected.into()),
+            Err(_) => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        self.written += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Conn {
+    pub(super) fn handle_io(self: &Rc<Self>, events: Events) {
+        if !self.state.borrow().is_live() {
+            return;
+        }
+        self.in_io.set(true);
+        if events.contains(Events::READ) && !self.read_stopped.get() {
+            self.read();
+        }
+        // Write at once after reading (replies, pongs), not a loop turn later; the
+        // watcher waits for WRITE only when the socket would block.
+        if !self.write_stopped.get() {
+            self.write();
+        }
+        self.in_io.set(false);
+        self.settle(true);
+        self.resume_panic();
+    }
+
+    /// Raises again a panic of a user callback, now that the connection is whole.
+    pub(super) fn resume_panic(&self) {
+        if self.panicked.replace(false) {
+            let payload = self.cold.borrow_mut().as_mut().and_then(|c| c.panic.take());
+            if let Some(payload) = payload {
+                panic::resume_unwind(payload);
+            }
+        }
+    }
+
+    /// Runs user code from inside the io callback; a panic is kept and resumed
+    /// once the engine and the watcher are back in order. False if it panicked.
+    pub(in crate::websocket) fn guarded(&self, f: impl FnOnce()) -> bool {
+        match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(()) => true,
+            Err(payload) => {
+                let mut cold = self.cold_mut();
+                if cold.panic.is_none() {
+                    cold.panic = Some(payload);
+                    self.panicked.set(true);
+                }
+                false
+            }
+        }
+    }
+
+    pub(super) fn read(self: &Rc<Self>) {
+        if !self.state.borrow().is_live() {
+            return;
+        }
+        let Some(mut receiver) = self.receiver.borrow_mut().take() else {
+            return; // dispatching already (a nested loop run in a receive callback)
+        };
+        let ws = self.handle();
+        let mut dispatch = Dispatch::new(self, &ws);
+        let mut replies = Replies::new(self);
+        let initial = self
+            .cold
+            .borrow_mut()
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.initial_data))
+            .unwrap_or_default();
+        let mut status = Ok(RecvStatus::WouldBlock);
+        if receiver.has_pending_input() {
+            status = Ok(receiver.resume(&mut dispatch, &mut replies));
+        }
+        if matches!(status, Ok(RecvStatus::WouldBlock)) && !initial.is_empty() {
+            status = Ok(receiver.feed(&initial, &mut dispatch, &mut replies));
+        }
+        if matches!(status, Ok(RecvStatus::WouldBlock)) && !self.should_pause() {
+            let mut through = Through {
+                conn: self,
+                written: 0,
+            };
+            status = receiver.recv_available(&mut through, &mut dispatch, &mut replies);
+        }
+        match status {
+            Ok(RecvStatus::Eof) => {
+                // The peer is done sending: what we queued still goes out (bounded
+                // by the close timeout), then the connection ends (1006).
+                receiver.shutdown_read();
+                self.begin_closing(CloseCause::Eof);
+            }
+            Err(err) => {
+                receiver.shutdown_read();
+                self.end(CloseCause::Io(err.kind()));
+            }
+            Ok(_) => {}
+        }
+        *self.receiver.borrow_mut() = Some(receiver);
+        self.apply_read_shutdown();
+    }
+
+    pub(super) fn apply_read_shutdown(&self) {
+        if !self.read_shutdown_pending.get() {
+            return;
+        }
+        let applied = match self.receiver.borrow_mut().as_mut() {
+            Some(receiver) => {
+                receiver.shutdown_read();
+                true
+            }
+            None => false, // dispatching: applied when it is back
+        };
+        if applied {
+            self.read_shutdown_pending.set(false);
+            self.begin_closing(CloseCause::Shutdown);
+        }
+    }
+
+    /// Writes what the sender has, feeding fragmented producers as it asks.
+    pub(super) fn write(self: &Rc<Self>) {
+        while self.state.borrow().is_live() {
+            let mut through = Through {
+                conn: self,
+                written: 0,
+            };
+            let result = {
+                let Ok(mut sender) = self.sender.try_borrow_mut() else {
+                    return;
+                };
+                // The sender raises a panic of `genmask` once its queue is whole: it
+                // is kept and resumed once the watcher is re-armed.
+                let mut result = Ok(SendStatus::Idle);
+                if !self.guarded(|| result = sender.send(&mut through)) {
+                    return;
+                }
+                result
+            };
+            if through.written > 0 {
+                self.deadlines.borrow_mut().on_write_progress(self.lp.now());
+            }
+            match result {
+                Ok(SendStatus::NeedFragment { max_len }) => {
+                    if !self.produce(max_len) {
+                        return;
+                    }
+                }
+                Ok(SendStatus::Idle | SendStatus::WouldBlock) => return,
+                Err(err) => {
+                    self.end(CloseCause::Io(err.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Asks the oldest producer for the next piece; false when nothing more can be
+    /// written now. What the producer returned is interpreted by the sender
+    /// ([`Sender::push_produced`]), the same code as the engine's.
+    pub(super) fn produce(self: &Rc<Self>, max_len: usize) -> bool {
+        let taken = self.cold_mut().producers.pop_front();
+        let Some(mut producer) = taken else {
+            // The sender wants a piece no producer exists for: cannot happen unless
+            // the two queues disagree; abandon the message rather than hang.
+            if let Ok(mut sender) = self.sender.try_borrow_mut() {
+                sender.abort_fragmented();
+            }
+            self.begin_closing(CloseCause::ProducerError);
+            return false;
+        };
+        let mut buf = std::mem::take(&mut self.cold_mut().fragment_buf);
+        buf.resize(max_len, 0);
+        let ws = self.handle();
+        let mut outcome = crate::proto::Fragment::Error; // a panic abandons the message
+        self.producing.set(true);
+        self.guarded(|| outcome = producer(&ws, &mut buf[..max_len]));
+        self.producing.set(false);
+        let produced = match self.sender.try_borrow_mut() {
+            // Still its message's turn? (The producer may have ended the
+            // connection or shut writing down.)
+            Ok(mut sender) if self.state.borrow().is_live() && sender.fragmented_count() > 0 => {
+                self.guarded_push(&mut sender, &buf[..max_len], outcome)
+            }
+            _ => None,
+        };
+        self.cold_mut().fragment_buf = buf;
+        let keep = matches!(
+            produced,
+            Some(Produced::Queued | Produced::NotReady | Produced::Paused)
+        );
+        if keep {
+            self.cold_mut().producers.push_front(producer);
+        } else {
+            drop(producer); // user code: nothing is borrowed
+        }
+        match produced {
+            Some(Produced::Failed) => {
+                self.begin_closing(CloseCause::ProducerError);
+                self.sync_producers();
+                false
+            }
+            Some(Produced::Queued | Produced::Finished) => true,
+            _ => false,
+        }
+    }
+
+    /// `push_produced` under the panic guard (a client's `genmask` runs in it).
+    pub(super) fn guarded_push(
+        &self,
+        sender: &mut Sender,
+        buf: &[u8],
+        outcome: crate::proto::Fragment,
+    ) -> Option<Produced> {
+        let mut produced = None;
+        self.guarded(|| produced = Some(sender.push_produced(buf, outcome)));
+        produced
+    }
+
+    /// Drops the producers whose messages the sender no longer has (a close, an
+    /// abort or a shutdown drops fragmented messages from the back of its queue),
+    /// outside every borrow (their drop is user code).
+    pub(super) fn sync_producers(&self) {
+        let Ok(sender) = self.sender.try_borrow() else {
+            return;
+        };
+        let queued = sender
+            .fragmented_count()
+            .saturating_sub(self.producing.get() as usize);
+        drop(sender);
+        let dropped = self
+            .cold
+            .borrow_mut()
+            .as_mut()
+            .filter(|c| c.producers.len() > queued)
+            .map(|c| c.producers.split_off(queued));
+        drop(dropped);
+    }
+
+    /// Whether the send queue is empty and nothing waits to be written.
+    pub(super) fn drained(&self) -> bool {
+        self.sender
+            .try_borrow()
+            .is_ok_and(|s| s.queued_count() == 0 && !s.want_write())
+    }
+
+    /// Whether the receiver should pause: the user stopped or shut down reading,
+    /// the connection is ending, a callback panicked, or the send queue is
+    /// backlogged (what we read would only add to it).
+    pub(in crate::websocket) fn should_pause(&self) -> bool {
+        self.read_stopped.get()
+            || self.read_shutdown_pending.get()
+            || self.panicked.get()
+            || !self.state.borrow().is_live()
+            || self.sender.try_borrow().is_ok_and(|s| backlogged(&s))
+    }
+
+    /// The peer's close arrived (`code` 1005 for an empty one).
+    pub(in crate::websocket) fn note_peer_close(&self, code: u16, reason: &[u8]) {
+        self.status_received.set(code);
+        if !reason.is_empty() {
+            self.cold_mut().reason_received = Some(String::from_utf8_lossy(reason).into_owned());
+        }
+        self.begin_closing(CloseCause::PeerClose);
+    }
+
+    /// Something arrived from the peer (a frame began or a piece of payload came):
+    /// the idle and keepalive clocks start again.
+    #[inline]
+    pub(in crate::websocket) fn note_recv(&self) {
+        let mut deadlines = self.deadlines.borrow_mut();
+        if deadlines.watch_recv() {
+            deadlines.on_recv(self.lp.now());
+        }
+    }
+
+    /// `wait_blocking`: writes until the queue is drained, the connection ends,
+    /// or nothing can make progress.
+    pub(crate) fn wait_blocking(self: &Rc<Self>) -> Result<Waited, Error> {
+        self.check_open()?;
+        loop {
+            if !self.state.borrow().is_live() {
+                let unsent = self.cold.borrow().as_ref().map_or(0, |c| c.unsent);
+                return Ok(if unsent == 0 {
+                    Waited::Drained
+                } else {
+                    Waited::Closed { unsent }
+                });
+            }
+            if self.drained() {
+                return Ok(Waited::Drained);
+            }
+            if self.stalled() {
+                return Err(Error::Stalled);
+            }
+            // Write directly (inside one of our own callbacks the loop would not call
+            // us), then let the loop run once, woken when the socket takes more.
+            let in_io = self.in_io.replace(true);
+            self.write();
+            self.in_io.set(in_io);
+            if !in_io {
+                self.settle(true);
+            }
+            if self.state.borrow().is_live() && !self.drained() && !self.stalled() {
+                let fd = self.raw_fd().ok_or(Error::Closed)?;
+                let writable = Io::new(&self.lp, fd, Events::WRITE, |_| {})
+                    .map_err(|err| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, err)))?;
+                writable.start();
+                self.lp.run_with(crate::ev::RunFlags::Once);
+            }
+        }
+    }
+
+    /// Whether writing cannot make progress whatever the peer does: the user
+    /// stopped writing, or the head of the queue is a paused producer.
+    pub(super) fn stalled(&self) -> bool {
+        if self.write_stopped.get() {
+            return true;
+        }
+        let Ok(sender) = self.sender.try_borrow() else {
+            return true;
+        };
+        !sender.want_write()
+    }
+}
