@@ -4,15 +4,22 @@
 //! ```text
 //! cargo run --example client -- ws://127.0.0.1:8080/ [--message TEXT]...
 //!     [--binary-size BYTES]... [--expect-echo] [--close-code 1000]
-//!     [--close-reason TEXT] [--timeout SECS]
+//!     [--close-reason TEXT] [--timeout SECS] [--max-queued-bytes BYTES]
+//! cargo run --release --example client -- --autobahn ws://127.0.0.1:9001 [--agent NAME]
 //! ```
 //! Without `--message` or `--binary-size` it sends each line of stdin as a text message.
 //! Each reply prints one line (`text <len> <text>` or `binary <len>`). With
 //! `--expect-echo` every reply must equal what was sent, in order (`echo ok ...`). It
 //! closes once every reply is in, and prints `closed <code>`. The exit status is 0 when
 //! the server answered our close with the same code and every expectation held.
+//!
+//! `--autobahn BASE` is the Autobahn|Testsuite's client protocol against its fuzzing
+//! server: the case count from `BASE/getCaseCount`, then each case at
+//! `BASE/runCase?case=N&agent=NAME` echoing every message (one line per case,
+//! `case N/COUNT closed CODE`), then `BASE/updateReports?agent=NAME`. `--timeout` bounds
+//! each connection; the first connection that fails or times out ends the run (status 1).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::TcpStream;
@@ -33,6 +40,11 @@ struct Options {
     close_code: u16,
     close_reason: String,
     timeout: Duration,
+    /// `Params::max_queued_bytes`; None: the library's default.
+    max_queued_bytes: Option<usize>,
+    /// `--autobahn BASE` (then `url` is unused).
+    autobahn: Option<String>,
+    agent: String,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -43,6 +55,9 @@ fn parse_args() -> Result<Options, String> {
         close_code: 1000,
         close_reason: String::new(),
         timeout: Duration::from_secs(30),
+        max_queued_bytes: None,
+        autobahn: None,
+        agent: "net-websocket-ev".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -71,12 +86,21 @@ fn parse_args() -> Result<Options, String> {
                 options.timeout =
                     Duration::try_from_secs_f64(secs).map_err(|e| format!("--timeout: {e}"))?
             }
+            "--max-queued-bytes" => {
+                options.max_queued_bytes = Some(
+                    value("--max-queued-bytes")?
+                        .parse()
+                        .map_err(|e| format!("--max-queued-bytes: {e}"))?,
+                )
+            }
+            "--autobahn" => options.autobahn = Some(value("--autobahn")?),
+            "--agent" => options.agent = value("--agent")?,
             "-h" | "--help" => return Err(USAGE.into()),
             url if options.url.is_empty() && !url.starts_with("--") => options.url = url.into(),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
-    if options.url.is_empty() {
+    if options.url.is_empty() == options.autobahn.is_none() {
         return Err(USAGE.into());
     }
     Ok(options)
@@ -84,7 +108,9 @@ fn parse_args() -> Result<Options, String> {
 
 const USAGE: &str =
     "usage: client ws://HOST:PORT/PATH [--message TEXT]... [--binary-size BYTES]... \
-    [--expect-echo] [--close-code CODE] [--close-reason TEXT] [--timeout SECS]";
+    [--expect-echo] [--close-code CODE] [--close-reason TEXT] [--timeout SECS] \
+    [--max-queued-bytes BYTES]\n       \
+    client --autobahn ws://HOST:PORT [--agent NAME] [--timeout SECS] [--max-queued-bytes BYTES]";
 
 /// Deterministic, position-dependent bytes, so a reordered or shifted echo shows.
 fn pattern(size: usize) -> Vec<u8> {
@@ -110,7 +136,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(options) {
+    let result = match options.autobahn.clone() {
+        Some(base) => run_autobahn(&base, &options),
+        None => run(options),
+    };
+    match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("client: {message}");
@@ -120,59 +150,30 @@ fn main() -> ExitCode {
 }
 
 fn run(options: Options) -> Result<ExitCode, String> {
-    let (request, host, port) = ClientRequest::from_url(&options.url).map_err(|e| e.to_string())?;
-    let stream = TcpStream::connect((host.as_str(), port))
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let _ = stream.set_nodelay(true);
     let lp = Loop::default_loop().map_err(|e| e.to_string())?;
     let options = Rc::new(options);
     let session = Rc::new(RefCell::new(Session::default()));
     let stdin_watcher: Rc<RefCell<Option<Io>>> = Rc::new(RefCell::new(None));
-
-    let deadline = Timer::new(&lp, options.timeout, Duration::ZERO, {
-        let lp = lp.clone();
-        move |_| {
-            eprintln!("client: timed out");
-            lp.break_all();
-        }
-    });
-    deadline.start();
-    lp.unref(); // the deadline alone must not keep the loop running
-
-    let handshake_failed = Rc::new(RefCell::new(None));
-    {
-        let (lp2, options, session, stdin_watcher, failed) = (
-            lp.clone(),
-            options.clone(),
-            session.clone(),
-            stdin_watcher.clone(),
-            handshake_failed.clone(),
-        );
-        upgrade::upgrade(
-            &lp,
-            stream,
-            &request,
-            HandshakeOptions::default(),
-            move |result| match result {
-                Ok(upgraded) => {
-                    let params =
-                        client_params(upgraded.into_params().event_loop(&lp2), &options, &session);
-                    match Client::new(params) {
-                        Ok(ws) => start_sending(&lp2, &ws, &options, &session, &stdin_watcher),
-                        Err(err) => *failed.borrow_mut() = Some(err.to_string()),
-                    }
-                }
-                Err(err) => *failed.borrow_mut() = Some(err.to_string()),
-            },
-        );
-    }
-    lp.run();
-    lp.add_ref();
-    drop(deadline);
+    let result = run_connection(
+        &lp,
+        &options.url,
+        options.timeout,
+        {
+            let (options, session) = (options.clone(), session.clone());
+            move |params| client_params(params, &options, &session)
+        },
+        {
+            let (lp, options, session, stdin_watcher) = (
+                lp.clone(),
+                options.clone(),
+                session.clone(),
+                stdin_watcher.clone(),
+            );
+            move |ws| start_sending(&lp, ws, &options, &session, &stdin_watcher)
+        },
+    );
     stdin_watcher.borrow_mut().take();
-    if let Some(err) = handshake_failed.borrow_mut().take() {
-        return Err(err);
-    }
+    result?;
     let session = session.borrow();
     let clean = session.close_code == Some(options.close_code);
     if !clean {
@@ -190,10 +191,145 @@ fn run(options: Options) -> Result<ExitCode, String> {
     )
 }
 
+/// Connects to `url`, runs the opening handshake on `lp`, starts a client with the
+/// parameters `setup` completes, hands it to `opened`, and runs `lp` until the
+/// connection is over. Err: the connection, the handshake or the client could not
+/// start, or `timeout` passed first.
+fn run_connection(
+    lp: &Loop,
+    url: &str,
+    timeout: Duration,
+    setup: impl FnOnce(Params) -> Params + 'static,
+    opened: impl FnOnce(&WebSocket) + 'static,
+) -> Result<(), String> {
+    let (request, host, port) = ClientRequest::from_url(url).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect((host.as_str(), port))
+        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+
+    let timed_out = Rc::new(Cell::new(false));
+    let deadline = Timer::new(lp, timeout, Duration::ZERO, {
+        let (lp, timed_out) = (lp.clone(), timed_out.clone());
+        move |_| {
+            timed_out.set(true);
+            lp.break_all();
+        }
+    });
+    deadline.start();
+    lp.unref(); // the deadline alone must not keep the loop running
+
+    let failed = Rc::new(RefCell::new(None));
+    {
+        let (lp2, failed) = (lp.clone(), failed.clone());
+        upgrade::upgrade(
+            lp,
+            stream,
+            &request,
+            HandshakeOptions::default(),
+            move |result| {
+                let started = result.map_err(|e| e.to_string()).and_then(|upgraded| {
+                    Client::new(setup(upgraded.into_params().event_loop(&lp2)))
+                        .map_err(|e| e.to_string())
+                });
+                match started {
+                    Ok(ws) => opened(&ws),
+                    Err(err) => *failed.borrow_mut() = Some(err),
+                }
+            },
+        );
+    }
+    lp.run();
+    lp.add_ref();
+    drop(deadline);
+    if let Some(err) = failed.borrow_mut().take() {
+        return Err(err);
+    }
+    if timed_out.get() {
+        return Err("timed out".into());
+    }
+    Ok(())
+}
+
+/// `--autobahn BASE`: every case of the fuzzing server at `BASE`, one connection each,
+/// echoing every text and binary message, then the report update.
+fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
+    let lp = Loop::default_loop().map_err(|e| e.to_string())?;
+    let base = base.trim_end_matches('/');
+    let max_queued = options.max_queued_bytes;
+
+    let count = Rc::new(Cell::new(None));
+    run_connection(
+        &lp,
+        &format!("{base}/getCaseCount"),
+        options.timeout,
+        {
+            let count = count.clone();
+            move |params| {
+                params.on_msg_recv(move |_ws, _rsv, opcode, msg, _status| {
+                    if opcode == OpCode::Text {
+                        count.set(std::str::from_utf8(msg).ok().and_then(|n| n.parse().ok()));
+                    }
+                })
+            }
+        },
+        |_ws| {},
+    )
+    .map_err(|e| format!("getCaseCount: {e}"))?;
+    let count: u32 = count.get().ok_or("getCaseCount: no case count received")?;
+
+    for case in 1..=count {
+        let closed = Rc::new(Cell::new(None));
+        run_connection(
+            &lp,
+            &format!("{base}/runCase?case={case}&agent={}", options.agent),
+            options.timeout,
+            {
+                let closed = closed.clone();
+                move |params| {
+                    queue_limit(params, max_queued)
+                        .on_msg_recv(|ws, _rsv, opcode, msg, _status| {
+                            if matches!(opcode, OpCode::Text | OpCode::Binary) {
+                                if let Err(err) = ws.queue_msg(msg, opcode) {
+                                    eprintln!("client: echo failed: {err}");
+                                }
+                            }
+                        })
+                        .on_close(move |_ws, code| closed.set(Some(code)))
+                }
+            },
+            |_ws| {},
+        )
+        .map_err(|e| format!("case {case}: {e}"))?;
+        match closed.get() {
+            Some(code) => println!("case {case}/{count} closed {code}"),
+            None => return Err(format!("case {case}: the loop ended before on_close")),
+        }
+    }
+
+    run_connection(
+        &lp,
+        &format!("{base}/updateReports?agent={}", options.agent),
+        options.timeout,
+        |params| params,
+        |_ws| {},
+    )
+    .map_err(|e| format!("updateReports: {e}"))?;
+    println!("{count} cases run, reports updated");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--max-queued-bytes`, when given.
+fn queue_limit(params: Params, max_queued_bytes: Option<usize>) -> Params {
+    match max_queued_bytes {
+        Some(bytes) => params.max_queued_bytes(bytes),
+        None => params,
+    }
+}
+
 fn client_params(params: Params, options: &Rc<Options>, session: &Rc<RefCell<Session>>) -> Params {
     let (on_msg, on_close) = (session.clone(), session.clone());
     let options = options.clone();
-    params
+    queue_limit(params, options.max_queued_bytes)
         .on_msg_recv(move |ws, _rsv, opcode, msg, _status| {
             if !matches!(opcode, OpCode::Text | OpCode::Binary) {
                 return;

@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server -- [--port 8080] [--host 127.0.0.1]
-//!     [--buffering 0|1] [--max-recv-size BYTES] [--frame-callbacks] [--trace]
-//!     [--commands] [--close-timeout SECS]
+//!     [--buffering 0|1] [--max-recv-size BYTES] [--max-queued-bytes BYTES]
+//!     [--frame-callbacks] [--trace] [--commands] [--close-timeout SECS]
 //! ```
 //! Every message is echoed with its opcode (pings are answered by the library; their
 //! echo is a pong). `--trace` prints one JSON object per line on stderr for every
 //! callback, with all its arguments; `--commands` makes a text message
 //! `!close CODE REASON` close the connection from the server. Port 0 picks a free
-//! port; the line `listening on HOST:PORT` on stdout says which.
+//! port; the line `listening on HOST:PORT` on stdout says which. The send queue's limit
+//! (`--max-queued-bytes`) defaults to twice `--max-recv-size`, so the echo of the
+//! largest message accepted fits behind one still leaving.
 
 use std::cell::Cell;
 use std::io::{self, Write};
@@ -29,6 +31,8 @@ struct Options {
     port: u16,
     buffering: bool,
     max_recv_size: u64,
+    /// None: twice `max_recv_size`.
+    max_queued_bytes: Option<usize>,
     frame_callbacks: bool,
     trace: bool,
     commands: bool,
@@ -41,6 +45,7 @@ fn parse_args() -> Result<Options, String> {
         port: 8080,
         buffering: true,
         max_recv_size: 16 << 20,
+        max_queued_bytes: None,
         frame_callbacks: false,
         trace: false,
         commands: false,
@@ -68,6 +73,13 @@ fn parse_args() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--max-recv-size: {e}"))?
             }
+            "--max-queued-bytes" => {
+                options.max_queued_bytes = Some(
+                    value("--max-queued-bytes")?
+                        .parse()
+                        .map_err(|e| format!("--max-queued-bytes: {e}"))?,
+                )
+            }
             "--close-timeout" => {
                 let secs: f64 = value("--close-timeout")?
                     .parse()
@@ -81,8 +93,8 @@ fn parse_args() -> Result<Options, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: echo_server [--port N] [--host ADDR] [--buffering 0|1] \
-                    [--max-recv-size BYTES] [--frame-callbacks] [--trace] [--commands] \
-                    [--close-timeout SECS]"
+                    [--max-recv-size BYTES] [--max-queued-bytes BYTES] [--frame-callbacks] \
+                    [--trace] [--commands] [--close-timeout SECS]"
                         .into(),
                 )
             }
@@ -197,6 +209,9 @@ fn echo_params(params: Params, options: &Rc<Options>) -> Params {
     let mut params = params
         .buffering(options.buffering)
         .max_recv_size(options.max_recv_size)
+        .max_queued_bytes(options.max_queued_bytes.unwrap_or_else(|| {
+            usize::try_from(options.max_recv_size.saturating_mul(2)).unwrap_or(usize::MAX)
+        }))
         .close_timeout(Some(options.close_timeout))
         .on_msg_recv(move |ws, rsv, opcode, msg, status| {
             trace_line(trace, || {

@@ -519,6 +519,9 @@ impl Conn {
 
     pub(crate) fn close(self: &Rc<Self>, code: Option<u16>, reason: &[u8]) -> Result<(), Error> {
         self.sender()?.queue_close(code, reason)?;
+        // The close timeout counts from this call, not from the loop's cached time
+        // (a callback may have run long since the loop last read the clock).
+        self.lp.update_now();
         self.begin_closing(CloseCause::LocalClose);
         self.settle(false);
         Ok(())
