@@ -11,7 +11,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,25 +21,7 @@ use net_websocket_ev::websocket::upgrade;
 use net_websocket_ev::{
     websocket, Client, CloseCause, Error, Fragment, OpCode, Params, Server, Waited, WebSocket,
 };
-use util::{masked_frame, run_until, server, unix_pair, Peer};
-
-/// Makes a socket's kernel buffers small, so that backpressure comes after a
-/// small, fixed amount of data whatever the machine's defaults.
-fn small_buffers(sock: &impl AsRawFd, bytes: i32) {
-    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-        // SAFETY: a valid fd and a pointer to an int of the size given.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&bytes as *const i32).cast(),
-                std::mem::size_of::<i32>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "setsockopt");
-    }
-}
+use util::{masked_frame, run_until, server, small_buffers, unix_pair, Peer};
 
 #[test]
 fn bytes_that_came_with_the_handshake_are_delivered_when_a_message_is_queued_at_once() {
@@ -328,8 +309,8 @@ fn wait_blocking_with_writing_stopped_is_an_error_not_a_spin() {
 fn a_wait_callback_tells_a_drained_queue_from_an_end_with_data_unsent() {
     let lp = Loop::new().unwrap();
     let (ours, peer) = unix_pair();
-    small_buffers(&ours, 4096);
-    small_buffers(&peer, 4096);
+    small_buffers(&ours);
+    small_buffers(&peer);
     let ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
     let outcome = Rc::new(RefCell::new(None));
     let o = outcome.clone();
@@ -354,8 +335,8 @@ fn the_close_timeout_counts_from_progress_so_a_slow_reader_gets_everything() {
     const TOTAL: usize = 512 * 1024;
     let lp = Loop::new().unwrap();
     let (ours, peer_sock) = unix_pair();
-    small_buffers(&ours, 8192);
-    small_buffers(&peer_sock, 8192);
+    small_buffers(&ours);
+    small_buffers(&peer_sock);
     let closes = Rc::new(RefCell::new(Vec::new()));
     let c = closes.clone();
     let ws = Server::new(
@@ -427,8 +408,8 @@ fn after_the_peers_eof_what_was_queued_still_goes_out_whole() {
     const REPLY: usize = 1 << 20;
     let lp = Loop::new().unwrap();
     let (ours, peer) = unix_pair();
-    small_buffers(&ours, 8192);
-    small_buffers(&peer, 8192);
+    small_buffers(&ours);
+    small_buffers(&peer);
     let closes = Rc::new(RefCell::new(Vec::new()));
     let c = closes.clone();
     let ws = Server::new(
