@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit/integration/doc tests, the libev layer
-# under valgrind, and the interoperability suite against real clients. Installs what is
+# under valgrind, the interoperability suite against real clients, and the
+# Autobahn|Testsuite in both roles (skipped without ../shared/autobahn). Installs what is
 # missing on a fresh Debian machine. Safe to run twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,4 +42,6 @@ if [ -x scripts/interop.sh ]; then
     step "interoperability"
     bash scripts/interop.sh
 fi
+step "autobahn"
+bash scripts/autobahn.sh
 step "all tests passed"
