@@ -7,9 +7,15 @@
 # node_modules in tests/interop/node); safe to run twice. Prints `PASS name` or
 # `FAIL name: why` per scenario and ends with `N passed, M failed`; exits non-zero on
 # any failure. Every wait is bounded; every process started here is killed by PID.
+# Each bound is the deadline (env NWE_TEST_DEADLINE_SECS, default 60 s, as the Rust
+# tests) or a multiple of it: generous, so that reaching it means the behaviour is
+# broken, not that the machine is slow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
+
+DEADLINE=${NWE_TEST_DEADLINE_SECS:-60}
+export NWE_TEST_DEADLINE_SECS=$DEADLINE
 
 INTEROP=tests/interop
 LOGS=$(mktemp -d)
@@ -28,6 +34,15 @@ cleanup() {
     rm -rf "$LOGS"
 }
 trap cleanup EXIT
+
+# forget PID: a process that has been waited for (its PID may be reused) is not ours.
+forget() {
+    local pid kept=()
+    for pid in "${PIDS[@]}"; do
+        [ "$pid" = "$1" ] || kept+=("$pid")
+    done
+    PIDS=("${kept[@]}")
+}
 
 # ------------------------------------------------------------------ install
 
@@ -58,8 +73,8 @@ FAILED=0
 pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
 fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
 
-# start_server NAME CMD... : starts CMD in the background, waits (10 s at most) for
-# its `listening on 127.0.0.1:PORT` line; sets SERVER_PID and SERVER_PORT.
+# start_server NAME CMD... : starts CMD in the background, waits (the deadline at most)
+# for its `listening on 127.0.0.1:PORT` line; sets SERVER_PID and SERVER_PORT.
 start_server() {
     local name=$1 out="$LOGS/$1.out"
     shift
@@ -68,7 +83,7 @@ start_server() {
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     SERVER_PORT=""
-    for _ in $(seq 100); do
+    for _ in $(seq $((DEADLINE * 10))); do
         SERVER_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$out")
         [ -n "$SERVER_PORT" ] && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -79,18 +94,20 @@ start_server() {
     return 1
 }
 
-# stop_server NAME: SIGTERM, then it must exit by itself within 5 s.
+# stop_server NAME: SIGTERM, then it must exit by itself within the deadline.
 stop_server() {
     local name=$1 pid=$SERVER_PID rc=0
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq $((DEADLINE * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
-        fail "$name/sigterm-exit" "still running 5 s after SIGTERM"
+        forget "$pid"
+        fail "$name/sigterm-exit" "still running $DEADLINE s after SIGTERM"
         return
     fi
     wait "$pid" 2>/dev/null || rc=$?
+    forget "$pid"
     if [ "$rc" -eq 0 ]; then pass "$name/sigterm-exit"; else fail "$name/sigterm-exit" "exit status $rc"; fi
 }
 
@@ -112,12 +129,15 @@ run_peer() {
 }
 
 # echo_server_suite PEER LIMIT CMD... : a fresh echo_server, the peer against it,
-# then the server must still be alive and must end on SIGTERM.
+# then the server must still be alive and must end on SIGTERM. Its close timeout is far
+# past the deadline, so that a server waiting for the close reply of a peer that never
+# sends one (the invalid UTF-8 scenarios) shows as a failure.
 echo_server_suite() {
     local peer=$1 limit=$2
     shift 2
-    if ! start_server "echo_server-$peer" "$ECHO_SERVER" --port 0 --commands; then
-        fail "echo_server/start-for-$peer" "no 'listening on' line within 10 s"
+    if ! start_server "echo_server-$peer" "$ECHO_SERVER" --port 0 --commands \
+        --close-timeout $((DEADLINE * 10)); then
+        fail "echo_server/start-for-$peer" "no 'listening on' line within $DEADLINE s"
         return
     fi
     run_peer "$peer" "$limit" "$@" "ws://127.0.0.1:$SERVER_PORT/"
@@ -135,7 +155,7 @@ client_case() {
     local label=$1 port=$2 name=$3 messages=$4 code=$5 out rc=0 oks
     shift 5
     out="$LOGS/client-$label-$name.out"
-    timeout -k 5 60 "$CLIENT" "ws://127.0.0.1:$port/" --expect-echo --timeout 30 \
+    timeout -k 5 $((DEADLINE + 30)) "$CLIENT" "ws://127.0.0.1:$port/" --expect-echo --timeout "$DEADLINE" \
         --close-code "$code" "$@" </dev/null >"$out" 2>&1 || rc=$?
     oks=$(grep -c '^echo ok ' "$out" || true)
     if [ "$rc" -ne 0 ]; then
@@ -154,7 +174,7 @@ client_suite() {
     local label=$1 port size i
     shift
     if ! start_server "$label-echo" "$@"; then
-        fail "client-vs-$label/start" "no 'listening on' line within 10 s"
+        fail "client-vs-$label/start" "no 'listening on' line within $DEADLINE s"
         return
     fi
     port=$SERVER_PORT
@@ -176,13 +196,16 @@ client_suite() {
     fi
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
+    forget "$SERVER_PID"
 }
 
 # ------------------------------------------------------------------ suites
 
-echo_server_suite python 240 .venv/bin/python "$INTEROP/python/peer.py"
-echo_server_suite node 240 node "$INTEROP/node/peer.js"
-echo_server_suite chromium 300 node "$INTEROP/node/browser.js"
+# A suite's limit: ten deadlines (a broken scenario ends at one); Chromium's page has
+# ten deadlines of its own (BROWSER_TIMEOUT), plus two for the browser's start.
+echo_server_suite python $((DEADLINE * 10)) .venv/bin/python "$INTEROP/python/peer.py"
+echo_server_suite node $((DEADLINE * 10)) node "$INTEROP/node/peer.js"
+echo_server_suite chromium $((DEADLINE * 12)) node "$INTEROP/node/browser.js"
 client_suite python .venv/bin/python "$INTEROP/python/echo_server.py" 0
 client_suite node node "$INTEROP/node/echo_server.js" 0
 

@@ -3,7 +3,9 @@
 // against examples/echo_server.
 //
 // usage: node browser.js ws://127.0.0.1:PORT/
-// env:   CHROMIUM (default /usr/bin/chromium), BROWSER_TIMEOUT (seconds, default 240)
+// env:   CHROMIUM (default /usr/bin/chromium), NWE_TEST_DEADLINE_SECS (each scenario's
+//        time limit and the browser's start-up limit, default 60), BROWSER_TIMEOUT (the
+//        whole page, seconds, default ten times the deadline)
 //
 // Serves the page from 127.0.0.1 on a free port, prints one line per scenario
 // (`PASS chromium/NAME` / `FAIL chromium/NAME: why`), exits 1 if any failed or the
@@ -18,7 +20,8 @@ const { chromium } = require('playwright-core');
 
 const wsUrl = process.argv[2];
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const limit = Number(process.env.BROWSER_TIMEOUT || 240) * 1000;
+const deadline = Number(process.env.NWE_TEST_DEADLINE_SECS) || 60;
+const limit = (Number(process.env.BROWSER_TIMEOUT) || 10 * deadline) * 1000;
 const pageFile = path.join(__dirname, '..', 'browser', 'page.html');
 const FLAGS = [
   '--no-sandbox',
@@ -45,7 +48,7 @@ async function main() {
     }
   });
   await new Promise((res) => server.listen(0, '127.0.0.1', res));
-  const pageUrl = `http://127.0.0.1:${server.address().port}/page.html?ws=${encodeURIComponent(wsUrl)}`;
+  const pageUrl = `http://127.0.0.1:${server.address().port}/page.html?ws=${encodeURIComponent(wsUrl)}&deadline=${deadline}`;
 
   // A fresh profile every run; Playwright's headless: true adds --headless.
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'interop-chromium-'));
@@ -76,7 +79,7 @@ async function main() {
       executablePath,
       headless: true,
       args: FLAGS,
-      timeout: 30000,
+      timeout: deadline * 1000,
     });
     const page = context.pages()[0] || (await context.newPage());
     const finished = new Promise((resolve) => {
@@ -101,7 +104,7 @@ async function main() {
       page.on('pageerror', (err) => console.error(`chromium: page error: ${err.message}`));
       page.on('crash', () => finish('the page crashed'));
     });
-    await page.goto(pageUrl, { timeout: 30000 });
+    await page.goto(pageUrl, { timeout: deadline * 1000 });
     await finished;
     await finish(passed === 0 ? 'no scenario ran' : null);
   } catch (err) {
