@@ -11,7 +11,9 @@
 # Fails (non-zero) on any failed, unimplemented or missing case, or when a role has fewer
 # OK cases than AUTOBAHN_MIN_OK (default 298: the other 3 of the 301 cases are
 # informational by design). Every process started here is killed by PID on exit, and
-# every wait is bounded (AUTOBAHN_SUITE_LIMIT seconds per role, default 1200).
+# every wait is bounded (AUTOBAHN_SUITE_LIMIT seconds per role, default 1200; each of
+# the client's connections NWE_TEST_DEADLINE_SECS, default 60). A run takes ~30 s once
+# the testsuite is set up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,7 @@ AUTOBAHN_HOME=${AUTOBAHN_HOME:-${TMPDIR:-/tmp}/nwe-autobahn}
 export AUTOBAHN_HOME
 MIN_OK=${AUTOBAHN_MIN_OK:-298}
 LIMIT=${AUTOBAHN_SUITE_LIMIT:-1200}
+DEADLINE=${NWE_TEST_DEADLINE_SECS:-60} # the start of echo_server, each client connection
 REPORTS="$AUTOBAHN_HOME/reports"
 PIDS=()
 
@@ -141,7 +144,7 @@ SERVER_OUT="$REPORTS/server/echo_server.out"
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
 PORT=""
-for _ in $(seq 100); do
+for _ in $(seq $((DEADLINE * 10))); do
     PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$SERVER_OUT")
     [ -n "$PORT" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -149,7 +152,7 @@ for _ in $(seq 100); do
 done
 if [ -z "$PORT" ]; then
     cat "$REPORTS/server/echo_server.err" >&2
-    echo "autobahn: echo_server did not print its 'listening on' line within 10 s" >&2
+    echo "autobahn: echo_server did not print its 'listening on' line within $DEADLINE s" >&2
     exit 1
 fi
 
@@ -182,7 +185,7 @@ RC=0
 AUTOBAHN_TIMEOUT=$LIMIT \
     bounded $((LIMIT + 60)) "$SHARED/run-client-suite.sh" "$PORT" "$REPORTS/client" -- \
     "$EXAMPLES/client" --autobahn "ws://127.0.0.1:$PORT" --agent net-websocket-ev \
-    --timeout 60 --max-queued-bytes $((64 << 20)) \
+    --timeout "$DEADLINE" --max-queued-bytes $((64 << 20)) \
     >"$REPORTS/client/summary.txt" 2>&1 || RC=$?
 CLIENT_SECS=$(($(date +%s) - START))
 sed -n '/^non-OK cases:/,/^autobahn-client: /p' "$REPORTS/client/summary.txt"
