@@ -1,16 +1,23 @@
 //! The WebSocket object over a real socket pair, driven by a script taken from the
 //! input: a fresh loop per input, a unix socket pair, a `Server` (or `Client`) on one
 //! end with re-entrant callbacks (replies, close, stop/start reading, fragmented
-//! producers, wait, abort), and a raw peer on the other end that writes frames and
-//! garbage, reads, shuts down, and calls the object's methods.
+//! producers that pause and are resumed, wait, `wait_blocking`, abort, `abort_all`),
+//! and a raw peer on the other end that writes frames and garbage, reads, shuts down,
+//! and calls the object's methods.
 //!
 //! Checked: no panic escapes; the loop is only run a bounded number of non-blocking
 //! (or ticker-bounded) iterations; every byte the object writes parses as frames of
 //! its role (the crate's own `Receiver` of the other role on the peer side), with
 //! nothing after its close frame; illegal calls return errors; `on_close` runs once,
-//! last, with `status_code_received()`; a connection that received a close, saw EOF or
-//! shut down reading ends; and after `abort()` and dropping everything the peer reads
-//! EOF and this process holds exactly the fds it held before.
+//! last, with `status_code_received()`, from the loop: never inside `abort()` (nor
+//! inside a callback that calls `abort_all`), but inside `abort_all` called from
+//! outside; after `abort()` every call returns `Error::Closed` at once; a paused
+//! producer is not asked again before `resume_fragmented`, and `wait_blocking` says
+//! `Stalled` exactly when one is at the head of the queue; a connection that received
+//! a close, saw EOF or shut down reading ends; one still open after settling has an
+//! empty queue (a resumed message completes); and once the loop has turned after
+//! `abort()`, `on_close` has run, the peer reads EOF, and after dropping everything
+//! this process holds exactly the fds it held before.
 //!
 //! Input layout: `[knobs] [timers] [n] [n callback-script bytes] [script...]`.
 #![no_main]
@@ -28,7 +35,7 @@ use net_websocket_ev::ev::{Idle, Loop, RunFlags, Timer};
 use net_websocket_ev::proto::{
     Config, Flow, Handler, OpCode, Receiver, RecvStatus, Reply, ReplySink, Role, Rsv,
 };
-use net_websocket_ev::{Client, Error, Fragment, Params, Server, WebSocket};
+use net_websocket_ev::{websocket, Client, Error, Fragment, Params, Server, Waited, WebSocket};
 
 /// Actions callbacks may take per input (a wait callback that waits again, or an echo
 /// war with ourselves, must end).
@@ -45,8 +52,8 @@ const SETTLE_IDLE_ROUNDS: u32 = 8;
 const SETTLE_MAX_ROUNDS: u32 = 2000;
 
 /// What std does before every Rust `main` (a libFuzzer binary has none of its own):
-/// a write to a vanished peer is then an `EPIPE` error. The object's vectored writes
-/// raise SIGPIPE otherwise: `tests/fuzz_regressions.rs`, an open bug.
+/// a write to a vanished peer is then an `EPIPE` error, as in any Rust program.
+/// (The object raised SIGPIPE even so once: `tests/fuzz_regressions.rs`, fixed.)
 static IGNORE_SIGPIPE: std::sync::Once = std::sync::Once::new();
 
 fuzz_target!(|data: &[u8]| {
@@ -163,6 +170,7 @@ fn run_script(data: &[u8]) {
     .expect("wrapping a fresh socket pair");
 
     let peer = Rc::new(RefCell::new(Peer::new(theirs, role)));
+    shared.borrow_mut().peer = Rc::downgrade(&peer);
     // Keeps `RunFlags::Once` from blocking longer than a millisecond.
     let tick = Duration::from_millis(1);
     let ticker = Timer::new(&lp, tick, tick, |_| {});
@@ -181,13 +189,27 @@ fn run_script(data: &[u8]) {
 
     settle(&lp, &ws, &peer, &shared);
 
-    // The end: abort (a no-op error when already over), drop everything, and the
-    // peer must see the socket closed.
+    // The end: abort (an error when already over or ending), which decides the end
+    // at once and carries it out from the loop: `on_close` after the loop turned,
+    // never inside the call. Then drop everything: the peer must see the socket
+    // closed.
+    let calls_before = shared.borrow().on_close_calls;
     match ws.abort() {
-        Ok(()) | Err(Error::Closed) => {}
+        Ok(()) => assert_eq!(
+            shared.borrow().on_close_calls,
+            calls_before,
+            "on_close ran inside abort()"
+        ),
+        Err(Error::Closed) => {}
         Err(e) => panic!("abort failed: {e}"),
     }
     assert!(ws.is_closed(), "abort did not end the connection");
+    assert_every_method_is_closed(&ws);
+    lp.run_with(RunFlags::NoWait);
+    assert!(
+        ws.as_raw_fd().is_none(),
+        "the fd is still open after abort and a loop turn"
+    );
     check_on_close(&ws, &shared);
     assert_eq!(shared.borrow().on_close_calls, 1);
     drop(ticker);
@@ -220,6 +242,21 @@ struct Shared {
     read_shut: bool,
     /// `close()` succeeded: nothing more may be queued.
     close_queued: bool,
+    /// The peer, for a `wait_blocking` from a callback (which must let it read).
+    peer: std::rc::Weak<RefCell<Peer>>,
+    /// Paused producers and resumes, shared with the producers.
+    pause: Rc<PauseTrack>,
+}
+
+/// Kept outside the `RefCell` of `Shared`: producers are dropped by the object at
+/// any time.
+#[derive(Default)]
+struct PauseTrack {
+    /// Producers that returned `Pause` and have not been asked since (at most one:
+    /// only the head of the queue is asked).
+    paused: Cell<u32>,
+    /// `resume_fragmented()` calls so far (counted before the call).
+    resumes: Cell<u64>,
 }
 
 impl Shared {
@@ -236,8 +273,8 @@ impl Shared {
     }
 }
 
-/// Where a call comes from: inside the io callback (`wait_blocking` must refuse),
-/// from a timer (a `wait` callback), or from the script itself.
+/// Where a call comes from: inside the io callback (a receive callback or a
+/// producer), from a timer (a `wait` callback), or from the script itself.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Site {
     Io,
@@ -335,7 +372,7 @@ fn react(ws: &WebSocket, shared: &Rc<RefCell<Shared>>, site: Site, opcode: OpCod
 fn call_method(ws: &WebSocket, shared: &Rc<RefCell<Shared>>, site: Site, selector: u8, arg: u8) {
     let calm = shared.borrow().calm;
     let was_closed = ws.is_closed();
-    let result = match selector % 20 {
+    let result = match selector % 22 {
         0 => ws.queue_text("reply"),
         1 => {
             let text = [b'a', arg, 0xa9, b'z'];
@@ -387,7 +424,7 @@ fn call_method(ws: &WebSocket, shared: &Rc<RefCell<Shared>>, site: Site, selecto
         9 if !calm => ws.stop_write(),
         10 => ws.start_write(),
         11 => ws.queue_fragmented(
-            producer(shared.clone(), arg),
+            producer(shared.clone(), arg, false),
             if arg & 0x20 != 0 {
                 OpCode::Text
             } else {
@@ -405,10 +442,21 @@ fn call_method(ws: &WebSocket, shared: &Rc<RefCell<Shared>>, site: Site, selecto
                 react(ws, &waiter, Site::Waiter, OpCode::Binary, b"");
             })
         }
-        13 if arg & 3 == 0 => ws.abort(),
-        // `wait_blocking` inside a callback waits for the socket (the peer is only
-        // pumped by the script): asked for the queue instead.
-        14 if site == Site::Io => ws.queued_bytes().map(|_| ()),
+        13 if arg & 3 == 0 => {
+            let calls_before = shared.borrow().on_close_calls;
+            let result = ws.abort();
+            if result.is_ok() {
+                assert_eq!(
+                    shared.borrow().on_close_calls,
+                    calls_before,
+                    "on_close ran inside abort()"
+                );
+                assert!(ws.is_closed(), "is_closed() false after abort()");
+                assert_every_method_is_closed(ws);
+            }
+            result
+        }
+        14 => pumped_wait_blocking(ws, shared, site, arg & 1 == 0),
         15 if !calm => {
             let result = ws.shutdown_read();
             if result.is_ok() {
@@ -420,9 +468,40 @@ fn call_method(ws: &WebSocket, shared: &Rc<RefCell<Shared>>, site: Site, selecto
         17 => ws.queued_count().map(drop),
         18 => ws.queued_bytes().map(drop),
         19 if !calm => ws.stop(),
+        20 if arg & 1 == 0 => ws.queue_fragmented(
+            producer(shared.clone(), arg, true),
+            if arg & 0x20 != 0 {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            },
+        ),
+        20 => {
+            let pause = shared.borrow().pause.clone();
+            pause.resumes.set(pause.resumes.get() + 1);
+            ws.resume_fragmented()
+        }
+        21 if arg & 3 == 0 => {
+            let calls_before = shared.borrow().on_close_calls;
+            let ended = websocket::abort_all(ws.event_loop());
+            let calls = shared.borrow().on_close_calls;
+            assert!(ws.is_closed(), "abort_all left the connection open");
+            assert_eq!(ended, usize::from(!was_closed), "abort_all's count");
+            if site == Site::Script {
+                assert_eq!(calls, 1, "on_close did not run inside abort_all");
+                assert!(ws.as_raw_fd().is_none(), "abort_all left the fd open");
+            } else {
+                assert_eq!(
+                    calls, calls_before,
+                    "abort_all from a callback ran on_close inside it"
+                );
+            }
+            Ok(())
+        }
         _ => ws.start(),
     };
-    if was_closed {
+    let abort_all = selector % 22 == 21 && arg & 3 == 0; // not a method of `ws`
+    if was_closed && !abort_all {
         assert!(
             matches!(result, Err(Error::Closed)),
             "a method after the end returned {result:?}"
@@ -446,13 +525,51 @@ fn close_code(arg: u8) -> Option<u16> {
     }
 }
 
+/// Counts a paused producer out when it is dropped while paused (its message was
+/// dropped: a close, an abort, a failure).
+struct PauseGuard {
+    pause: Rc<PauseTrack>,
+    /// `resumes` when this producer returned `Pause`; `None` when not paused.
+    paused_at: Option<u64>,
+}
+
+impl PauseGuard {
+    /// The producer is asked: it must have been resumed since it paused.
+    fn asked(&mut self) {
+        if let Some(at) = self.paused_at.take() {
+            assert!(
+                self.pause.resumes.get() > at,
+                "a paused producer was asked again before resume_fragmented"
+            );
+            self.pause.paused.set(self.pause.paused.get() - 1);
+        }
+    }
+
+    fn pausing(&mut self) -> Fragment {
+        assert_eq!(self.pause.paused.get(), 0, "two producers paused at once");
+        self.pause.paused.set(1);
+        self.paused_at = Some(self.pause.resumes.get());
+        Fragment::Pause
+    }
+}
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        if self.paused_at.is_some() {
+            self.pause.paused.set(self.pause.paused.get() - 1);
+        }
+    }
+}
+
 /// A fragmented-message producer of a few pieces, from one spec byte: how many pieces,
 /// which bytes (ASCII, a two-byte character that pieces may split, or invalid UTF-8),
 /// how it ends (EOF with data, empty EOF, ERROR, or claiming more than the buffer),
-/// whether it stalls once with `Data(0)`, and whether it calls the object itself.
+/// whether it stalls once with `Data(0)` (or, with `pausing`, pauses once: at its
+/// first call or after its first piece), and whether it calls the object itself.
 fn producer(
     shared: Rc<RefCell<Shared>>,
     spec: u8,
+    pausing: bool,
 ) -> impl FnMut(&WebSocket, &mut [u8]) -> Fragment + 'static {
     let pieces = 1 + usize::from(spec & 3);
     let alphabet: &'static [u8] = match (spec >> 2) & 3 {
@@ -462,20 +579,33 @@ fn producer(
         _ => b"0123456789",
     };
     let ending = (spec >> 4) & 3;
-    let stall = spec & 0x40 != 0;
+    let stall = spec & 0x40 != 0 && !pausing;
+    let pause_at = match (pausing, spec & 0x40 != 0) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => 2,
+    };
     let reentrant = spec & 0x80 != 0;
     let mut calls = 0usize;
     let mut produced = 0usize;
     let mut offset = 0usize;
+    let mut guard = PauseGuard {
+        pause: shared.borrow().pause.clone(),
+        paused_at: None,
+    };
     move |ws, buf| {
         assert_eq!(shared.borrow().on_close_calls, 0, "producer after on_close");
         assert!(!buf.is_empty());
+        guard.asked();
         calls += 1;
         if reentrant {
             react(ws, &shared, Site::Io, OpCode::Binary, b"");
         }
         if stall && calls == 1 {
             return Fragment::Data(0);
+        }
+        if calls == pause_at {
+            return guard.pausing();
         }
         let n = buf.len().min(1 + 3 * calls);
         for b in &mut buf[..n] {
@@ -514,15 +644,22 @@ fn assert_every_method_is_closed(ws: &WebSocket) {
     assert!(matches!(ws.queued_count(), Err(Error::Closed)));
 }
 
-/// `on_close` has run exactly when the connection is over, with its code.
+/// `on_close` has run exactly when the connection is over (its socket closed), with
+/// its code. `is_closed()` turns true earlier, when the end is decided (`abort()`, say:
+/// the loop carries it out a moment later).
 fn check_on_close(ws: &WebSocket, shared: &Rc<RefCell<Shared>>) {
     let s = shared.borrow();
+    let over = ws.as_raw_fd().is_none();
     assert_eq!(
         s.on_close_calls,
-        u32::from(ws.is_closed()),
-        "on_close calls vs is_closed"
+        u32::from(over),
+        "on_close calls vs the socket closed"
     );
-    if ws.is_closed() {
+    assert!(
+        ws.is_closed() || !over,
+        "the socket closed but is_closed() is false"
+    );
+    if over {
         assert_eq!(s.close_code, ws.status_code_received());
     }
 }
@@ -582,7 +719,9 @@ fn step(
                 peer.borrow_mut().shutdown_read();
             }
         }
-        9 => wait_blocking(lp, ws, peer, shared),
+        9 => {
+            let _ = pumped_wait_blocking(ws, shared, Site::Script, true);
+        }
         _ => {
             // The common case: the peer flushes and reads, the loop turns once.
             {
@@ -595,36 +734,69 @@ fn step(
     }
 }
 
-/// `wait_blocking` from the script, with the peer reading meanwhile (from the same
-/// loop) as a live peer would: the queue can always drain.
-fn wait_blocking(
-    lp: &Loop,
+/// `wait_blocking` (from the script or a callback), with the peer reading meanwhile
+/// (from the same loop) as a live peer would: the queue can always drain, unless
+/// writing is stopped or a paused producer heads the queue (`Stalled`).
+fn pumped_wait_blocking(
     ws: &WebSocket,
-    peer: &Rc<RefCell<Peer>>,
     shared: &Rc<RefCell<Shared>>,
-) {
+    site: Site,
+    start_writing: bool,
+) -> Result<(), Error> {
+    if start_writing {
+        let _ = ws.start_write();
+    }
     let was_closed = ws.is_closed();
-    let _ = ws.start_write();
-    let reader = peer.clone();
+    let (reader, pause, was_calm) = {
+        let s = shared.borrow();
+        (s.peer.clone(), s.pause.clone(), s.calm)
+    };
     // An idle watcher: the peer reads whenever the loop has nothing else to do, and
     // the loop never sleeps meanwhile (a queue that never drains spins until
     // libFuzzer's timeout reports the hang).
-    let pump = Idle::new(lp, move |_| {
-        if let Ok(mut p) = reader.try_borrow_mut() {
-            p.flush();
-            p.pump();
+    let pump = Idle::new(ws.event_loop(), move |_| {
+        if let Some(peer) = reader.upgrade() {
+            if let Ok(mut p) = peer.try_borrow_mut() {
+                p.flush();
+                p.pump();
+            }
         }
     });
     pump.start();
     shared.borrow_mut().calm = true;
     let result = ws.wait_blocking();
-    shared.borrow_mut().calm = false;
+    shared.borrow_mut().calm = was_calm;
     drop(pump);
+    let paused = pause.paused.get() > 0;
     match result {
-        Ok(_) => assert!(!was_closed, "wait_blocking after the end succeeded"),
-        Err(Error::Closed) => assert!(was_closed),
-        Err(e) => panic!("wait_blocking from the script: {e}"),
+        Ok(Waited::Drained) => {
+            assert!(!was_closed, "wait_blocking after the end succeeded");
+            if !ws.is_closed() {
+                assert_eq!(ws.queued_count().ok(), Some(0), "Drained with a queue");
+            }
+        }
+        Ok(Waited::Closed { unsent }) => {
+            assert!(!was_closed, "wait_blocking after the end succeeded");
+            assert!(unsent > 0, "Closed with nothing unsent");
+            assert!(
+                ws.is_closed(),
+                "wait_blocking: Closed but the connection is open"
+            );
+        }
+        Err(Error::Closed) => assert!(was_closed, "wait_blocking: Closed while open"),
+        Err(Error::Stalled) => assert!(
+            paused || !start_writing || site != Site::Script,
+            "wait_blocking stalled with no paused producer and writing started"
+        ),
+        Err(e) => panic!("wait_blocking: {e}"),
     }
+    if site == Site::Script && paused && !ws.is_closed() {
+        assert!(
+            matches!(result, Err(Error::Stalled)),
+            "a paused producer heads the queue but wait_blocking returned {result:?}"
+        );
+    }
+    result.map(drop)
 }
 
 /// After the script: reading and writing resumed, the peer reads everything (and
@@ -633,8 +805,14 @@ fn wait_blocking(
 fn settle(lp: &Loop, ws: &WebSocket, peer: &Rc<RefCell<Peer>>, shared: &Rc<RefCell<Shared>>) {
     shared.borrow_mut().calm = true;
     let _ = ws.start();
+    let pause = shared.borrow().pause.clone();
     let mut idle = 0;
+    let mut quiet = false;
     for _ in 0..SETTLE_MAX_ROUNDS {
+        if pause.paused.get() > 0 {
+            pause.resumes.set(pause.resumes.get() + 1);
+            let _ = ws.resume_fragmented();
+        }
         let moved = {
             let mut p = peer.borrow_mut();
             if p.close_from_object.is_some() && !p.close_sent && !p.write_shut {
@@ -652,6 +830,7 @@ fn settle(lp: &Loop, ws: &WebSocket, peer: &Rc<RefCell<Peer>>, shared: &Rc<RefCe
         }
         idle = if moved { 0 } else { idle + 1 };
         if idle > SETTLE_IDLE_ROUNDS {
+            quiet = true;
             break;
         }
     }
@@ -675,6 +854,19 @@ fn settle(lp: &Loop, ws: &WebSocket, peer: &Rc<RefCell<Peer>>, shared: &Rc<RefCe
         assert!(
             p.eof || p.error.is_some() || p.read_shut,
             "the connection ended but its socket is still open"
+        );
+    } else if quiet {
+        // Writing started, paused producers resumed, the peer reading: whatever
+        // was queued (a resumed message included) went out.
+        assert_eq!(
+            pause.paused.get(),
+            0,
+            "a producer still paused after resume"
+        );
+        assert_eq!(
+            ws.queued_count().ok(),
+            Some(0),
+            "the queue did not drain while the connection stayed open"
         );
     }
 }
