@@ -1,11 +1,14 @@
-//! What the `object` fuzz target (`fuzz/fuzz_targets/object.rs`) found, reduced to
-//! the smallest reproduction, kept as regression tests once fixed.
+//! What the fuzz targets (`fuzz/fuzz_targets/`) found, reduced to the smallest
+//! reproduction: regression tests, failing until their bug is fixed.
 
+use std::cell::Cell;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use net_websocket_ev::ev::{Loop, RunFlags};
-use net_websocket_ev::{OpCode, Params, Server};
+use net_websocket_ev::{OpCode, Params, Server, Waited};
 
 static SIGPIPES: AtomicUsize = AtomicUsize::new(0);
 
@@ -56,5 +59,172 @@ fn writing_to_a_vanished_peer_raises_no_sigpipe() {
         SIGPIPES.load(Ordering::SeqCst),
         0,
         "writing to a vanished peer raised SIGPIPE (a default-disposition process dies here)"
+    );
+}
+
+/// Runs `scenario` in a child process (this test binary, re-run for this one test):
+/// what it guards against aborts the process (a libev assertion), which must fail
+/// the test rather than the whole test binary.
+fn in_child_process(test_name: &str, scenario: fn()) {
+    const CHILD: &str = "NWE_FUZZ_REGRESSION_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        scenario();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{test_name} died in its child process ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Found by the `object` target as a 19-byte input: a producer failed (close 1011
+/// queued) while bytes that came with the handshake were still unread, then
+/// `wait_blocking()`. `wait_blocking` starts a temporary WRITE watcher on the
+/// connection's fd and runs the loop once; libev's `ev_run` first invokes the
+/// events already pending (here the READ fed for the handshake's bytes), that
+/// callback ends the connection and closes the fd, and then `ev_run` registers the
+/// temporary watcher on the closed fd: `epoll_ctl` fails with EBADF and libev
+/// aborts the process ("I/O watcher with invalid fd found in epoll_ctl"; a libev
+/// built without assertions kills the watcher instead). Reduced here: an `abort()`
+/// in `on_msg_recv` for a message that came with the handshake, while
+/// `wait_blocking` waits for a large message the peer does not read yet.
+#[test]
+fn wait_blocking_survives_the_connection_ending_before_the_loop_polls() {
+    in_child_process(
+        "wait_blocking_survives_the_connection_ending_before_the_loop_polls",
+        || {
+            let lp = Loop::new().unwrap();
+            let (ours, peer) = UnixStream::pair().unwrap();
+            small_send_buffer(&ours);
+            // A masked text frame "hi" (key 0), as a client sends it.
+            let initial = vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
+            let closed = Rc::new(Cell::new(0));
+            let on_close = closed.clone();
+            let ws = Server::new(
+                Params::new(ours)
+                    .event_loop(&lp)
+                    .initial_data(initial)
+                    .on_msg_recv(|ws, _, _, _, _| {
+                        let _ = ws.abort();
+                    })
+                    .on_close(move |_, _| on_close.set(on_close.get() + 1)),
+            )
+            .unwrap();
+            ws.queue_binary(&vec![0x42; 256 * 1024]).unwrap();
+            let result = ws.wait_blocking();
+            assert!(
+                matches!(result, Ok(Waited::Closed { .. })),
+                "wait_blocking: {result:?}"
+            );
+            assert!(ws.is_closed());
+            lp.run_with(RunFlags::NoWait);
+            assert_eq!(closed.get(), 1);
+            assert_eq!(ws.as_raw_fd(), None);
+            drop(peer);
+        },
+    );
+}
+
+fn small_send_buffer(sock: &UnixStream) {
+    let size: libc::c_int = 4096;
+    // SAFETY: a valid fd, a c_int option value and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt(SO_SNDBUF)");
+}
+
+/// A producer that calls `wait_blocking()` (documented to work from anywhere, this
+/// connection's own callbacks included). The nested write asks for the next piece
+/// of the message whose producer is running, but that producer is out of the
+/// queue while it runs: the next message's producer is popped in its place, so its
+/// bytes go out inside the first message (or, with no other producer, the message
+/// is abandoned with close 1011).
+#[test]
+fn wait_blocking_inside_a_producer_keeps_messages_apart() {
+    use net_websocket_ev::proto::{Config, Flow, Handler, Receiver, Reply, ReplySink, Role, Rsv};
+    use net_websocket_ev::Fragment;
+    use std::io::Read;
+
+    let lp = Loop::new().unwrap();
+    let (ours, mut peer) = UnixStream::pair().unwrap();
+    let ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
+    let mut first_calls = 0;
+    ws.queue_fragmented(
+        move |ws, buf| {
+            first_calls += 1;
+            if first_calls == 1 {
+                buf[0] = b'a';
+                let _ = ws.wait_blocking();
+                return Fragment::Data(1);
+            }
+            buf[0] = b'b';
+            Fragment::Eof(1)
+        },
+        OpCode::Binary,
+    )
+    .unwrap();
+    ws.queue_fragmented(
+        |_, buf| {
+            buf[..2].copy_from_slice(b"XY");
+            Fragment::Eof(2)
+        },
+        OpCode::Binary,
+    )
+    .unwrap();
+    for _ in 0..8 {
+        lp.run_with(RunFlags::NoWait);
+    }
+
+    struct Messages(Vec<Vec<u8>>);
+    impl Handler for Messages {
+        fn on_message(&mut self, _: Rsv, _: OpCode, data: &[u8], _: u16) -> Flow {
+            self.0.push(data.to_vec());
+            Flow::Continue
+        }
+    }
+    struct Closes(Option<Option<u16>>);
+    impl ReplySink for Closes {
+        fn reply(&mut self, reply: Reply<'_>) {
+            if let Reply::Close { code, .. } = reply {
+                self.0 = Some(code);
+            }
+        }
+    }
+    peer.set_nonblocking(true).unwrap();
+    let mut wire = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = peer.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        wire.extend_from_slice(&buf[..n]);
+    }
+    let mut receiver = Receiver::new(Role::Client, &Config::default());
+    let mut messages = Messages(Vec::new());
+    let mut closes = Closes(None);
+    receiver.feed(&wire, &mut messages, &mut closes);
+    let got: Vec<String> = messages
+        .0
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into())
+        .collect();
+    assert_eq!(
+        (closes.0, got),
+        (None, vec!["ab".to_string(), "XY".to_string()]),
+        "(our close, the messages the peer got)"
     );
 }
