@@ -45,7 +45,7 @@ fn bytes_that_came_with_the_handshake_are_delivered_when_a_message_is_queued_at_
     });
     assert_eq!(*got.borrow(), [b"came with the 101".to_vec()]);
     assert_eq!(peer.data_msgs(), [(OpCode::Text, b"hello".to_vec())]);
-    ws.abort().unwrap();
+    websocket::abort_all(&lp);
 }
 
 #[test]
@@ -69,7 +69,7 @@ fn a_client_gets_the_servers_first_message_sent_with_the_101() {
         !got.borrow().is_empty() && !server_side.data_msgs().is_empty()
     });
     assert_eq!(*got.borrow(), [b"welcome".to_vec()]);
-    ws.abort().unwrap();
+    websocket::abort_all(&lp);
 }
 
 #[test]
@@ -293,6 +293,7 @@ fn wait_blocking_inside_a_callback_returns_once_the_queue_is_empty() {
     // Already on the wire when it returned: no other event was needed.
     peer.pump();
     assert_eq!(peer.data_msgs().len(), 3);
+    websocket::abort_all(&lp);
 }
 
 #[test]
@@ -501,7 +502,7 @@ fn peer_addr_is_the_tcp_peers_address() {
     let (ours, peer) = util::tcp_pair();
     let ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
     assert_eq!(ws.peer_addr().unwrap(), peer.local_addr().unwrap());
-    ws.abort().unwrap();
+    websocket::abort_all(&lp);
     run_until(&lp, "the end", || ws.as_raw_fd().is_none());
     assert!(ws.peer_addr().is_err());
 }
@@ -525,7 +526,7 @@ fn the_idle_clock_restarts_at_start_read_not_at_the_loops_stale_time() {
         lp.run_with(RunFlags::NoWait);
     }
     assert_eq!(ws.close_cause(), None, "the idle timeout fired early");
-    ws.abort().unwrap();
+    websocket::abort_all(&lp);
 }
 
 #[test]

@@ -54,6 +54,5 @@ fn a_large_message_leaves_no_large_buffer_with_the_idle_connection() {
         held < 1 << 20,
         "{held} bytes still held after an {SIZE}-byte message"
     );
-    ws.abort().unwrap();
-    lp.run_with(RunFlags::NoWait);
+    net_websocket_ev::websocket::abort_all(ws.event_loop());
 }

@@ -56,7 +56,7 @@ fn ping_is_answered_without_on_msg_recv() {
         !peer.msgs().is_empty()
     });
     assert_eq!(peer.msgs(), vec![(OpCode::Pong, b"are you there".to_vec())]);
-    ws.abort().unwrap(); // end the still-open connection with the test
+    net_websocket_ev::websocket::abort_all(ws.event_loop()); // end the still-open connection with the test
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn initial_data_is_delivered_before_socket_bytes() {
         *got.borrow(),
         [b"from the handshake".to_vec(), b"from the socket".to_vec()]
     );
-    ws.abort().unwrap(); // end the still-open connection with the test
+    net_websocket_ev::websocket::abort_all(ws.event_loop()); // end the still-open connection with the test
 }
 
 #[test]
@@ -251,7 +251,7 @@ fn initial_data_alone_is_delivered() {
         [(OpCode::Text, b"a".to_vec()), (OpCode::Ping, b"b".to_vec())]
     );
     assert_eq!(peer.msgs(), [(OpCode::Pong, b"b".to_vec())]);
-    ws.abort().unwrap(); // end the still-open connection with the test
+    net_websocket_ev::websocket::abort_all(ws.event_loop()); // end the still-open connection with the test
 }
 
 /// A violation followed by more bytes: the peer must get close 1002 intact, then a
@@ -357,7 +357,7 @@ fn client_masks_every_frame_with_genmask() {
     peer.send_msg(OpCode::Text, b"back");
     run_until(&lp, "reply at the client", || !got.borrow().is_empty());
     assert_eq!(*got.borrow(), [(OpCode::Text, b"back".to_vec())]);
-    ws.abort().unwrap(); // end the still-open connection with the test
+    net_websocket_ev::websocket::abort_all(ws.event_loop()); // end the still-open connection with the test
 }
 
 #[test]
@@ -446,5 +446,5 @@ fn a_panicking_genmask_costs_one_mask_and_leaves_the_connection_whole() {
         peer.pump();
         peer.msgs().len() == 4
     });
-    ws.abort().unwrap();
+    net_websocket_ev::websocket::abort_all(ws.event_loop());
 }

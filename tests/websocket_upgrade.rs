@@ -93,7 +93,7 @@ fn accept_answers_101_and_keeps_the_bytes_after_the_request() {
     peer.send_msg(OpCode::Text, b"later");
     run_until(&lp, "two messages", || got.borrow().len() == 2);
     assert_eq!(*got.borrow(), [b"early".to_vec(), b"later".to_vec()]);
-    ws.abort().unwrap(); // end the still-open connection with the test
+    net_websocket_ev::websocket::abort_all(ws.event_loop()); // end the still-open connection with the test
 }
 
 #[test]

@@ -229,10 +229,10 @@ impl Drop for Arena {
     /// end (the tests' peers are gone by now: made after the arena, they were dropped
     /// first, so each handshake sees its EOF, or else its timeout).
     fn drop(&mut self) {
-        let conns: Vec<WebSocket> = self.seen.borrow().conns.values().cloned().collect();
-        for ws in conns {
-            let _ = ws.abort();
-        }
+        // Never a second panic while unwinding: an `on_close` panic is dropped.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            net_websocket_ev::websocket::abort_all(&self.lp)
+        }));
         let start = Instant::now();
         while self.seen.borrow().handshaking > 0 && start.elapsed() < deadline() {
             // Never a second panic while unwinding: a callback's panic is dropped.

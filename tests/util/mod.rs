@@ -364,7 +364,7 @@ pub fn server_on(
 /// alive on its loop (by design), which would otherwise outlive the test.
 impl Drop for Setup {
     fn drop(&mut self) {
-        let _ = self.ws.abort();
+        net_websocket_ev::websocket::abort_all(&self.lp);
     }
 }
 
