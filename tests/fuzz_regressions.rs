@@ -1,5 +1,5 @@
 //! What the fuzz targets (`fuzz/fuzz_targets/`) found, reduced to the smallest
-//! reproduction: regression tests, failing until their bug is fixed.
+//! reproduction, kept as regression tests (each failed before its fix).
 
 use std::cell::Cell;
 use std::os::fd::AsRawFd;

@@ -180,7 +180,8 @@ impl WebSocket {
     /// ([`Waited::Drained`]) or the connection has ended ([`Waited::Closed`]). It
     /// works from anywhere, this connection's own callbacks included, and returns as
     /// soon as the queue is empty. [`Error::Stalled`] when nothing could make
-    /// progress: writing is stopped, or the head of the queue is a paused producer.
+    /// progress: writing is stopped, the head of the queue is a paused producer, or it
+    /// was called from inside a producer (whose message cannot end before it returns).
     pub fn wait_blocking(&self) -> Result<Waited, Error> {
         self.conn.wait_blocking()
     }

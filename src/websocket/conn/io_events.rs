@@ -172,7 +172,10 @@ impl Conn {
             }
             match result {
                 Ok(SendStatus::NeedFragment { max_len }) => {
-                    if !self.produce(max_len) {
+                    // A write nested in a producer (its `wait_blocking`) must not ask
+                    // for the piece that producer is making: it would pop the next
+                    // message's producer in its place.
+                    if self.producing.get() || !self.produce(max_len) {
                         return;
                     }
                 }
@@ -323,8 +326,13 @@ impl Conn {
             if self.stalled() {
                 return Err(Error::Stalled);
             }
-            // Write directly (inside one of our own callbacks the loop would not call
-            // us), then let the loop run once, woken when the socket takes more.
+            // Write directly, then let the loop run once, woken when the socket
+            // takes more: outside our io callback by our own watcher (armed for
+            // WRITE); inside it, where the loop does not call that watcher again, by a
+            // second watcher on the fd, which stays open meanwhile (the end waits for
+            // the io callback to return). Outside, no second watcher: an event
+            // handled in this very loop run may end the connection and close the fd
+            // before libev would register it.
             let in_io = self.in_io.replace(true);
             self.write();
             self.in_io.set(in_io);
@@ -332,19 +340,29 @@ impl Conn {
                 self.settle(true);
             }
             if self.state.borrow().is_live() && !self.drained() && !self.stalled() {
-                let fd = self.raw_fd().ok_or(Error::Closed)?;
-                let writable = Io::new(&self.lp, fd, Events::WRITE, |_| {})
-                    .map_err(|err| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, err)))?;
-                writable.start();
+                let writable = match (in_io, self.raw_fd()) {
+                    (true, Some(fd)) => {
+                        Some(Io::new(&self.lp, fd, Events::WRITE, |_| {}).map_err(|err| {
+                            Error::Io(io::Error::new(io::ErrorKind::InvalidInput, err))
+                        })?)
+                    }
+                    _ => None,
+                };
+                if let Some(writable) = &writable {
+                    writable.start();
+                }
                 self.lp.run_with(crate::ev::RunFlags::Once);
             }
         }
     }
 
     /// Whether writing cannot make progress whatever the peer does: the user
-    /// stopped writing, or the head of the queue is a paused producer.
+    /// stopped writing, the head of the queue is a paused producer, or we are inside
+    /// a producer.
     pub(super) fn stalled(&self) -> bool {
-        if self.write_stopped.get() {
+        // Inside a producer, the message it makes is in the queue: it cannot drain
+        // before the producer returns.
+        if self.write_stopped.get() || self.producing.get() {
             return true;
         }
         let Ok(sender) = self.sender.try_borrow() else {
