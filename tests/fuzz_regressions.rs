@@ -228,3 +228,41 @@ fn wait_blocking_inside_a_producer_keeps_messages_apart() {
         "(our close, the messages the peer got)"
     );
 }
+
+/// Found by the `object` target (4 inputs): `websocket::abort_all` called from a
+/// `wait` callback runs `on_close` inside that callback, although "a connection
+/// whose callback is running (when called from inside it) ends when that callback
+/// returns". `abort_all` defers the end only while the io callback runs
+/// (`in_io`); a `wait` callback runs from the connection's timer, where `in_io` is
+/// false, so `finish()` (socket closed, `on_close`) runs before the wait callback
+/// has returned.
+#[test]
+fn abort_all_from_a_wait_callback_ends_the_connection_after_it_returns() {
+    let lp = Loop::new().unwrap();
+    let (ours, _peer) = UnixStream::pair().unwrap();
+    let closed = Rc::new(Cell::new(0));
+    let on_close = closed.clone();
+    let ws = Server::new(
+        Params::new(ours)
+            .event_loop(&lp)
+            .on_close(move |_, _| on_close.set(on_close.get() + 1)),
+    )
+    .unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let (seen_in_cb, closed_in_cb) = (seen.clone(), closed.clone());
+    ws.wait(move |ws, _| {
+        let ended = net_websocket_ev::websocket::abort_all(ws.event_loop());
+        seen_in_cb.set(Some((ended, closed_in_cb.get())));
+    })
+    .unwrap();
+    for _ in 0..4 {
+        lp.run_with(RunFlags::NoWait);
+    }
+    assert_eq!(
+        seen.get(),
+        Some((1, 0)),
+        "(abort_all's count, on_close calls) inside the wait callback"
+    );
+    assert_eq!(closed.get(), 1, "on_close once the callback returned");
+    assert_eq!(ws.as_raw_fd(), None);
+}
