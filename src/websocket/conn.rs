@@ -92,6 +92,9 @@ pub(crate) struct Conn {
     in_io: Cell<bool>,
     /// A producer is out of its queue, being called.
     producing: Cell<bool>,
+    /// User code outside the io callback (a `wait` callback, a producer's drop) is
+    /// running: the end waits for it to return.
+    user_depth: Cell<u32>,
     status_received: Cell<u16>,
     /// `cold.panic` holds a payload.
     panicked: Cell<bool>,
@@ -143,7 +146,7 @@ pub(crate) fn abort_all(lp: &Loop) -> usize {
         if conn.end(CloseCause::Aborted) {
             ended += 1;
         }
-        if !conn.in_io.get() {
+        if !conn.in_io.get() && conn.user_depth.get() == 0 {
             conn.finish();
         }
     }
@@ -203,6 +206,7 @@ impl Conn {
                 read_shutdown_pending: Cell::new(false),
                 in_io: Cell::new(false),
                 producing: Cell::new(false),
+                user_depth: Cell::new(0),
                 status_received: Cell::new(1006),
                 panicked: Cell::new(false),
                 cold: RefCell::new(cold),
@@ -224,6 +228,28 @@ impl Conn {
     /// The loop the connection runs on.
     pub(crate) fn lp(&self) -> &Loop {
         &self.lp
+    }
+
+    /// Runs user code outside the io callback: an end decided meanwhile waits for it.
+    pub(super) fn in_user_code<R>(&self, f: impl FnOnce() -> R) -> R {
+        /// Counts back down also when the user code panics.
+        struct Depth<'a>(&'a Cell<u32>);
+        impl Drop for Depth<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        self.user_depth.set(self.user_depth.get() + 1);
+        let _depth = Depth(&self.user_depth);
+        f()
+    }
+
+    /// Messages not (fully) written: those left at the end once closed.
+    pub(super) fn unsent(&self) -> usize {
+        if matches!(*self.state.borrow(), State::Closed { .. }) {
+            return self.cold.borrow().as_ref().map_or(0, |c| c.unsent);
+        }
+        self.sender.try_borrow().map_or(0, |s| s.queued_count())
     }
 
     /// Whether the connection is over or its end is decided (calls then fail).
@@ -350,11 +376,11 @@ impl Conn {
         }
         if self.state.borrow().is_live() {
             self.apply_read_shutdown();
-            self.sync_producers();
+            self.sync_producers(); // may run user code (a producer's drop)
             self.decide();
         }
         if matches!(*self.state.borrow(), State::Ending { .. }) {
-            if at_safe_point {
+            if at_safe_point && self.user_depth.get() == 0 {
                 self.finish();
             } else {
                 self.arm_timer(self.lp.now());
@@ -375,6 +401,9 @@ impl Conn {
 
     /// The live part of `settle`: what to wait for, or the end.
     fn decide(self: &Rc<Self>) {
+        if !self.state.borrow().is_live() {
+            return;
+        }
         let (want_read, pending_input) = match &*self.receiver.borrow() {
             Some(r) => (
                 r.want_read(),

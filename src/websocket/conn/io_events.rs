@@ -267,7 +267,7 @@ impl Conn {
             .as_mut()
             .filter(|c| c.producers.len() > queued)
             .map(|c| c.producers.split_off(queued));
-        drop(dropped);
+        self.in_user_code(|| drop(dropped));
     }
 
     /// Whether the send queue is empty and nothing waits to be written.
@@ -313,7 +313,7 @@ impl Conn {
         self.check_open()?;
         loop {
             if !self.state.borrow().is_live() {
-                let unsent = self.cold.borrow().as_ref().map_or(0, |c| c.unsent);
+                let unsent = self.unsent();
                 return Ok(if unsent == 0 {
                     Waited::Drained
                 } else {

@@ -85,7 +85,7 @@ impl Conn {
                 .as_mut()
                 .and_then(|c| c.waiters.pop_front());
             let Some(waiter) = next else { break };
-            waiter(&ws, Waited::Drained);
+            self.in_user_code(|| waiter(&ws, Waited::Drained));
             if !self.drained() || !self.state.borrow().is_live() {
                 break; // a waiter queued more (or ended the connection)
             }
