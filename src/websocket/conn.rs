@@ -370,10 +370,15 @@ impl Conn {
     /// the user's pauses; decides the end when neither direction is wanted. At a
     /// safe point (the end of the io callback, the timer) the end is carried out
     /// at once; otherwise (a call of the user's) from the loop, a moment later.
+    #[inline]
     pub(crate) fn settle(self: &Rc<Self>, at_safe_point: bool) {
         if self.in_io.get() {
-            return; // the io callback settles once at its end
+            return; // a call from a callback (the common case): the io callback settles at its end
         }
+        self.settle_now(at_safe_point);
+    }
+
+    fn settle_now(self: &Rc<Self>, at_safe_point: bool) {
         if self.state.borrow().is_live() {
             self.apply_read_shutdown();
             self.sync_producers(); // may run user code (a producer's drop)

@@ -153,6 +153,36 @@ impl WebSocket {
     }
 
     /// Asks a producer that returned [`Fragment::Pause`] for its next piece again.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, RunFlags};
+    /// use net_websocket_ev::{websocket, Fragment, OpCode, Params, Server};
+    /// use std::{cell::Cell, os::unix::net::UnixStream, rc::Rc};
+    ///
+    /// let lp = Loop::new().unwrap();
+    /// let (ours, _peer) = UnixStream::pair().unwrap();
+    /// let ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
+    /// let ready = Rc::new(Cell::new(false));
+    /// let r = ready.clone();
+    /// ws.queue_fragmented(
+    ///     move |_, buf| {
+    ///         if !r.get() {
+    ///             return Fragment::Pause; // nothing yet: not asked again until resumed
+    ///         }
+    ///         buf[..4].copy_from_slice(b"data");
+    ///         Fragment::Eof(4)
+    ///     },
+    ///     OpCode::Binary,
+    /// )
+    /// .unwrap();
+    /// lp.run_with(RunFlags::NoWait);
+    /// assert_eq!(ws.queued_count().unwrap(), 1);
+    /// ready.set(true);
+    /// ws.resume_fragmented().unwrap();
+    /// lp.run_with(RunFlags::NoWait);
+    /// assert_eq!(ws.queued_count().unwrap(), 0);
+    /// websocket::abort_all(&lp);
+    /// ```
     pub fn resume_fragmented(&self) -> Result<(), Error> {
         self.conn.resume_fragmented()
     }
@@ -169,6 +199,25 @@ impl WebSocket {
     /// every registered callback fires, once, in order. If the connection ends first,
     /// it gets [`Waited::Closed`] with the number of messages left unsent (a peer that
     /// vanished mid-upload), else [`Waited::Drained`].
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, RunFlags};
+    /// use net_websocket_ev::{websocket, Params, Server, Waited};
+    /// use std::{cell::Cell, os::unix::net::UnixStream, rc::Rc};
+    ///
+    /// let lp = Loop::new().unwrap();
+    /// let (ours, _peer) = UnixStream::pair().unwrap();
+    /// let ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
+    /// ws.queue_text("hello").unwrap();
+    /// let seen = Rc::new(Cell::new(None));
+    /// let s = seen.clone();
+    /// ws.wait(move |_, waited| s.set(Some(waited))).unwrap();
+    /// while seen.get().is_none() {
+    ///     lp.run_with(RunFlags::Once);
+    /// }
+    /// assert_eq!(seen.get(), Some(Waited::Drained));
+    /// websocket::abort_all(&lp);
+    /// ```
     pub fn wait(&self, callback: impl FnOnce(&WebSocket, Waited) + 'static) -> Result<(), Error> {
         self.conn.check_open()?;
         self.conn.add_waiter(Box::new(callback));
@@ -302,6 +351,23 @@ impl WebSocket {
 
     /// Why the connection ended, or is ending; `None` while it is open. Available in
     /// `on_close` and after.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, RunFlags};
+    /// use net_websocket_ev::{CloseCause, Params, Server};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let lp = Loop::new().unwrap();
+    /// let (ours, peer) = UnixStream::pair().unwrap();
+    /// let ws = Server::new(Params::new(ours).event_loop(&lp)).unwrap();
+    /// assert_eq!(ws.close_cause(), None);
+    /// drop(peer); // the peer vanishes without a close frame
+    /// while !ws.is_closed() {
+    ///     lp.run_with(RunFlags::Once);
+    /// }
+    /// assert_eq!(ws.close_cause(), Some(CloseCause::Eof));
+    /// assert_eq!(ws.status_code_received(), 1006); // what on_close got
+    /// ```
     pub fn close_cause(&self) -> Option<CloseCause> {
         self.conn.cause()
     }

@@ -254,6 +254,14 @@ impl Conn {
     /// abort or a shutdown drops fragmented messages from the back of its queue),
     /// outside every borrow (their drop is user code).
     pub(super) fn sync_producers(&self) {
+        let none = self
+            .cold
+            .borrow()
+            .as_ref()
+            .map_or(true, |c| c.producers.is_empty());
+        if none {
+            return; // the common case: no fragmented message
+        }
         let Ok(sender) = self.sender.try_borrow() else {
             return;
         };
