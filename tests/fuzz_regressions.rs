@@ -12,6 +12,15 @@ use net_websocket_ev::{OpCode, Params, Server, Waited};
 
 static SIGPIPES: AtomicUsize = AtomicUsize::new(0);
 
+/// Held while a test forks a child process, and by the tests whose peers must vanish
+/// when they drop them: a child forked meanwhile holds a copy of every fd until it
+/// execs, so a dropped peer would stay open for a moment.
+static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn no_fork_meanwhile() -> std::sync::MutexGuard<'static, ()> {
+    FORKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 extern "C" fn count_sigpipe(_signum: libc::c_int) {
     SIGPIPES.fetch_add(1, Ordering::SeqCst);
 }
@@ -30,6 +39,7 @@ extern "C" fn count_sigpipe(_signum: libc::c_int) {
 /// the control frame, large ones written by a second `send` (both sizes below).
 #[test]
 fn writing_to_a_vanished_peer_raises_no_sigpipe() {
+    let _no_fork = no_fork_meanwhile();
     // A counting handler rather than the default action, so that the test binary
     // survives to report. Process-wide, but nothing else in this binary writes.
     let handler = count_sigpipe as extern "C" fn(libc::c_int);
@@ -71,6 +81,7 @@ fn in_child_process(test_name: &str, scenario: fn()) {
         scenario();
         return;
     }
+    let _forking = no_fork_meanwhile();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
