@@ -18,7 +18,9 @@ static SIGPIPES: AtomicUsize = AtomicUsize::new(0);
 static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn no_fork_meanwhile() -> std::sync::MutexGuard<'static, ()> {
-    FORKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    FORKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 extern "C" fn count_sigpipe(_signum: libc::c_int) {
