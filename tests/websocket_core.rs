@@ -14,7 +14,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use net_websocket_ev::ev::{Loop, RunFlags, Timer};
+use net_websocket_ev::ev::{Idle, Loop, RunFlags, Timer};
 use net_websocket_ev::handshake::ClientRequest;
 use net_websocket_ev::proto::{Engine, Flow, Handler, ProtocolError, Role, Rsv};
 use net_websocket_ev::websocket::upgrade;
@@ -554,4 +554,62 @@ fn abort_all_ends_every_connection_of_one_loop_only() {
     assert!(!handles[2].is_closed());
     assert_eq!(websocket::abort_all(&other), 1);
     assert_eq!(closed.get(), 3);
+}
+
+/// Found by the object fuzz target: `wait_blocking` in a receive callback, with more
+/// input unread on the socket, spun at 100 % CPU until the peer read (our own
+/// level-triggered READ, which the loop cannot deliver inside its own callback,
+/// made every loop run return at once), and starved idle watchers meanwhile.
+#[test]
+fn wait_blocking_in_a_receive_callback_does_not_spin_on_unread_input() {
+    let lp = Loop::new().unwrap();
+    let (ours, peer) = util::small_unix_pair();
+    let peer = Rc::new(RefCell::new(peer));
+    peer.borrow_mut()
+        .write_all(&masked_frame(true, 1, b"one"))
+        .unwrap();
+    let result = Rc::new(RefCell::new(None));
+    let (r, writer) = (result.clone(), peer.clone());
+    let _ws = Server::new(Params::new(ours).event_loop(&lp).on_msg_recv(
+        move |ws, _, _, msg, _| {
+            if msg == b"one" {
+                // More input arrives while we wait: our socket stays readable.
+                writer
+                    .borrow_mut()
+                    .write_all(&masked_frame(true, 1, b"two"))
+                    .unwrap();
+                ws.queue_binary(&vec![7u8; 256 * 1024]).unwrap();
+                *r.borrow_mut() = Some(ws.wait_blocking());
+            }
+        },
+    ))
+    .unwrap();
+    let read_all = |peer: &RefCell<std::os::unix::net::UnixStream>| {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(n) = peer.borrow_mut().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    // The peer reads only when the loop has nothing else to do.
+    let p = peer.clone();
+    let pump = Idle::new(&lp, move |_| read_all(&p));
+    pump.start();
+    // The bound: after the common deadline the peer reads from a timer instead, so
+    // that a spinning wait ends, and the test fails.
+    let gave_up = Rc::new(Cell::new(false));
+    let (g, p) = (gave_up.clone(), peer.clone());
+    let start = std::time::Instant::now();
+    let guard = Timer::new(&lp, util::TICK, util::TICK, move |_| {
+        if start.elapsed() > util::deadline() {
+            g.set(true);
+            read_all(&p);
+        }
+    });
+    guard.start();
+    run_until(&lp, "wait_blocking returned", || result.borrow().is_some());
+    assert!(!gave_up.get(), "wait_blocking spun on its own unread input");
+    assert!(matches!(*result.borrow(), Some(Ok(Waited::Drained))));
+    websocket::abort_all(&lp);
 }

@@ -357,6 +357,11 @@ impl Conn {
                     _ => None,
                 };
                 if let Some(writable) = &writable {
+                    // Our own watcher cannot be called back here, and left armed its
+                    // level-triggered READ would make every loop run return at once (a
+                    // busy loop until the peer reads): it rests until the io callback
+                    // returns and re-arms it.
+                    self.io.stop();
                     writable.start();
                 }
                 self.lp.run_with(crate::ev::RunFlags::Once);
