@@ -821,9 +821,17 @@ fn settle(lp: &Loop, ws: &WebSocket, peer: &Rc<RefCell<Peer>>, shared: &Rc<RefCe
             let flushed = p.flush();
             p.pump() || flushed
         };
-        let before = (ws.is_closed(), ws.queued_bytes().ok());
+        // The count too: an empty keepalive ping queued by this turn adds no bytes.
+        let state = || {
+            (
+                ws.is_closed(),
+                ws.queued_bytes().ok(),
+                ws.queued_count().ok(),
+            )
+        };
+        let before = state();
         lp.run_with(RunFlags::NoWait);
-        let moved = moved || before != (ws.is_closed(), ws.queued_bytes().ok());
+        let moved = moved || before != state();
         let p = peer.borrow();
         if ws.is_closed() && (p.eof || p.error.is_some() || p.read_shut) {
             break;
