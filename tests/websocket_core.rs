@@ -14,7 +14,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::time::Duration;
 
-use net_websocket_ev::ev::{Idle, Loop, RunFlags, Timer};
+use net_websocket_ev::ev::{Idle, Loop, LoopError, RunFlags, Timer};
 use net_websocket_ev::handshake::ClientRequest;
 use net_websocket_ev::proto::{Engine, Flow, Handler, ProtocolError, Role, Rsv};
 use net_websocket_ev::websocket::upgrade;
@@ -612,4 +612,23 @@ fn wait_blocking_in_a_receive_callback_does_not_spin_on_unread_input() {
     assert!(!gave_up.get(), "wait_blocking spun on its own unread input");
     assert!(matches!(*result.borrow(), Some(Ok(Waited::Drained))));
     websocket::abort_all(&lp);
+}
+
+/// libev's one default loop belongs to the thread holding it: a connection made
+/// without `.event_loop(..)` on another thread meanwhile is refused with an error
+/// instead of corrupting it (the only test of this binary using the default loop).
+#[test]
+fn a_connection_on_the_default_loop_from_a_second_thread_is_refused() {
+    let held = Loop::default_loop().unwrap();
+    let refused = std::thread::spawn(|| {
+        let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        matches!(
+            Server::new(Params::new(ours)),
+            Err(Error::Loop(LoopError::DefaultLoopInUse))
+        )
+    })
+    .join()
+    .unwrap();
+    assert!(refused);
+    drop(held);
 }

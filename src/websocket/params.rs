@@ -147,8 +147,10 @@ impl Params {
         self
     }
 
-    /// The loop to run on; libev's default loop if not given. A loop created by foreign
-    /// code is adopted with [`Loop::from_raw`].
+    /// The loop to run on; libev's default loop if not given (which one thread holds at
+    /// a time: from another thread meanwhile, `Server::new` fails with
+    /// [`Error::Loop`](super::Error::Loop)). A loop created by foreign code is adopted
+    /// with [`Loop::from_raw`].
     pub fn event_loop(mut self, lp: &Loop) -> Params {
         self.event_loop = Some(lp.clone());
         self
