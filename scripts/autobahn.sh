@@ -34,15 +34,7 @@ REPORTS="$AUTOBAHN_HOME/reports"
 PIDS=()
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # bounded: SIGKILL whatever is still there after ~10 s
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
+    kill_started "${PIDS[@]}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -1,7 +1,21 @@
 # Sourced by the scripts: installs missing Debian packages (apt-get update once per
-# run, only when something is missing), so every script is safe to run twice.
-# usage: need_packages pkg...
+# run, only when something is missing), so every script is safe to run twice; and
+# ends what a script started, by PID.
 
+# Ends the processes a script started, by PID: TERM, then KILL whatever is still
+# there after ~10 s. usage: kill_started "${PIDS[@]}"
+kill_started() {
+    local pid
+    for pid in "$@"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+}
+
+# usage: need_packages pkg...
 need_packages() {
     local missing=()
     for pkg in "$@"; do

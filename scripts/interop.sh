@@ -22,15 +22,7 @@ LOGS=$(mktemp -d)
 PIDS=()
 
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        # bounded: SIGKILL whatever is still there after ~5 s
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
+    kill_started "${PIDS[@]}"
     rm -rf "$LOGS"
 }
 trap cleanup EXIT
