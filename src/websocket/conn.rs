@@ -127,7 +127,8 @@ struct Cold {
 
 thread_local! {
     /// The open connections of this thread, by address, with their loop: what
-    /// [`abort_all`] ends.
+    /// [`abort_all`] ends. An entry lives as long as the connection's `keep` (both
+    /// end in `finish`), so no connection is freed while it is listed.
     static OPEN: RefCell<HashMap<usize, (usize, Weak<Conn>)>> = RefCell::new(HashMap::new());
 }
 
@@ -573,17 +574,6 @@ impl Conn {
         self.end(CloseCause::Aborted);
         self.settle(false);
         Ok(())
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        // Normally `finish` did this; at thread exit the table may be gone already.
-        let _ = OPEN.try_with(|open| {
-            if let Ok(mut open) = open.try_borrow_mut() {
-                open.remove(&(self as *const Conn as usize));
-            }
-        });
     }
 }
 

@@ -344,9 +344,7 @@ impl Conn {
             let in_io = self.in_io.replace(true);
             self.write();
             self.in_io.set(in_io);
-            if !in_io {
-                self.settle(true);
-            }
+            self.settle(true); // returns at once inside our io callback
             if self.state.borrow().is_live() && !self.drained() && !self.stalled() {
                 let writable = match (in_io, self.raw_fd()) {
                     (true, Some(fd)) => {
