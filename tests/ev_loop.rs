@@ -352,12 +352,7 @@ fn default_loop_passes_between_threads_once_released() {
     let (release_tx, release_rx) = channel::<()>();
     let holder = thread::spawn(move || {
         let lp = Loop::default_loop().unwrap();
-        let fired = Rc::new(Cell::new(false));
-        let seen = fired.clone();
-        let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, move |_| seen.set(true));
-        timer.start();
-        lp.run();
-        assert!(fired.get());
+        let _timer = run_a_zero_timer(&lp);
         claimed_tx.send(()).unwrap();
         release_rx.recv().unwrap();
         // Every handle (the loop and the watcher) goes here.
@@ -370,12 +365,19 @@ fn default_loop_passes_between_threads_once_released() {
     holder.join().unwrap();
 
     let lp = Loop::default_loop().unwrap();
+    run_a_zero_timer(&lp);
+}
+
+/// Runs `lp` with a zero timer started on it and checks that it fired; returns the
+/// timer, a watcher that holds the loop.
+fn run_a_zero_timer(lp: &Loop) -> Timer {
     let fired = Rc::new(Cell::new(false));
     let seen = fired.clone();
-    let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, move |_| seen.set(true));
+    let timer = Timer::new(lp, Duration::ZERO, Duration::ZERO, move |_| seen.set(true));
     timer.start();
     lp.run();
     assert!(fired.get());
+    timer
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! What the fuzz targets (`fuzz/fuzz_targets/`) found, reduced to the smallest
 //! reproduction, kept as regression tests (each failed before its fix).
 
+mod util;
+
 use std::cell::Cell;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,7 +116,7 @@ fn wait_blocking_survives_the_connection_ending_before_the_loop_polls() {
         || {
             let lp = Loop::new().unwrap();
             let (ours, peer) = UnixStream::pair().unwrap();
-            small_send_buffer(&ours);
+            util::small_buffers(&ours);
             // A masked text frame "hi" (key 0), as a client sends it.
             let initial = vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
             let closed = Rc::new(Cell::new(0));
@@ -143,21 +144,6 @@ fn wait_blocking_survives_the_connection_ending_before_the_loop_polls() {
             drop(peer);
         },
     );
-}
-
-fn small_send_buffer(sock: &UnixStream) {
-    let size: libc::c_int = 4096;
-    // SAFETY: a valid fd, a c_int option value and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "setsockopt(SO_SNDBUF)");
 }
 
 /// A producer that calls `wait_blocking()` (documented to work from anywhere, this
