@@ -39,15 +39,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# forget PID: a process that has been waited for (its PID may be reused) is not ours.
-forget() {
-    local pid kept=()
-    for pid in "${PIDS[@]}"; do
-        [ "$pid" = "$1" ] || kept+=("$pid")
-    done
-    PIDS=("${kept[@]}")
-}
-
 # bounded CMD...: runs CMD under `timeout` (its own process group, so the whole tree
 # goes on a timeout or on our exit) in the background, waits for it, returns its status.
 bounded() {

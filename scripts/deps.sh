@@ -15,6 +15,16 @@ kill_started() {
     done
 }
 
+# forget PID: takes PID out of the calling script's PIDS array, once the process has
+# been waited for (its PID may be reused: it is not ours any more).
+forget() {
+    local pid kept=()
+    for pid in "${PIDS[@]}"; do
+        [ "$pid" = "$1" ] || kept+=("$pid")
+    done
+    PIDS=("${kept[@]}")
+}
+
 # usage: need_packages pkg...
 need_packages() {
     local missing=()

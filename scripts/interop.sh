@@ -27,15 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# forget PID: a process that has been waited for (its PID may be reused) is not ours.
-forget() {
-    local pid kept=()
-    for pid in "${PIDS[@]}"; do
-        [ "$pid" = "$1" ] || kept+=("$pid")
-    done
-    PIDS=("${kept[@]}")
-}
-
 # ------------------------------------------------------------------ install
 
 need_packages libev-dev pkg-config chromium
