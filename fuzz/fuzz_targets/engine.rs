@@ -15,10 +15,13 @@
 //!   every message completes unless a producer failed or a close cut it short.
 #![no_main]
 
+mod input;
+
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::rc::Rc;
 
+use input::Input;
 use libfuzzer_sys::fuzz_target;
 use net_websocket_ev::proto::{
     is_valid_close_code, Config, Engine, Flow, Fragment, Handler, OpCode, Receiver, RecvStatus,
@@ -125,25 +128,6 @@ const MAX_STEPS: usize = 128;
 /// once and stalls once at most), and beyond.
 const FINAL_ROUNDS_PER_MESSAGE: usize = 4;
 const FINAL_ROUNDS: usize = 8;
-
-/// The input, read from the front; missing bytes read as zero.
-struct Input<'a>(&'a [u8]);
-
-impl<'a> Input<'a> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// One data message as queued, and what its producer made of it so far.
 struct Expected {

@@ -22,6 +22,8 @@
 //! Input layout: `[knobs] [timers] [n] [n callback-script bytes] [script...]`.
 #![no_main]
 
+mod input;
+
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -30,6 +32,7 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
+use input::Input;
 use libfuzzer_sys::fuzz_target;
 use net_websocket_ev::ev::{Idle, Loop, RunFlags, Timer};
 use net_websocket_ev::proto::{
@@ -69,31 +72,6 @@ fuzz_target!(|data: &[u8]| {
         "an fd (socket, or the loop's backend) outlived the input"
     );
 });
-
-/// The input, read from the front; missing bytes read as zero.
-struct Input<'a>(&'a [u8]);
-
-impl<'a> Input<'a> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-
-    fn bytes(&mut self, n: usize) -> &'a [u8] {
-        let (head, rest) = self.0.split_at(n.min(self.0.len()));
-        self.0 = rest;
-        head
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 fn run_script(data: &[u8]) {
     let mut input = Input(data);
