@@ -14,7 +14,11 @@
 //!   standalone use.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "deflate")]
+mod compression;
 mod decoder;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod encoder;
 mod engine;
 mod error;
@@ -25,6 +29,8 @@ mod receiver;
 mod sender;
 mod utf8;
 
+#[cfg(feature = "deflate")]
+pub use compression::{Compression, Window};
 pub use engine::Engine;
 pub use error::{Error, ProtocolError};
 pub use mask::apply_mask;
@@ -137,6 +143,13 @@ pub struct Config {
     /// than the mark can never be queued: raise it to send larger ones (to echo
     /// messages up to the default `max_recv_size`, say).
     pub max_queued_bytes: usize,
+    /// permessage-deflate (RFC 7692) as negotiated by the opening handshake;
+    /// `None` (the default): no compression. With it, a data message whose
+    /// first frame has RSV1 set is inflated (RSV1 is allowed on first frames
+    /// whatever `allowed_rsv` says), `max_recv_size` limits the inflated size,
+    /// and data messages of at least `threshold` bytes are sent compressed.
+    #[cfg(feature = "deflate")]
+    pub compression: Option<Compression>,
 }
 
 impl Default for Config {
@@ -147,6 +160,8 @@ impl Default for Config {
             allowed_rsv: Rsv::empty(),
             fragment_size: 4096,
             max_queued_bytes: 16 << 20,
+            #[cfg(feature = "deflate")]
+            compression: None,
         }
     }
 }
