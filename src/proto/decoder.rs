@@ -4,12 +4,13 @@
 use std::io::{self, Read};
 use std::ops::Range;
 
+use super::deflate::{self, Inflater, TAIL};
 use super::frame::{Header, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{
     is_valid_close_code, pool, Config, Flow, Handler, OpCode, ProtocolError, RecvStatus, Reply,
-    ReplySink, Role, Rsv,
+    ReplySink, Role, Rsv, Window,
 };
 
 /// A frame payload part at least this large is read straight into the message
@@ -17,6 +18,14 @@ use super::{
 const DIRECT_MIN: usize = 16 * 1024;
 /// The most bytes read straight into the message buffer per call.
 const DIRECT_MAX: usize = 4 << 20;
+/// The most bytes one inflate step writes: an unbuffered compressed frame is
+/// reported in chunks of at most this size, and a buffered message's buffer
+/// grows by at least this much at a time.
+const INFLATE_STEP: usize = 64 * 1024;
+/// [`Receiver::recv_available`](super::Receiver::recv_available) returns after
+/// reading input that inflated to more than this (the watcher calls again):
+/// one connection sending compressed data cannot keep the loop to itself.
+const INFLATE_BUDGET: u64 = 16 << 20;
 
 /// The receiver's decoding state, boxed so that an idle receiver holds none.
 pub(super) struct Decoder {
@@ -39,6 +48,20 @@ pub(super) struct Decoder {
     utf8: Utf8Validator,
     msg_buf: Vec<u8>,
     ctrl_buf: Vec<u8>,
+    /// The data message being received is compressed (RSV1, permessage-deflate).
+    msg_compressed: bool,
+    /// The peer's inflater: held while a compressed message is under way, and
+    /// between messages when the peer keeps its context (context takeover).
+    inflater: Option<Box<Inflater>>,
+    /// Of the current frame's payload in the unprocessed input, how many bytes
+    /// are unmasked already (a pause while inflating keeps them).
+    unmasked: usize,
+    /// Bytes of the flush tail fed after the payload of a message's last frame.
+    tail_fed: u8,
+    /// Inflated bytes of the current frame.
+    frame_out: u64,
+    /// Inflated bytes since the last `recv_until` began (see `INFLATE_BUDGET`).
+    inflated_lately: u64,
     /// The payload of the current message or control frame when it is whole in
     /// the input being processed (not copied).
     whole: Option<Range<usize>>,
@@ -50,6 +73,16 @@ pub(super) struct Decoder {
     failed: Option<ProtocolError>,
     shut: bool,
     status_code_received: u16,
+}
+
+/// What one [`Decoder::inflate_step`] did.
+struct InflateStep {
+    /// Bytes of input used.
+    used: usize,
+    /// The inflated bytes, in `msg_buf`.
+    out: Range<usize>,
+    /// The inflater holds no output back (it stopped with room to spare).
+    drained: bool,
 }
 
 /// Where the decoder is. A pause can stop between any two handler events: the
@@ -82,6 +115,12 @@ impl Decoder {
             utf8: Utf8Validator::default(),
             msg_buf: Vec::new(),
             ctrl_buf: Vec::new(),
+            msg_compressed: false,
+            inflater: None,
+            unmasked: 0,
+            tail_fed: 0,
+            frame_out: 0,
+            inflated_lately: 0,
             whole: None,
             input: Vec::new(),
             pos: 0,
@@ -116,6 +155,7 @@ impl Decoder {
             && self.input.capacity() == 0
             && self.msg_buf.capacity() == 0
             && self.ctrl_buf.capacity() == 0
+            && self.inflater.is_none()
             && !self.close_received
             && self.failed.is_none()
             && !self.shut
@@ -129,6 +169,7 @@ impl Decoder {
         s: &mut S,
         short_read_drains: bool,
     ) -> io::Result<RecvStatus> {
+        self.inflated_lately = 0;
         if self.has_pending_input() {
             let status = self.resume(h, s);
             if status != RecvStatus::WouldBlock {
@@ -159,7 +200,9 @@ impl Decoder {
                     let asked = self.input.len();
                     self.end = n.min(asked);
                     let status = self.run(h, s);
-                    if status != RecvStatus::WouldBlock || (short_read_drains && n < asked) {
+                    let spent = self.inflated_lately > INFLATE_BUDGET;
+                    if status != RecvStatus::WouldBlock || short_read_drains && (n < asked || spent)
+                    {
                         return Ok(status);
                     }
                 }
@@ -272,6 +315,7 @@ impl Decoder {
     fn reads_direct(&self) -> bool {
         self.stage == Stage::Payload
             && self.msg_buffered
+            && !self.msg_compressed
             && !self.frame_op.is_control()
             && self.remaining >= DIRECT_MIN as u64
             && !self.has_pending_input()
@@ -369,6 +413,9 @@ impl Decoder {
         self.release_input();
         pool::release(&mut self.msg_buf);
         pool::release(&mut self.ctrl_buf);
+        if let Some(inflater) = self.inflater.take() {
+            inflater.give();
+        }
     }
 
     fn fail<S: ReplySink>(&mut self, err: ProtocolError, s: &mut S) -> RecvStatus {
@@ -410,6 +457,14 @@ impl Decoder {
                     let f = &self.frame;
                     h.on_frame_start(f.fin, f.rsv, self.frame_op, f.len)
                 }
+                Stage::Payload if self.inflating() => match self.inflate_payload(buf, &mut pos) {
+                    Ok(Some(out)) => h.on_frame_chunk(&self.msg_buf[out]),
+                    Ok(None) if pos == buf.len() && self.remaining > 0 => {
+                        break RecvStatus::WouldBlock
+                    }
+                    Ok(None) => Flow::Continue,
+                    Err(e) => break self.fail(e, s),
+                },
                 Stage::Payload => {
                     if self.frame.len == 0 {
                         self.stage = Stage::End;
@@ -467,17 +522,159 @@ impl Decoder {
             return flow;
         }
         let op = self.msg_op.take().unwrap_or(OpCode::Binary);
+        let mut rsv = self.msg_rsv;
+        if self.msg_compressed {
+            self.end_inflated_message();
+            // The message is delivered inflated: the extension's bit is spent.
+            rsv.remove(Rsv::RSV1);
+        }
         let data = match (&whole, self.msg_buffered) {
             (Some(r), true) => &buf[r.clone()],
             (None, true) => &self.msg_buf[..],
             (_, false) => &[],
         };
-        let flow = h.on_message(self.msg_rsv, op, data, 0);
+        let flow = h.on_message(rsv, op, data, 0);
         // Back to the pool after every message, so that an idle receiver holds no
         // buffer whatever it received: the pool keeps buffers up to a bound (a
         // large message's buffer is freed) for the next message to reuse.
         pool::release(&mut self.msg_buf);
         flow
+    }
+
+    /// Whether the current frame's payload goes through the inflater.
+    #[inline]
+    fn inflating(&self) -> bool {
+        self.msg_compressed && !self.frame_op.is_control()
+    }
+
+    /// One inflate step of the current compressed frame: unmasks the payload
+    /// the input holds, inflates from it (after a message's last frame, from
+    /// the flush tail), and moves on to `Stage::End` once the payload is used
+    /// up and inflated whole. `Some(range)`: inflated bytes in `msg_buf` to
+    /// report (one empty range for a frame that inflates to nothing); `None`:
+    /// nothing to report (more input is needed when the input is used up and
+    /// payload remains).
+    fn inflate_payload(
+        &mut self,
+        buf: &mut [u8],
+        pos: &mut usize,
+    ) -> Result<Option<Range<usize>>, ProtocolError> {
+        let step = if self.remaining > 0 {
+            let n = self.remaining.min((buf.len() - *pos) as u64) as usize;
+            if n == 0 {
+                return Ok(None);
+            }
+            let input = &mut buf[*pos..*pos + n];
+            if let (Some(mask), true) = (self.frame.mask, self.unmasked < n) {
+                let offset = (self.frame.len - self.remaining) as usize + self.unmasked;
+                apply_mask(&mut input[self.unmasked..], mask, offset);
+            }
+            self.unmasked = n;
+            let step = self.inflate_step(input)?;
+            *pos += step.used;
+            self.unmasked -= step.used;
+            self.remaining -= step.used as u64;
+            step
+        } else if self.frame.fin && usize::from(self.tail_fed) < TAIL.len() {
+            let step = self.inflate_step(&TAIL[usize::from(self.tail_fed)..])?;
+            self.tail_fed += step.used as u8;
+            step
+        } else {
+            self.inflate_step(&[])?
+        };
+        let tail_done = !self.frame.fin || usize::from(self.tail_fed) == TAIL.len();
+        let done = self.remaining == 0 && tail_done && step.drained;
+        if done {
+            self.stage = Stage::End;
+        }
+        if !step.out.is_empty() || done && self.frame_out == 0 {
+            return Ok(Some(step.out));
+        }
+        Ok(None)
+    }
+
+    /// Inflates from `input` into `msg_buf`: after the message so far when
+    /// buffering, at its start otherwise. Checks the inflated bytes against
+    /// `max_recv_size` (the message's when buffering, the frame's otherwise;
+    /// at most one byte past it is ever written) and as UTF-8.
+    fn inflate_step(&mut self, input: &[u8]) -> Result<InflateStep, ProtocolError> {
+        let max = self.config.max_recv_size;
+        let so_far = if self.msg_buffered {
+            self.msg_len
+        } else {
+            self.frame_out
+        };
+        let room = max
+            .saturating_sub(so_far)
+            .saturating_add(1)
+            .min(INFLATE_STEP as u64) as usize;
+        let start = if self.msg_buffered {
+            self.msg_len as usize
+        } else {
+            0
+        };
+        let end = start + room;
+        if self.msg_buf.len() < end {
+            if self.msg_buf.capacity() == 0 {
+                self.msg_buf = pool::take_buf();
+            }
+            if self.msg_buf.capacity() < end {
+                // Doubling, but never past what the limit can need.
+                let most = usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1);
+                let cap = (self.msg_buf.capacity() * 2).min(most).max(end);
+                self.msg_buf.reserve_exact(cap - self.msg_buf.len());
+            }
+            self.msg_buf.resize(end, 0);
+        }
+        let recv =
+            deflate::negotiated(&self.config.compression).map_or(Window::DEFAULT, |c| c.recv);
+        let inflater = self.inflater.get_or_insert_with(|| Inflater::take(recv));
+        let done = inflater
+            .inflate(input, &mut self.msg_buf[start..end])
+            .map_err(|()| ProtocolError::BadCompressedData)?;
+        let made = done.made as u64;
+        self.frame_out += made;
+        self.msg_len = self.msg_len.saturating_add(made);
+        self.inflated_lately += made;
+        let inflated = if self.msg_buffered {
+            self.msg_len
+        } else {
+            self.frame_out
+        };
+        if inflated > max {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        let out = start..start + done.made;
+        if self.check_utf8 && !self.utf8.feed(&self.msg_buf[out.clone()]) {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(InflateStep {
+            used: done.used,
+            out,
+            drained: done.drained,
+        })
+    }
+
+    /// A compressed message was received whole: its bytes are `msg_buf[..msg_len]`
+    /// (buffering), and its inflater is kept for the next message when the peer
+    /// keeps its context, or else goes back to the pool.
+    fn end_inflated_message(&mut self) {
+        self.msg_compressed = false;
+        if self.msg_buffered {
+            self.msg_buf.truncate(self.msg_len as usize);
+        }
+        let keep = deflate::negotiated(&self.config.compression)
+            .is_some_and(|c| !c.recv.no_context_takeover);
+        if let Some(mut inflater) = self.inflater.take() {
+            if inflater.ended() {
+                inflater.reset();
+            }
+            if keep {
+                self.inflater = Some(inflater);
+            } else {
+                inflater.give();
+            }
+        }
     }
 
     /// Decodes a header from the stash plus `buf`: the bytes of `buf` used and
@@ -513,9 +710,19 @@ impl Decoder {
         let f = self.frame;
         let op = OpCode::from_u8(f.opcode).ok_or(ProtocolError::ReservedOpcode(f.opcode))?;
         let first_data = matches!(op, OpCode::Text | OpCode::Binary);
-        if !self.config.allowed_rsv.contains(f.rsv) || (!f.rsv.is_empty() && !first_data) {
+        let compression = deflate::negotiated(&self.config.compression);
+        let mut allowed = self.config.allowed_rsv;
+        if compression.is_some() {
+            allowed |= Rsv::RSV1;
+        }
+        if !allowed.contains(f.rsv) || (!f.rsv.is_empty() && !first_data) {
             return Err(ProtocolError::ReservedBits);
         }
+        let compressed = if first_data {
+            compression.is_some() && f.rsv.contains(Rsv::RSV1)
+        } else {
+            self.msg_compressed && op == OpCode::Continuation
+        };
         if op.is_control() {
             if !f.fin {
                 return Err(ProtocolError::FragmentedControlFrame);
@@ -542,13 +749,14 @@ impl Decoder {
             self.msg_buffered
         };
         // Control frames and unbuffered frames are limited alone; a buffered
-        // message by what it has gathered plus this frame.
+        // message by what it has gathered plus this frame. A compressed frame
+        // is limited by what it inflates to, while it inflates.
         let total = if op.is_control() || !buffered || first_data {
             f.len
         } else {
             self.msg_len.saturating_add(f.len)
         };
-        if total > self.config.max_recv_size {
+        if total > self.config.max_recv_size && !compressed {
             return Err(ProtocolError::MessageTooBig);
         }
         if first_data {
@@ -556,9 +764,21 @@ impl Decoder {
             self.msg_rsv = f.rsv;
             self.msg_len = 0;
             self.msg_buffered = self.config.buffering;
-            self.check_utf8 = op == OpCode::Text && !f.rsv.contains(Rsv::RSV1);
+            self.msg_compressed = compressed;
+            // RSV1 without compression: a user's own extension owns the payload.
+            self.check_utf8 = op == OpCode::Text && (compressed || !f.rsv.contains(Rsv::RSV1));
             self.utf8.reset();
             self.msg_buf.clear();
+            if let (true, Some(c)) = (compressed, compression) {
+                if self.inflater.is_none() {
+                    self.inflater = Some(Inflater::take(c.recv));
+                }
+            }
+        }
+        if !op.is_control() {
+            self.unmasked = 0;
+            self.tail_fed = 0;
+            self.frame_out = 0;
         }
         if op.is_control() {
             self.ctrl_buf.clear();

@@ -4,10 +4,14 @@
 use std::any::Any;
 use std::collections::VecDeque;
 
+use super::deflate::Compressor;
 use super::frame::{Header, MAX_HEADER_LEN};
 use super::mask::apply_mask;
 use super::utf8::{self, Utf8Validator};
-use super::{is_valid_close_code, pool, Error, Fragment, MaskSource, OpCode, Produced, Role, Rsv};
+use super::{
+    is_valid_close_code, pool, Compression, Error, Fragment, MaskSource, OpCode, Produced, Role,
+    Rsv,
+};
 
 mod write;
 
@@ -44,6 +48,11 @@ pub(super) struct Encoder {
     queued_headers: usize,
     fragmented: usize,
     frag_utf8: Utf8Validator,
+    /// permessage-deflate in force.
+    compression: Option<Compression>,
+    /// Our compressor: held while a compressed fragmented message is under way,
+    /// and between messages when we keep our context (context takeover).
+    compressor: Option<Box<Compressor>>,
     /// Framed bytes, followed by `direct` (the payload of the last frame when it
     /// was not copied); `out_pos` counts bytes written of both together.
     out: Vec<u8>,
@@ -83,6 +92,9 @@ pub(super) enum Item {
     Fragmented {
         opcode: OpCode,
         started: bool,
+        /// Sent compressed (permessage-deflate): each piece is compressed
+        /// with a sync flush as it comes.
+        compressed: bool,
         /// The producer said `Pause`: no piece is asked for until resumed.
         paused: bool,
     },
@@ -125,6 +137,8 @@ impl Encoder {
             queued_headers: 0,
             fragmented: 0,
             frag_utf8: Utf8Validator::default(),
+            compression: None,
+            compressor: None,
             out: Vec::new(),
             out_pos: 0,
             direct: Vec::new(),
@@ -156,6 +170,18 @@ impl Encoder {
     pub(super) fn set_limits(&mut self, fragment_size: usize, max_queued_bytes: usize) {
         self.fragment_size = fragment_size;
         self.max_queued_bytes = max_queued_bytes;
+    }
+
+    /// Sets the compression for messages queued from now on.
+    pub(super) fn set_compression(&mut self, compression: Option<Compression>) {
+        if self.compression != compression {
+            self.compression = compression;
+            if self.fragmented == 0 {
+                if let Some(c) = self.compressor.take() {
+                    c.give();
+                }
+            }
+        }
     }
 
     /// Whether a close is queued (or sent).
@@ -208,37 +234,73 @@ impl Encoder {
         self.check_room(data.len())?;
         if opcode.is_control() {
             self.push_control(opcode, data);
+        } else if let Some(c) = self.compress_msg(data.len()) {
+            let mut squeezed = pool::take_buf();
+            if c.send.no_context_takeover {
+                // Nothing kept between messages: a compressor from the pool.
+                let mut z = Compressor::take(c.send, c.level);
+                z.compress(data, true, &mut squeezed);
+                z.give();
+            } else {
+                self.own_compressor(c).compress(data, true, &mut squeezed);
+            }
+            self.queue_data(opcode, Rsv::RSV1, &squeezed);
+            pool::release(&mut squeezed);
         } else {
-            // The header is stored in front of the payload: written now for a
-            // server and for a client with the default mask source (the payload
-            // masked now too), with room for the key for a client with a `genmask`.
-            let (mask, sealed) = match self.role {
-                Role::Server => (None, true),
-                Role::Client if self.mask_source.is_none() => (Some(self.random_key()), true),
-                Role::Client => (Some([0; 4]), false),
-            };
-            let (bytes, n) = Header {
-                fin: true,
-                rsv: Rsv::empty(),
-                opcode: opcode.as_u8(),
-                mask,
-                len: data.len() as u64,
-            }
-            .to_bytes();
-            self.push_payload(&bytes, n, data);
-            if let (Some(key), true) = (mask, sealed) {
-                let end = self.payloads.len();
-                apply_mask(&mut self.payloads[end - data.len()..], key, 0);
-            }
-            self.queued_headers += n;
-            self.items.push_back(Item::Message {
-                opcode,
-                len: data.len(),
-                header: n as u8,
-                sealed,
-            });
+            self.queue_data(opcode, Rsv::empty(), data);
         }
         Ok(())
+    }
+
+    /// Queues a text or binary message as one frame with `payload` and `rsv`.
+    fn queue_data(&mut self, opcode: OpCode, rsv: Rsv, data: &[u8]) {
+        // The header is stored in front of the payload: written now for a
+        // server and for a client with the default mask source (the payload
+        // masked now too), with room for the key for a client with a `genmask`.
+        let (mask, sealed) = match self.role {
+            Role::Server => (None, true),
+            Role::Client if self.mask_source.is_none() => (Some(self.random_key()), true),
+            Role::Client => (Some([0; 4]), false),
+        };
+        let (bytes, n) = Header {
+            fin: true,
+            rsv,
+            opcode: opcode.as_u8(),
+            mask,
+            len: data.len() as u64,
+        }
+        .to_bytes();
+        self.push_payload(&bytes, n, data);
+        if let (Some(key), true) = (mask, sealed) {
+            let end = self.payloads.len();
+            apply_mask(&mut self.payloads[end - data.len()..], key, 0);
+        }
+        self.queued_headers += n;
+        self.items.push_back(Item::Message {
+            opcode,
+            len: data.len(),
+            header: n as u8,
+            sealed,
+        });
+    }
+
+    /// Whether a whole message of `len` bytes is sent compressed, and how.
+    /// When we keep our context, a message queued behind a fragmented message
+    /// still under way goes uncompressed: it would be compressed before the
+    /// rest of that message but sent after it, and the peer's context follows
+    /// the order on the wire (an uncompressed message is not part of it).
+    fn compress_msg(&self, len: usize) -> Option<Compression> {
+        let c = self.compression?;
+        let big_enough = len as u64 >= u64::from(c.threshold);
+        let in_order = c.send.no_context_takeover || self.fragmented == 0;
+        (big_enough && in_order).then_some(c)
+    }
+
+    /// The connection's compressor: for the fragmented message under way, and
+    /// for every message when we keep our context.
+    fn own_compressor(&mut self, c: Compression) -> &mut Compressor {
+        self.compressor
+            .get_or_insert_with(|| Compressor::take(c.send, c.level))
     }
 
     /// Queues a text or binary message whose pieces the caller supplies, each
@@ -252,6 +314,7 @@ impl Encoder {
         self.items.push_back(Item::Fragmented {
             opcode,
             started: false,
+            compressed: self.compression.is_some(),
             paused: false,
         });
         self.fragmented += 1;
@@ -267,7 +330,10 @@ impl Encoder {
             return Err(Error::Closed);
         }
         let Some(Item::Fragmented {
-            opcode, started, ..
+            opcode,
+            started,
+            compressed,
+            ..
         }) = self.items.front().copied()
         else {
             return Err(Error::FragmentedNotPending);
@@ -300,7 +366,21 @@ impl Encoder {
             self.reset_out();
         }
         self.flatten_direct();
-        self.frame(wire_op, last, data);
+        match self.compression.filter(|_| compressed) {
+            Some(c) => {
+                let mut squeezed = pool::take_buf();
+                self.own_compressor(c).compress(data, last, &mut squeezed);
+                let rsv = if started { Rsv::empty() } else { Rsv::RSV1 };
+                self.frame(wire_op, rsv, last, &squeezed);
+                pool::release(&mut squeezed);
+                if last && c.send.no_context_takeover {
+                    if let Some(z) = self.compressor.take() {
+                        z.give();
+                    }
+                }
+            }
+            None => self.frame(wire_op, Rsv::empty(), last, data),
+        }
         if last {
             self.items.pop_front();
             self.fragmented -= 1;
@@ -502,7 +582,7 @@ impl Encoder {
         let len = close.end - close.start;
         bytes[..len].copy_from_slice(&self.out[close.start..close.end]);
         self.out.truncate(close.start);
-        self.frame(OpCode::Pong, true, payload);
+        self.frame(OpCode::Pong, Rsv::empty(), true, payload);
         self.complete_last_mark(None);
         let start = self.out.len();
         self.out.extend_from_slice(&bytes[..len]);
@@ -592,6 +672,7 @@ impl Encoder {
             && self.marks_pos == 0
             && self.in_flight == 0
             && self.mask_source.is_none()
+            && self.compressor.is_none()
             && !self.close_queued
             && !self.close_sent
             && !self.shut
@@ -673,6 +754,9 @@ impl Encoder {
     /// Drops every data item and the close (not the framed bytes).
     fn drop_items(&mut self) {
         self.items.clear();
+        if let Some(z) = self.compressor.take() {
+            z.give();
+        }
         self.fragmented = 0;
         self.payloads.clear();
         self.payloads_pos = 0;

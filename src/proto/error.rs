@@ -33,16 +33,23 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A close reason that is not valid UTF-8.
     InvalidCloseReason,
-    /// A message (or a frame, without buffering) over `max_recv_size`.
+    /// A message (or a frame, without buffering) over `max_recv_size`; for a
+    /// compressed one, inflated.
     MessageTooBig,
+    /// A compressed message (permessage-deflate) that is not a valid deflate
+    /// stream.
+    BadCompressedData,
 }
 
 impl ProtocolError {
-    /// The close code for this violation: 1007 for bad UTF-8, 1009 for a too big
-    /// message, 1002 for everything else.
+    /// The close code for this violation: 1007 for bad UTF-8 and a corrupt
+    /// compressed message (data not consistent with the message, as RFC 6455
+    /// says of 1007), 1009 for a too big message, 1002 for everything else.
     pub fn close_code(&self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => 1007,
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::BadCompressedData => 1007,
             ProtocolError::MessageTooBig => 1009,
             _ => 1002,
         }
@@ -73,6 +80,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidCloseCode(code) => write!(f, "close code {code} not allowed"),
             ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
             ProtocolError::MessageTooBig => f.write_str("message larger than max_recv_size"),
+            ProtocolError::BadCompressedData => f.write_str("invalid deflate data in a message"),
         }
     }
 }

@@ -14,10 +14,8 @@
 //!   standalone use.
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "deflate")]
 mod compression;
 mod decoder;
-#[cfg(feature = "deflate")]
 mod deflate;
 mod encoder;
 mod engine;
@@ -29,7 +27,6 @@ mod receiver;
 mod sender;
 mod utf8;
 
-#[cfg(feature = "deflate")]
 pub use compression::{Compression, Window};
 pub use engine::Engine;
 pub use error::{Error, ProtocolError};
@@ -148,7 +145,8 @@ pub struct Config {
     /// first frame has RSV1 set is inflated (RSV1 is allowed on first frames
     /// whatever `allowed_rsv` says), `max_recv_size` limits the inflated size,
     /// and data messages of at least `threshold` bytes are sent compressed.
-    #[cfg(feature = "deflate")]
+    /// Needs the cargo feature `deflate` (on by default); without it this is
+    /// ignored, and the handshake neither offers nor accepts compression.
     pub compression: Option<Compression>,
 }
 
@@ -160,7 +158,6 @@ impl Default for Config {
             allowed_rsv: Rsv::empty(),
             fragment_size: 4096,
             max_queued_bytes: 16 << 20,
-            #[cfg(feature = "deflate")]
             compression: None,
         }
     }

@@ -2,8 +2,11 @@
 //! fragmented messages.
 use std::io::{self, Write};
 
+use super::deflate;
 use super::encoder::Encoder;
-use super::{pool, Config, Error, Fragment, MaskSource, OpCode, Produced, Role, SendStatus};
+use super::{
+    pool, Compression, Config, Error, Fragment, MaskSource, OpCode, Produced, Role, SendStatus,
+};
 
 /// Queues messages and writes them as frames.
 ///
@@ -23,6 +26,8 @@ pub struct Sender {
     /// `Config::fragment_size` (at most `u32::MAX`: 4 bytes fewer per idle sender).
     fragment_size: u32,
     max_queued_bytes: usize,
+    /// permessage-deflate in force (`Config::compression`).
+    compression: Option<Compression>,
     /// `None` while idle (see [`Encoder::is_pristine`]).
     enc: Option<Box<Encoder>>,
 }
@@ -41,14 +46,21 @@ thread_local! {
 
 /// A fresh encoder: a spare from the pool, or a new one.
 #[cold]
-fn pooled_encoder(role: Role, fragment_size: usize, max_queued_bytes: usize) -> Box<Encoder> {
-    match pool::take_spare(&SPARE_ENCODERS) {
+fn pooled_encoder(
+    role: Role,
+    fragment_size: usize,
+    max_queued_bytes: usize,
+    compression: Option<Compression>,
+) -> Box<Encoder> {
+    let mut e = match pool::take_spare(&SPARE_ENCODERS) {
         Some(mut e) => {
             e.renew(role, fragment_size, max_queued_bytes);
             e
         }
         None => Box::new(Encoder::new(role, fragment_size, max_queued_bytes)),
-    }
+    };
+    e.set_compression(compression);
+    e
 }
 
 impl Sender {
@@ -58,6 +70,7 @@ impl Sender {
             role,
             fragment_size: fragment_size(config),
             max_queued_bytes: config.max_queued_bytes,
+            compression: deflate::negotiated(&config.compression),
             enc: None,
         }
     }
@@ -66,9 +79,9 @@ impl Sender {
     #[inline]
     fn enc(&mut self) -> &mut Encoder {
         let (role, fragment_size) = (self.role, self.fragment_size as usize);
-        let max_queued = self.max_queued_bytes;
+        let (max_queued, compression) = (self.max_queued_bytes, self.compression);
         self.enc
-            .get_or_insert_with(|| pooled_encoder(role, fragment_size, max_queued))
+            .get_or_insert_with(|| pooled_encoder(role, fragment_size, max_queued, compression))
     }
 
     /// Gives the encoder back to the pool when it holds nothing worth keeping.
@@ -318,12 +331,15 @@ impl Sender {
         self.enc().shutdown_write();
     }
 
-    /// Changes `fragment_size` and `max_queued_bytes`.
+    /// Changes `fragment_size`, `max_queued_bytes` and `compression` (a
+    /// change of compression applies to messages queued from now on).
     pub fn set_config(&mut self, config: &Config) {
         self.fragment_size = fragment_size(config);
         self.max_queued_bytes = config.max_queued_bytes;
+        self.compression = deflate::negotiated(&config.compression);
         if let Some(e) = self.enc.as_mut() {
             e.set_limits(self.fragment_size as usize, self.max_queued_bytes);
+            e.set_compression(self.compression);
         }
     }
 

@@ -110,7 +110,7 @@ impl Encoder {
     pub(super) fn fill(&mut self) {
         while let Some(c) = self.ctrl.pop_front() {
             self.ctrl_bytes -= usize::from(c.len);
-            self.frame(c.opcode, true, &c.data[..usize::from(c.len)]);
+            self.frame(c.opcode, Rsv::empty(), true, &c.data[..usize::from(c.len)]);
             self.complete_last_mark(None);
         }
         while self.out.len() < BATCH {
@@ -150,7 +150,7 @@ impl Encoder {
             let start = self.payloads_pos;
             self.payloads_pos += len;
             let payloads = std::mem::take(&mut self.payloads);
-            self.frame(opcode, true, &payloads[start..start + len]);
+            self.frame(opcode, Rsv::empty(), true, &payloads[start..start + len]);
             self.payloads = payloads;
             self.complete_last_mark(close);
             if close.is_some() {
@@ -265,7 +265,7 @@ impl Encoder {
     }
 
     /// Appends one frame to `out`, masked for a client.
-    pub(super) fn frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+    pub(super) fn frame(&mut self, opcode: OpCode, rsv: Rsv, fin: bool, payload: &[u8]) {
         let mask = self.next_mask();
         if self.out.capacity() == 0 {
             self.out = pool::take_buf();
@@ -273,7 +273,7 @@ impl Encoder {
         let start = self.out.len();
         let header = Header {
             fin,
-            rsv: Rsv::empty(),
+            rsv,
             opcode: opcode.as_u8(),
             mask,
             len: payload.len() as u64,
