@@ -3,8 +3,12 @@
 use base64::Engine as _;
 use rand::RngCore as _;
 
+#[cfg(feature = "deflate")]
+use super::deflate::{self, PerMessageDeflate};
 use super::head::{self, HeadBuffer};
 use super::{accept_key, HandshakeError, BASE64};
+#[cfg(feature = "deflate")]
+use crate::proto::Compression;
 
 /// The request a client sends to open a WebSocket.
 ///
@@ -192,6 +196,28 @@ impl ClientRequest {
         out.push_str("\r\n");
         out.into_bytes()
     }
+
+    /// Offers permessage-deflate with `opts`: adds the `Sec-WebSocket-Extensions`
+    /// header of [`deflate::offer`] to [`headers`](Self::headers). Check the answer
+    /// with [`ClientHandshake::with_deflate`] and the same `opts`.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::PerMessageDeflate;
+    /// use net_websocket_ev::handshake::ClientRequest;
+    ///
+    /// let (mut request, _host, _port) = ClientRequest::from_url("ws://example.com/").unwrap();
+    /// request.offer_deflate(&PerMessageDeflate::default());
+    /// let text = String::from_utf8(request.build_with_key("dGhlIHNhbXBsZSBub25jZQ==")).unwrap();
+    /// assert!(text.ends_with(
+    ///     "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+    ///      client_no_context_takeover; client_max_window_bits\r\n\r\n"
+    /// ));
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn offer_deflate(&mut self, opts: &PerMessageDeflate) {
+        self.headers
+            .push(("Sec-WebSocket-Extensions".to_owned(), deflate::offer(opts)));
+    }
 }
 
 /// A server's validated `101 Switching Protocols` answer.
@@ -203,6 +229,11 @@ pub struct Response {
     pub protocol: Option<String>,
     /// All header fields, names as received, values without surrounding whitespace.
     pub headers: Vec<(String, String)>,
+    /// permessage-deflate as the server accepted it, for
+    /// [`Config::compression`](crate::proto::Config::compression); `None` when it was
+    /// not offered ([`ClientHandshake::with_deflate`]) or the server declined.
+    #[cfg(feature = "deflate")]
+    pub compression: Option<Compression>,
 }
 
 impl Response {
@@ -215,7 +246,7 @@ impl Response {
     }
 
     /// Validates a complete head (blank line included).
-    fn from_head(bytes: &[u8], key: &str, offered: &[String]) -> Result<Response, HandshakeError> {
+    fn from_head(bytes: &[u8], key: &str, offer: &Offer<'_>) -> Result<Response, HandshakeError> {
         let (line, headers) = head::parse(bytes)?;
         let (version, rest) = line.split_once(' ').ok_or(HandshakeError::Malformed(
             "status line is not \"HTTP/x.y code reason\"",
@@ -251,19 +282,43 @@ impl Response {
             .collect();
         let protocol = match selected.as_slice() {
             [] => None,
-            [one] if offered.iter().any(|p| p == one) => Some((*one).to_owned()),
+            [one] if offer.protocols.iter().any(|p| p == one) => Some((*one).to_owned()),
             _ => return Err(HandshakeError::UnrequestedProtocol(selected.join(", "))),
         };
-        if let Some(extension) =
-            head::values(&headers, "Sec-WebSocket-Extensions").find(|value| !value.is_empty())
-        {
-            return Err(HandshakeError::UnrequestedExtension(extension.to_owned()));
-        }
+        let answered = head::values(&headers, "Sec-WebSocket-Extensions");
+        #[cfg(feature = "deflate")]
+        let compression = match offer.deflate {
+            Some(opts) => deflate::check_answer(answered, opts)?,
+            None => refuse_extensions(answered).map(|()| None)?,
+        };
+        #[cfg(not(feature = "deflate"))]
+        refuse_extensions(answered)?;
         Ok(Response {
             status,
             protocol,
             headers,
+            #[cfg(feature = "deflate")]
+            compression,
         })
+    }
+}
+
+/// What the request offered: the answer may select only from it.
+#[derive(Debug)]
+struct Offer<'a> {
+    protocols: &'a [String],
+    #[cfg(feature = "deflate")]
+    deflate: Option<&'a PerMessageDeflate>,
+}
+
+/// Fails on the first extension answered, when we offered none. An empty value
+/// answers nothing (some servers send one).
+fn refuse_extensions<'a>(
+    mut answered: impl Iterator<Item = &'a str>,
+) -> Result<(), HandshakeError> {
+    match answered.find(|value| !value.is_empty()) {
+        Some(extension) => Err(HandshakeError::UnrequestedExtension(extension.to_owned())),
+        None => Ok(()),
     }
 }
 
@@ -298,7 +353,12 @@ pub fn parse_response(
     let Some(end) = head::locate(buf, 0, max_header_size)? else {
         return Ok(None);
     };
-    let response = Response::from_head(&buf[..end], key, offered_protocols)?;
+    let offer = Offer {
+        protocols: offered_protocols,
+        #[cfg(feature = "deflate")]
+        deflate: None,
+    };
+    let response = Response::from_head(&buf[..end], key, &offer)?;
     Ok(Some((response, end)))
 }
 
@@ -326,6 +386,8 @@ pub struct ClientHandshake {
     buffer: HeadBuffer,
     key: String,
     offered_protocols: Vec<String>,
+    #[cfg(feature = "deflate")]
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl ClientHandshake {
@@ -336,7 +398,38 @@ impl ClientHandshake {
             buffer: HeadBuffer::new(max_header_size),
             key,
             offered_protocols,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
+    }
+
+    /// Also accepts a permessage-deflate answer to the offer of
+    /// [`ClientRequest::offer_deflate`] with the same `opts`: the response's
+    /// [`compression`](Response::compression) is what the server settled on (see
+    /// [`deflate::check_answer`] for what fails the handshake). Without it, any
+    /// extension in the answer fails the handshake.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::PerMessageDeflate;
+    /// use net_websocket_ev::handshake::{accept_key, ClientHandshake, ClientRequest};
+    ///
+    /// let opts = PerMessageDeflate::default();
+    /// let (mut request, _host, _port) = ClientRequest::from_url("ws://example.com/").unwrap();
+    /// request.offer_deflate(&opts);
+    /// let (_bytes, key) = request.build();
+    /// let mut hs = ClientHandshake::new(key.clone(), Vec::new(), 8192).with_deflate(opts);
+    /// let answer = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+    ///     Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\
+    ///     Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n",
+    ///     accept_key(key.as_bytes()));
+    /// let resp = hs.feed(answer.as_bytes()).unwrap().expect("complete");
+    /// let compression = resp.compression.expect("accepted");
+    /// assert!(compression.send.no_context_takeover && compression.recv.no_context_takeover);
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(mut self, opts: PerMessageDeflate) -> Self {
+        self.deflate = Some(opts);
+        self
     }
 
     /// Appends `data`: `Ok(None)` while the answer is incomplete, `Ok(Some(response))`
@@ -344,9 +437,14 @@ impl ClientHandshake {
     /// the bytes that followed it. After an error, every call returns that error again;
     /// after success, more data is added to the leftover and `Ok(None)` is returned.
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, HandshakeError> {
-        let (key, offered) = (&self.key, &self.offered_protocols);
+        let offer = Offer {
+            protocols: &self.offered_protocols,
+            #[cfg(feature = "deflate")]
+            deflate: self.deflate.as_ref(),
+        };
+        let key = &self.key;
         self.buffer
-            .feed(data, |bytes| Response::from_head(bytes, key, offered))
+            .feed(data, |bytes| Response::from_head(bytes, key, &offer))
     }
 
     /// The bytes received after the answer (possibly empty), once it is complete; they

@@ -205,6 +205,127 @@ pub(super) fn single<'a>(headers: &'a [(String, String)], name: &'a str) -> Opti
     }
 }
 
+/// One element of a `Sec-WebSocket-Extensions` list: an extension name and its
+/// parameters in order, as sent but with quoted-string values unquoted.
+#[cfg(feature = "deflate")]
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Extension<'a> {
+    pub(super) name: &'a str,
+    pub(super) params: Vec<(&'a str, Option<String>)>,
+}
+
+/// Parses a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1):
+///
+/// ```text
+/// extension-list  = 1#extension
+/// extension       = extension-token *( OWS ";" OWS extension-param )
+/// extension-param = token [ OWS "=" OWS ( token / quoted-string ) ]
+/// ```
+///
+/// Whitespace is allowed around `,`, `;` and `=`, and empty list elements are
+/// skipped (RFC 9110 §5.6.1), so an empty value is an empty list. `None` if the value
+/// does not follow the grammar.
+#[cfg(feature = "deflate")]
+pub(super) fn extension_list(value: &str) -> Option<Vec<Extension<'_>>> {
+    let mut cursor = Cursor { s: value, at: 0 };
+    let mut list = Vec::new();
+    loop {
+        cursor.skip_ows();
+        if cursor.at == value.len() {
+            return Some(list);
+        }
+        if cursor.eat(b',') {
+            continue;
+        }
+        let name = cursor.token()?;
+        let mut params = Vec::new();
+        cursor.skip_ows();
+        while cursor.eat(b';') {
+            cursor.skip_ows();
+            let param = cursor.token()?;
+            cursor.skip_ows();
+            let value = if cursor.eat(b'=') {
+                cursor.skip_ows();
+                Some(match cursor.peek() {
+                    Some(b'"') => cursor.quoted_string()?,
+                    _ => cursor.token()?.to_owned(),
+                })
+            } else {
+                None
+            };
+            params.push((param, value));
+            cursor.skip_ows();
+        }
+        list.push(Extension { name, params });
+        if cursor.at < value.len() && !cursor.eat(b',') {
+            return None;
+        }
+    }
+}
+
+/// A read position in a header value, for [`extension_list`].
+#[cfg(feature = "deflate")]
+struct Cursor<'a> {
+    s: &'a str,
+    at: usize,
+}
+
+#[cfg(feature = "deflate")]
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.at).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let found = self.peek() == Some(b);
+        self.at += usize::from(found);
+        found
+    }
+
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    /// The token here (RFC 9110 §5.6.2), `None` if there is none.
+    fn token(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        while self.peek().is_some_and(is_tchar) {
+            self.at += 1;
+        }
+        // Tokens are ASCII, so both ends are character boundaries.
+        self.s.get(start..self.at).filter(|token| !token.is_empty())
+    }
+
+    /// The content of the quoted-string here (RFC 9110 §5.6.4), escapes undone;
+    /// `None` if it is unterminated or holds a control byte.
+    fn quoted_string(&mut self) -> Option<String> {
+        let bytes = self.s.as_bytes();
+        self.at += 1; // the opening quote
+        let mut content = Vec::new();
+        loop {
+            let b = *bytes.get(self.at)?;
+            self.at += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let escaped = *bytes.get(self.at)?;
+                    if is_control(escaped) && escaped != b'\t' {
+                        return None;
+                    }
+                    content.push(escaped);
+                    self.at += 1;
+                }
+                _ if is_control(b) && b != b'\t' => return None,
+                _ => content.push(b),
+            }
+        }
+        // Only ASCII bytes were removed, so the rest is still UTF-8.
+        String::from_utf8(content).ok()
+    }
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -277,6 +398,52 @@ mod tests {
         assert!(parse(b"X\r\nA: b\rc\r\n\r\n").is_err());
         assert!(parse(b"X\r\nAb\r\n\r\n").is_err());
         assert!(parse(b"X\r\nA: \0\r\n\r\n").is_err());
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn extension_lists() {
+        let ext = |name, params: &[(&'static str, Option<&str>)]| Extension {
+            name,
+            params: params
+                .iter()
+                .map(|&(n, v)| (n, v.map(str::to_owned)))
+                .collect(),
+        };
+        assert_eq!(extension_list(""), Some(vec![]));
+        assert_eq!(extension_list(" , ,\t"), Some(vec![]));
+        assert_eq!(
+            extension_list("a ; b = 1 ;c=\"x\\\"y\" , d,e;f"),
+            Some(vec![
+                ext("a", &[("b", Some("1")), ("c", Some("x\"y"))]),
+                ext("d", &[]),
+                ext("e", &[("f", None)]),
+            ])
+        );
+        assert_eq!(
+            extension_list("a; b=\"caf\u{e9} \\\u{e9}\""),
+            Some(vec![ext("a", &[("b", Some("caf\u{e9} \u{e9}"))])])
+        );
+        for bad in [
+            "a;",
+            "a; ",
+            ";b",
+            "a b",
+            "a;b=",
+            "a;b=\"x",
+            "a;b=\"x\\",
+            "a;b=\"x\"y",
+            "a;=1",
+            "a;b c",
+            "a;b=1 2",
+            "\"a\"",
+            "a;b=\"\u{7}\"",
+            "a;b=\"\\\u{7}\"",
+            "a;b=c=d",
+            "a,;",
+        ] {
+            assert_eq!(extension_list(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   [`error_response`] the 400 / 426 answer to a bad request.
 //! - Client side: [`ClientRequest`] builds the request, [`parse_response`] (or the
 //!   incremental [`ClientHandshake`]) validates the server's answer.
+//! - permessage-deflate (feature `deflate`): the `deflate` module negotiates it; the
+//!   server answers with [`response_with_extensions`], the client offers it with
+//!   `ClientRequest::offer_deflate` and checks the answer with
+//!   `ClientHandshake::with_deflate`.
 //!
 //! Bytes that follow the head in the same read belong to the WebSocket; both sides
 //! report exactly where the head ended so that none of them is lost.
@@ -42,11 +46,15 @@ use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 mod client;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 mod head;
 mod server;
 
 pub use client::{parse_response, ClientHandshake, ClientRequest, Response};
-pub use server::{error_response, parse_request, response, Request, ServerHandshake};
+pub use server::{
+    error_response, parse_request, response, response_with_extensions, Request, ServerHandshake,
+};
 
 /// The GUID that RFC 6455 §1.3 appends to the client's key to compute the accept key.
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -105,8 +113,12 @@ pub enum HandshakeError {
     BadAccept,
     /// Client: the server selected a subprotocol that we did not offer.
     UnrequestedProtocol(String),
-    /// Client: the server answered with an extension; we offer none.
+    /// Client: the server answered with an extension that we did not offer (any
+    /// extension when we offered none).
     UnrequestedExtension(String),
+    /// Client: the server's permessage-deflate answer breaks RFC 7692 or settles on
+    /// what we cannot do. The text names the problem.
+    BadExtension(String),
 }
 
 impl HandshakeError {
@@ -136,7 +148,8 @@ impl HandshakeError {
             HandshakeError::BadStatus(_)
             | HandshakeError::BadAccept
             | HandshakeError::UnrequestedProtocol(_)
-            | HandshakeError::UnrequestedExtension(_) => None,
+            | HandshakeError::UnrequestedExtension(_)
+            | HandshakeError::BadExtension(_) => None,
         }
     }
 }
@@ -174,6 +187,9 @@ impl fmt::Display for HandshakeError {
             }
             HandshakeError::UnrequestedExtension(extension) => {
                 write!(f, "server answered extension {extension:?}, not offered")
+            }
+            HandshakeError::BadExtension(what) => {
+                write!(f, "bad Sec-WebSocket-Extensions answer: {what}")
             }
         }
     }

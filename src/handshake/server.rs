@@ -16,8 +16,8 @@ pub struct Request {
     pub key: String,
     /// The `Sec-WebSocket-Protocol` tokens, in order, over all such headers.
     pub protocols: Vec<String>,
-    /// The raw `Sec-WebSocket-Extensions` values, one per header, as offered. We accept
-    /// none of them.
+    /// The raw `Sec-WebSocket-Extensions` values, one per header, as offered:
+    /// `deflate::accept` (feature `deflate`) negotiates permessage-deflate from them.
     pub extensions: Vec<String>,
     /// All header fields, names as received, values without surrounding whitespace.
     pub headers: Vec<(String, String)>,
@@ -162,8 +162,8 @@ pub fn parse_request(
 /// `protocol` is the caller's choice and must be one of `req.protocols` (checked by a
 /// debug assertion; a client fails the handshake on any other). A value that is not an
 /// HTTP token could not be a valid header and is left out. No
-/// `Sec-WebSocket-Extensions` is sent: we accept no extension, so a browser that
-/// offered `permessage-deflate` talks plain frames.
+/// `Sec-WebSocket-Extensions` is sent, so a browser that offered `permessage-deflate`
+/// talks plain frames; [`response_with_extensions`] accepts extensions.
 ///
 /// ```
 /// use net_websocket_ev::handshake::{parse_request, response};
@@ -182,6 +182,35 @@ pub fn parse_request(
 /// );
 /// ```
 pub fn response(req: &Request, protocol: Option<&str>) -> Vec<u8> {
+    response_with_extensions(req, protocol, None)
+}
+
+/// The `101 Switching Protocols` answer to `req`, selecting `protocol` as [`response`]
+/// does and accepting `extensions`: the `Sec-WebSocket-Extensions` value, such as the
+/// one `deflate::accept` returns. A value with control characters (CR, LF) could not
+/// be a valid header and is left out, and so is an empty one.
+///
+/// ```
+/// use net_websocket_ev::handshake::{parse_request, response_with_extensions};
+///
+/// let bytes = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (req, _) = parse_request(bytes, 8192).unwrap().unwrap();
+/// assert_eq!(
+///     response_with_extensions(&req, None, Some("permessage-deflate; server_no_context_takeover")),
+///     b"HTTP/1.1 101 Switching Protocols\r\n\
+///       Upgrade: websocket\r\n\
+///       Connection: Upgrade\r\n\
+///       Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+///       Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"
+/// );
+/// ```
+pub fn response_with_extensions(
+    req: &Request,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     debug_assert!(
         protocol.map_or(true, |p| req.protocols.iter().any(|offered| offered == p)),
         "subprotocol {protocol:?} was not offered: {:?}",
@@ -199,6 +228,13 @@ pub fn response(req: &Request, protocol: Option<&str>) -> Vec<u8> {
     if let Some(protocol) = protocol.filter(|p| head::is_token(p)) {
         out.push_str("Sec-WebSocket-Protocol: ");
         out.push_str(protocol);
+        out.push_str("\r\n");
+    }
+    if let Some(extensions) =
+        extensions.filter(|e| !e.is_empty() && !e.chars().any(char::is_control))
+    {
+        out.push_str("Sec-WebSocket-Extensions: ");
+        out.push_str(extensions);
         out.push_str("\r\n");
     }
     out.push_str("\r\n");
