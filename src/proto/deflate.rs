@@ -239,6 +239,7 @@ mod codec {
 }
 
 #[cfg(not(feature = "deflate"))]
+#[allow(clippy::boxed_local)]
 mod disabled {
     //! Without the codec: empty types, so that code holding an
     //! `Option<Box<Inflater>>` compiles and that option is always `None`.
