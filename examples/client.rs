@@ -5,7 +5,9 @@
 //! cargo run --example client -- ws://127.0.0.1:8080/ [--message TEXT]...
 //!     [--binary-size BYTES]... [--expect-echo] [--close-code 1000]
 //!     [--close-reason TEXT] [--timeout SECS] [--max-queued-bytes BYTES]
+//!     [--deflate | --deflate-takeover]
 //! cargo run --release --example client -- --autobahn ws://127.0.0.1:9001 [--agent NAME]
+//!     [--deflate | --deflate-takeover]
 //! ```
 //! Without `--message` or `--binary-size` it sends each line of stdin as a text message.
 //! Each reply prints one line (`text <len> <text>` or `binary <len>`). With
@@ -18,6 +20,11 @@
 //! `BASE/runCase?case=N&agent=NAME` echoing every message (one line per case,
 //! `case N/COUNT closed CODE`), then `BASE/updateReports?agent=NAME`. `--timeout` bounds
 //! each connection; the first connection that fails or times out ends the run (status 1).
+//!
+//! `--deflate` offers permessage-deflate (RFC 7692) without context takeover either
+//! way; `--deflate-takeover` offers it letting both ends keep their context. Every
+//! message is then sent compressed (threshold 0) if the server accepts; the line
+//! `extension permessage-deflate` on stderr says it did.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -29,6 +36,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use net_websocket_ev::ev::{Events, Io, Loop, Timer};
+#[cfg(feature = "deflate")]
+use net_websocket_ev::handshake::deflate::PerMessageDeflate;
 use net_websocket_ev::handshake::ClientRequest;
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
 use net_websocket_ev::{Client, OpCode, Params, WebSocket};
@@ -45,6 +54,8 @@ struct Options {
     /// `--autobahn BASE` (then `url` is unused).
     autobahn: Option<String>,
     agent: String,
+    /// `--deflate` (Some(false)) or `--deflate-takeover` (Some(true)).
+    deflate: Option<bool>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -58,6 +69,7 @@ fn parse_args() -> Result<Options, String> {
         max_queued_bytes: None,
         autobahn: None,
         agent: "net-websocket-ev".into(),
+        deflate: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -95,6 +107,8 @@ fn parse_args() -> Result<Options, String> {
             }
             "--autobahn" => options.autobahn = Some(value("--autobahn")?),
             "--agent" => options.agent = value("--agent")?,
+            "--deflate" => options.deflate = Some(false),
+            "--deflate-takeover" => options.deflate = Some(true),
             "-h" | "--help" => return Err(USAGE.into()),
             url if options.url.is_empty() && !url.starts_with("--") => options.url = url.into(),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -109,8 +123,9 @@ fn parse_args() -> Result<Options, String> {
 const USAGE: &str =
     "usage: client ws://HOST:PORT/PATH [--message TEXT]... [--binary-size BYTES]... \
     [--expect-echo] [--close-code CODE] [--close-reason TEXT] [--timeout SECS] \
-    [--max-queued-bytes BYTES]\n       \
-    client --autobahn ws://HOST:PORT [--agent NAME] [--timeout SECS] [--max-queued-bytes BYTES]";
+    [--max-queued-bytes BYTES] [--deflate | --deflate-takeover]\n       \
+    client --autobahn ws://HOST:PORT [--agent NAME] [--timeout SECS] [--max-queued-bytes BYTES] \
+    [--deflate | --deflate-takeover]";
 
 /// Deterministic, position-dependent bytes, so a reordered or shifted echo shows.
 fn pattern(size: usize) -> Vec<u8> {
@@ -157,7 +172,7 @@ fn run(options: Options) -> Result<ExitCode, String> {
     let result = run_connection(
         &lp,
         &options.url,
-        options.timeout,
+        &options,
         {
             let (options, session) = (options.clone(), session.clone());
             move |params| client_params(params, &options, &session)
@@ -194,11 +209,11 @@ fn run(options: Options) -> Result<ExitCode, String> {
 /// Connects to `url`, runs the opening handshake on `lp`, starts a client with the
 /// parameters `setup` completes, hands it to `opened`, and runs `lp` until the
 /// connection is over. Err: the connection, the handshake or the client could not
-/// start, or `timeout` passed first.
+/// start, or the options' timeout passed first.
 fn run_connection(
     lp: &Loop,
     url: &str,
-    timeout: Duration,
+    options: &Options,
     setup: impl FnOnce(Params) -> Params + 'static,
     opened: impl FnOnce(&WebSocket) + 'static,
 ) -> Result<(), String> {
@@ -208,7 +223,7 @@ fn run_connection(
     let _ = stream.set_nodelay(true);
 
     let timed_out = Rc::new(Cell::new(false));
-    let deadline = Timer::new(lp, timeout, Duration::ZERO, {
+    let deadline = Timer::new(lp, options.timeout, Duration::ZERO, {
         let (lp, timed_out) = (lp.clone(), timed_out.clone());
         move |_| {
             timed_out.set(true);
@@ -225,9 +240,13 @@ fn run_connection(
             lp,
             stream,
             &request,
-            HandshakeOptions::default(),
+            handshake_options(options),
             move |result| {
                 let started = result.map_err(|e| e.to_string()).and_then(|upgraded| {
+                    #[cfg(feature = "deflate")]
+                    if upgraded.compression.is_some() {
+                        eprintln!("extension permessage-deflate");
+                    }
                     Client::new(setup(upgraded.into_params().event_loop(&lp2)))
                         .map_err(|e| e.to_string())
                 });
@@ -261,7 +280,7 @@ fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
     run_connection(
         &lp,
         &format!("{base}/getCaseCount"),
-        options.timeout,
+        options,
         {
             let count = count.clone();
             move |params| {
@@ -282,7 +301,7 @@ fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
         run_connection(
             &lp,
             &format!("{base}/runCase?case={case}&agent={}", options.agent),
-            options.timeout,
+            options,
             {
                 let closed = closed.clone();
                 move |params| {
@@ -309,13 +328,37 @@ fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
     run_connection(
         &lp,
         &format!("{base}/updateReports?agent={}", options.agent),
-        options.timeout,
+        options,
         |params| params,
         |_ws| {},
     )
     .map_err(|e| format!("updateReports: {e}"))?;
     println!("{count} cases run, reports updated");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The handshake's settings: compression as the options say.
+#[cfg(feature = "deflate")]
+fn handshake_options(options: &Options) -> HandshakeOptions {
+    HandshakeOptions {
+        deflate: options.deflate.map(|takeover| PerMessageDeflate {
+            server_no_context_takeover: !takeover,
+            client_no_context_takeover: !takeover,
+            threshold: 0,
+            ..PerMessageDeflate::default()
+        }),
+        ..HandshakeOptions::default()
+    }
+}
+
+/// Without the `deflate` feature `--deflate` is refused.
+#[cfg(not(feature = "deflate"))]
+fn handshake_options(options: &Options) -> HandshakeOptions {
+    if options.deflate.is_some() {
+        eprintln!("client: --deflate needs the deflate feature");
+        std::process::exit(2);
+    }
+    HandshakeOptions::default()
 }
 
 /// `--max-queued-bytes`, when given.

@@ -3,6 +3,8 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::ev::Loop;
+#[cfg(feature = "deflate")]
+use crate::proto::Compression;
 use crate::proto::{Config, Fragment, OpCode, Rsv};
 
 use super::deadlines::Timeouts;
@@ -211,8 +213,43 @@ impl Params {
 
     /// RSV bits the peer may set (for an extension negotiated during the handshake);
     /// with RSV1 allowed and set, text is not checked as UTF-8. Default none.
+    /// With [`Params::compression`], RSV1 means a compressed message whatever
+    /// this says.
     pub fn allowed_rsv(mut self, bits: Rsv) -> Params {
         self.config.allowed_rsv = bits;
+        self
+    }
+
+    /// permessage-deflate as the opening handshake negotiated it (default
+    /// none). [`Upgraded::into_params`](super::upgrade::Upgraded::into_params)
+    /// sets it for a handshake run with
+    /// [`HandshakeOptions::deflate`](super::upgrade::HandshakeOptions); after a
+    /// handshake of your own, pass what
+    /// [`handshake::deflate::accept`](crate::handshake::deflate::accept) or
+    /// [`handshake::deflate::check_answer`](crate::handshake::deflate::check_answer)
+    /// returned.
+    ///
+    /// Messages are then delivered inflated: `on_msg_recv` gets the whole
+    /// message with RSV1 clear, `on_frame_recv_chunk` (with `buffering => 0`)
+    /// inflated pieces, while `on_frame_recv_start` reports each frame as it
+    /// is on the wire (RSV1 set on a compressed message's first frame, and
+    /// `len` the compressed length). `max_recv_size` limits the inflated size.
+    /// `queue_msg` compresses messages of at least `threshold` bytes,
+    /// `queue_fragmented` every piece as it comes.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::{accept, PerMessageDeflate};
+    /// use net_websocket_ev::Params;
+    /// # let socket: std::net::TcpStream = return;
+    /// // The client offered permessage-deflate; our answer goes in the 101.
+    /// let offers = vec!["permessage-deflate; client_max_window_bits".to_string()];
+    /// let (answer, agreed) = accept(&offers, &PerMessageDeflate::default()).unwrap();
+    /// assert!(answer.starts_with("permessage-deflate"));
+    /// let params = Params::new(socket).compression(agreed);
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn compression(mut self, agreed: Compression) -> Params {
+        self.config.compression = Some(agreed);
         self
     }
 }

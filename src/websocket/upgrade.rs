@@ -17,6 +17,8 @@ use crate::handshake::{
 };
 
 use super::{close_gently, Params};
+#[cfg(feature = "deflate")]
+use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
 
 /// Default time allowed for a whole opening handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +34,13 @@ pub struct HandshakeOptions {
     pub timeout: Duration,
     /// Server: chooses the subprotocol; it must be one the client offered.
     pub select_protocol: Option<ProtocolSelector>,
+    /// permessage-deflate (RFC 7692): a client offers it, a server accepts the
+    /// first acceptable offer, both with these settings; what was agreed is in
+    /// [`Upgraded::compression`]. `None` (the default): no compression, in
+    /// both roles (a server then answers every browser without it, paying no
+    /// CPU or memory for it).
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<PerMessageDeflate>,
 }
 
 impl Default for HandshakeOptions {
@@ -40,6 +49,8 @@ impl Default for HandshakeOptions {
             max_header_size: handshake::DEFAULT_MAX_HEADER_SIZE,
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             select_protocol: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -50,7 +61,7 @@ impl fmt::Debug for HandshakeOptions {
             .field("max_header_size", &self.max_header_size)
             .field("timeout", &self.timeout)
             .field("select_protocol", &self.select_protocol.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,6 +105,9 @@ pub struct Upgraded<T> {
     pub leftover: Vec<u8>,
     /// The loop the handshake ran on; the connection stays on it.
     pub event_loop: Loop,
+    /// permessage-deflate as agreed (see [`HandshakeOptions::deflate`]).
+    #[cfg(feature = "deflate")]
+    pub compression: Option<Compression>,
 }
 
 impl<T> Upgraded<T> {
@@ -101,9 +115,15 @@ impl<T> Upgraded<T> {
     /// [`Client::new`](super::Client::new) carrying the socket, the leftover bytes and
     /// the handshake's loop.
     pub fn into_params(self) -> Params {
-        Params::new(self.stream)
+        let params = Params::new(self.stream)
             .initial_data(self.leftover)
-            .event_loop(&self.event_loop)
+            .event_loop(&self.event_loop);
+        #[cfg(feature = "deflate")]
+        let params = match self.compression {
+            Some(agreed) => params.compression(agreed),
+            None => params,
+        };
+        params
     }
 }
 
@@ -132,6 +152,8 @@ pub fn accept(
     let side = ServerSide {
         parser: ServerHandshake::new(options.max_header_size),
         select: options.select_protocol,
+        #[cfg(feature = "deflate")]
+        deflate: options.deflate,
     };
     Driver::start(
         lp,
@@ -152,10 +174,26 @@ pub fn upgrade(
     options: HandshakeOptions,
     done: impl FnOnce(Result<Upgraded<Response>, UpgradeError>) + 'static,
 ) {
-    let (bytes, key) = request.build();
-    let side = ClientSide {
-        parser: ClientHandshake::new(key, request.protocols.clone(), options.max_header_size),
+    #[cfg(feature = "deflate")]
+    let offered;
+    #[cfg(feature = "deflate")]
+    let request = match &options.deflate {
+        Some(deflate) => {
+            let mut with_offer = request.clone();
+            with_offer.offer_deflate(deflate);
+            offered = with_offer;
+            &offered
+        }
+        None => request,
     };
+    let (bytes, key) = request.build();
+    let parser = ClientHandshake::new(key, request.protocols.clone(), options.max_header_size);
+    #[cfg(feature = "deflate")]
+    let parser = match options.deflate {
+        Some(deflate) => parser.with_deflate(deflate),
+        None => parser,
+    };
+    let side = ClientSide { parser };
     Driver::start(lp, stream, options.timeout, bytes, side, Box::new(done));
 }
 
@@ -164,16 +202,37 @@ trait Side: 'static {
     type Head;
     /// Parses input; Some once the peer's head is complete.
     fn feed(&mut self, data: &[u8]) -> Result<Option<Self::Head>, HandshakeError>;
-    /// What to write once the head is parsed (the server's 101) and the protocol.
-    fn answer(&mut self, head: &Self::Head) -> (Vec<u8>, Option<String>);
+    /// What to write once the head is parsed (the server's 101), and what was
+    /// agreed.
+    fn answer(&mut self, head: &Self::Head) -> (Vec<u8>, Agreed);
     /// What to write before closing after a bad head (the server's 400/426).
     fn refusal(&self, err: &HandshakeError) -> Vec<u8>;
     fn leftover(&mut self) -> Vec<u8>;
 }
 
+/// What a handshake agreed on besides the upgrade itself.
+struct Agreed {
+    protocol: Option<String>,
+    #[cfg(feature = "deflate")]
+    compression: Option<Compression>,
+}
+
+impl Agreed {
+    /// A subprotocol (or none), and no extension.
+    fn protocol(protocol: Option<String>) -> Agreed {
+        Agreed {
+            protocol,
+            #[cfg(feature = "deflate")]
+            compression: None,
+        }
+    }
+}
+
 struct ServerSide {
     parser: ServerHandshake,
     select: Option<ProtocolSelector>,
+    #[cfg(feature = "deflate")]
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl Side for ServerSide {
@@ -181,13 +240,30 @@ impl Side for ServerSide {
     fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
         self.parser.feed(data)
     }
-    fn answer(&mut self, request: &Request) -> (Vec<u8>, Option<String>) {
+    fn answer(&mut self, request: &Request) -> (Vec<u8>, Agreed) {
         let protocol = self
             .select
             .as_ref()
             .and_then(|select| select(request))
             .filter(|p| request.protocols.iter().any(|offered| offered == p));
-        (handshake::response(request, protocol.as_deref()), protocol)
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &self.deflate {
+            if let Some((answer, agreed)) = handshake::deflate::accept(&request.extensions, deflate)
+            {
+                let bytes = handshake::response_with_extensions(
+                    request,
+                    protocol.as_deref(),
+                    Some(&answer),
+                );
+                let agreed = Agreed {
+                    protocol,
+                    compression: Some(agreed),
+                };
+                return (bytes, agreed);
+            }
+        }
+        let bytes = handshake::response(request, protocol.as_deref());
+        (bytes, Agreed::protocol(protocol))
     }
     fn refusal(&self, err: &HandshakeError) -> Vec<u8> {
         handshake::error_response(err)
@@ -206,8 +282,13 @@ impl Side for ClientSide {
     fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, HandshakeError> {
         self.parser.feed(data)
     }
-    fn answer(&mut self, response: &Response) -> (Vec<u8>, Option<String>) {
-        (Vec::new(), response.protocol.clone())
+    fn answer(&mut self, response: &Response) -> (Vec<u8>, Agreed) {
+        let agreed = Agreed {
+            protocol: response.protocol.clone(),
+            #[cfg(feature = "deflate")]
+            compression: response.compression,
+        };
+        (Vec::new(), agreed)
     }
     fn refusal(&self, _err: &HandshakeError) -> Vec<u8> {
         Vec::new()
@@ -229,7 +310,7 @@ struct Driver<S: Side> {
     out: Vec<u8>,
     written: usize,
     side: S,
-    parsed: Option<(S::Head, Option<String>)>,
+    parsed: Option<(S::Head, Agreed)>,
     /// A bad head: the refusal (400/426) is in `out`; we fail once it is written.
     refused: Option<UpgradeError>,
     failure: Option<UpgradeError>,
@@ -324,9 +405,9 @@ impl<S: Side> Driver<S> {
                 Ok(n) => match self.side.feed(&buf[..n]) {
                     Ok(None) => {}
                     Ok(Some(head)) => {
-                        let (answer, protocol) = self.side.answer(&head);
+                        let (answer, agreed) = self.side.answer(&head);
                         self.out.extend_from_slice(&answer);
-                        self.parsed = Some((head, protocol));
+                        self.parsed = Some((head, agreed));
                         return;
                     }
                     Err(err) => {
@@ -376,15 +457,17 @@ impl<S: Side> Driver<S> {
             }
             Some(Err(failure))
         } else if d.parsed.is_some() && all_written {
-            let (head, protocol) = d.parsed.take().expect("checked above");
+            let (head, agreed) = d.parsed.take().expect("checked above");
             let leftover = d.side.leftover();
             d.stream.take().map(|stream| {
                 Ok(Upgraded {
                     stream,
                     head,
-                    protocol,
+                    protocol: agreed.protocol,
                     leftover,
                     event_loop: d.lp.clone(),
+                    #[cfg(feature = "deflate")]
+                    compression: agreed.compression,
                 })
             })
         } else {
