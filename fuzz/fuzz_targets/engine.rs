@@ -24,8 +24,8 @@ use std::rc::Rc;
 use input::Input;
 use libfuzzer_sys::fuzz_target;
 use net_websocket_ev::proto::{
-    is_valid_close_code, Config, Engine, Flow, Fragment, Handler, OpCode, Receiver, RecvStatus,
-    Reply, ReplySink, Role, Rsv, SendStatus, Sender,
+    is_valid_close_code, Compression, Config, Engine, Flow, Fragment, Handler, OpCode, Receiver,
+    RecvStatus, Reply, ReplySink, Role, Rsv, SendStatus, Sender, Window,
 };
 
 /// Pauses now and then, to exercise resume.
@@ -94,6 +94,9 @@ fuzz_target!(|data: &[u8]| {
                 Rsv::empty()
             },
             max_recv_size: if knobs & 4 != 0 { 64 } else { 1 << 20 },
+            // With RSV1 allowed, every other step size also negotiates
+            // permessage-deflate (context takeover by the next bit).
+            compression: (knobs & 0b1010 == 0b1010).then(|| compression(knobs & 16 != 0)),
             ..Config::default()
         };
         let mut engine = Engine::new(role, config);
@@ -249,7 +252,8 @@ struct Seen {
 
 impl Handler for Seen {
     fn on_frame_start(&mut self, _fin: bool, rsv: Rsv, _opcode: OpCode, len: u64) -> Flow {
-        assert!(rsv.is_empty(), "the engine set {rsv:?}");
+        // RSV1 marks a compressed message's first frame; nothing else is set.
+        assert!(Rsv::RSV1.contains(rsv), "the engine set {rsv:?}");
         let ext = match len {
             0..=125 => 0,
             126..=65535 => 2,
@@ -372,12 +376,33 @@ fn check_send_status(engine: &Engine, status: SendStatus, track: &Rc<RefCell<Tra
     }
 }
 
+/// permessage-deflate both ways, with or without context takeover.
+fn compression(takeover: bool) -> Compression {
+    let window = Window {
+        max_window_bits: 15,
+        no_context_takeover: !takeover,
+    };
+    Compression {
+        send: window,
+        recv: window,
+        level: 1,
+        threshold: 0,
+    }
+}
+
 fn send_script(role: Role, data: &[u8]) {
     let mut input = Input(data);
     let setup = input.byte();
+    let compressed = (setup & 0x30 != 0).then(|| compression(setup & 0x20 != 0));
     let config = Config {
         fragment_size: [1, 2, 5, 4096][usize::from(setup & 3)],
         max_queued_bytes: if setup & 4 != 0 { 256 } else { 1 << 20 },
+        compression: compressed,
+        ..Config::default()
+    };
+    // The peer inflates what we compress.
+    let peer_config = Config {
+        compression: compressed,
         ..Config::default()
     };
     let peer_role = match role {
@@ -393,8 +418,8 @@ fn send_script(role: Role, data: &[u8]) {
         }));
     }
     let mut peer = Peer {
-        receiver: Receiver::new(peer_role, &Config::default()),
-        sender: Sender::new(peer_role, &Config::default()),
+        receiver: Receiver::new(peer_role, &peer_config),
+        sender: Sender::new(peer_role, &peer_config),
         seen: Seen {
             masked: role == Role::Client,
             ..Seen::default()

@@ -241,6 +241,14 @@ impl Encoder {
                 let mut z = Compressor::take(c.send, c.level);
                 z.compress(data, true, &mut squeezed);
                 z.give();
+                // Data that does not compress goes as it is (the fast levels
+                // can grow it by a few percent). Not when the context is kept:
+                // the compressor has seen the message, so the peer must too.
+                if squeezed.len() >= data.len() {
+                    self.queue_data(opcode, Rsv::empty(), data);
+                    pool::release(&mut squeezed);
+                    return Ok(());
+                }
             } else {
                 self.own_compressor(c).compress(data, true, &mut squeezed);
             }
