@@ -163,13 +163,20 @@ fn rfc_7692_examples_inflate() {
 
 #[test]
 fn sends_the_rfc_7692_hello() {
-    // Deflate at any level writes "Hello" as 7.2.3.1 shows, with the tail cut.
-    let mut server = Engine::new(Role::Server, deflate(false));
+    // Deflate writes "Hello" as 7.2.3.1 shows, with the tail cut (with the
+    // context kept: without, a message that grows is sent as it is).
+    let mut server = Engine::new(Role::Server, deflate(true));
     server.queue_msg(OpCode::Text, b"Hello").unwrap();
     let frames = frames_with_b0(&drain(&mut server));
     assert_eq!(
         frames,
         [(0xc1, vec![0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])]
+    );
+    let mut server = Engine::new(Role::Server, deflate(false));
+    server.queue_msg(OpCode::Text, b"Hello").unwrap();
+    assert_eq!(
+        frames_with_b0(&drain(&mut server)),
+        [(0x81, b"Hello".to_vec())]
     );
 }
 
