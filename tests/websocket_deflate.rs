@@ -9,10 +9,11 @@ mod counting_alloc;
 mod util;
 
 use std::cell::RefCell;
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
-use counting_alloc::live_bytes;
+use counting_alloc::{allocs, live_bytes};
 use net_websocket_ev::ev::{Loop, RunFlags};
 use net_websocket_ev::handshake::deflate::PerMessageDeflate;
 use net_websocket_ev::handshake::{ClientRequest, Request, Response};
@@ -263,4 +264,80 @@ fn context_takeover_costs_its_codec_state_per_connection() {
     println!("context takeover: {one_end} B per connection (compressor and inflater)");
     assert!(one_end > 32 * 1024, "{one_end}");
     assert!(one_end < 1024 * 1024, "{one_end}");
+}
+
+#[test]
+fn echoing_compressed_messages_allocates_nothing_per_message() {
+    let _turn = one_at_a_time();
+    let lp = Loop::new().unwrap();
+    let (ours, mut peer) = tcp_pair();
+    let agreed = compression(false);
+    let ws = Server::new(
+        Params::new(ours)
+            .event_loop(&lp)
+            .compression(agreed)
+            .on_msg_recv(|ws, _rsv, op, msg, _| ws.queue_msg(msg, op).unwrap()),
+    )
+    .unwrap();
+    // Without context takeover every copy of a message compresses the same:
+    // one client frame, written again and again; the echo has a fixed length.
+    let message = json_like(4096);
+    let mut client = Engine::new(
+        Role::Client,
+        Config {
+            compression: Some(agreed),
+            ..Config::default()
+        },
+    );
+    client.queue_msg(OpCode::Text, &message).unwrap();
+    let mut frame = Vec::new();
+    client.send(&mut frame).unwrap();
+    let mut server_side = Engine::new(
+        Role::Server,
+        Config {
+            compression: Some(agreed),
+            ..Config::default()
+        },
+    );
+    server_side.queue_msg(OpCode::Text, &message).unwrap();
+    let mut echo = Vec::new();
+    server_side.send(&mut echo).unwrap();
+    assert_eq!(echo[0], 0xc1, "the echo is compressed");
+    let batch: Vec<u8> = frame.repeat(8);
+    let echo_len = echo.len() * 8;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut round = |lp: &Loop, peer: &mut std::net::TcpStream| {
+        peer.write_all(&batch).expect("peer write");
+        let mut got = 0;
+        let mut turns = 0;
+        while got < echo_len {
+            lp.run_with(RunFlags::NoWait);
+            match peer.read(&mut buf) {
+                Ok(0) => panic!("server closed"),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("peer read: {e}"),
+            }
+            turns += 1;
+            assert!(turns < 1_000_000, "no echo");
+        }
+        assert_eq!(got, echo_len);
+    };
+    for _ in 0..50 {
+        round(&lp, &mut peer);
+    }
+    let before = allocs();
+    let rounds = 100;
+    for _ in 0..rounds {
+        round(&lp, &mut peer);
+    }
+    let counted = allocs() - before;
+    assert_eq!(
+        counted,
+        0,
+        "{counted} allocations for {} compressed echoes",
+        rounds * 8
+    );
+    drop(peer);
+    run_until(&lp, "the connection to end", || ws.is_closed());
 }
