@@ -575,3 +575,47 @@ fn a_gigabyte_of_compressed_zeros_stops_at_the_limit() {
     assert_eq!(out.close_sent(), Some(1009));
     assert!(out.events.iter().all(|e| !matches!(e, Ev::Msg(..))));
 }
+
+#[test]
+fn an_empty_piece_after_a_flush_still_ends_the_message_for_the_peer() {
+    // Found by the engine fuzzer: with context takeover, a message that ends
+    // with nothing new to compress (an empty message after another one, or a
+    // fragmented message ending with `Eof(0)`) made no deflate bytes, so the
+    // peer's flush tail started a stored block and the next message was read
+    // as its contents.
+    let data = json_like(3000);
+    for from in [Role::Server, Role::Client] {
+        let config = deflate(true);
+        let mut sender = Engine::new(from, config.clone());
+        sender.queue_msg(OpCode::Text, &data).unwrap();
+        sender.queue_msg(OpCode::Text, b"").unwrap();
+        let mut pieces = vec![Fragment::Eof(0), Fragment::Data(100)];
+        sender
+            .queue_fragmented(
+                OpCode::Binary,
+                Box::new(move |buf: &mut [u8]| {
+                    buf[..100].fill(7);
+                    pieces.pop().unwrap()
+                }),
+            )
+            .unwrap();
+        sender.queue_msg(OpCode::Text, &data).unwrap();
+        let wire = drain(&mut sender);
+        let to = if from == Role::Server {
+            Role::Client
+        } else {
+            Role::Server
+        };
+        let out = converse_all(to, &config, &wire);
+        assert_eq!(out.close_sent(), None, "{from:?}");
+        assert_eq!(
+            messages_of(&out.events),
+            [
+                (0, 1, data.clone()),
+                (0, 1, Vec::new()),
+                (0, 2, vec![7; 100]),
+                (0, 1, data.clone())
+            ]
+        );
+    }
+}

@@ -127,8 +127,19 @@ mod codec {
                 }
                 room = room.max(4096);
             }
-            if last && out.len() >= start + TAIL.len() && out.ends_with(&TAIL) {
+            if !last {
+                return;
+            }
+            if out.len() >= start + TAIL.len() && out.ends_with(&TAIL) {
                 out.truncate(out.len() - TAIL.len());
+            } else {
+                // Nothing new since the last flush (an empty message, or an
+                // empty last piece, with the context kept): zlib writes nothing
+                // for a repeated flush. The message must still end in an empty
+                // stored block for the peer's tail to complete: its first byte
+                // (BFINAL 0, BTYPE 00, padding; the output is byte-aligned
+                // after the flush), the rest being the tail left out.
+                out.push(0x00);
             }
         }
     }
