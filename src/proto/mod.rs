@@ -188,13 +188,17 @@ pub enum Flow {
 /// Receives the user-visible events of a [`Receiver`]. Every method has a no-op
 /// default returning [`Flow::Continue`].
 pub trait Handler {
-    /// A frame begins (data, continuation and control frames, close included).
+    /// A frame begins (data, continuation and control frames, close included),
+    /// as it is on the wire: for a compressed message (permessage-deflate),
+    /// RSV1 is set on its first frame and `payload_len` is the compressed
+    /// length.
     fn on_frame_start(&mut self, fin: bool, rsv: Rsv, opcode: OpCode, payload_len: u64) -> Flow {
         let _ = (fin, rsv, opcode, payload_len);
         Flow::Continue
     }
-    /// A piece of the current frame's payload, unmasked. An empty frame gives one
-    /// empty chunk.
+    /// A piece of the current frame's payload, unmasked (and inflated, for a
+    /// compressed message: at most 64 KiB a piece). An empty frame (or a
+    /// compressed frame that inflates to nothing) gives one empty chunk.
     fn on_frame_chunk(&mut self, data: &[u8]) -> Flow {
         let _ = data;
         Flow::Continue
@@ -204,7 +208,8 @@ pub trait Handler {
         Flow::Continue
     }
     /// A complete text, binary, ping or pong message (never close), with the rsv
-    /// and opcode of its first frame. `status_code` is always 0 (as the Perl
+    /// and opcode of its first frame (RSV1 cleared once a compressed message is
+    /// inflated). `status_code` is always 0 (as the Perl
     /// module). `data` is empty for data messages when buffering is off.
     fn on_message(&mut self, rsv: Rsv, opcode: OpCode, data: &[u8], status_code: u16) -> Flow {
         let _ = (rsv, opcode, data, status_code);

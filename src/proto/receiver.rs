@@ -17,7 +17,10 @@ use super::{pool, Config, Handler, ProtocolError, RecvStatus, ReplySink, Role};
 ///
 /// Between messages, with nothing kept, it holds no decoder state either: the
 /// decoder goes back to a small per-thread pool after each call that leaves it
-/// so, and an idle receiver is its configuration and one empty pointer.
+/// so, and an idle receiver is its configuration and one empty pointer. With
+/// permessage-deflate the inflater is lent the same way, per compressed
+/// message, unless the peer keeps its context between messages (then the
+/// decoder and the inflater stay, about 48 KiB).
 pub struct Receiver {
     role: Role,
     config: Config,
