@@ -2,14 +2,16 @@
 // tests/interop/browser/page.html, whose scenarios use the browser's own WebSocket
 // against examples/echo_server.
 //
-// usage: node browser.js ws://127.0.0.1:PORT/
+// usage: node browser.js ws://127.0.0.1:PORT/ [--deflate | --deflate-takeover]
 // env:   CHROMIUM (default /usr/bin/chromium), NWE_TEST_DEADLINE_SECS (each scenario's
 //        time limit and the browser's start-up limit, default 60), BROWSER_TIMEOUT (the
 //        whole page, seconds, default ten times the deadline)
 //
 // Serves the page from 127.0.0.1 on a free port, prints one line per scenario
-// (`PASS chromium/NAME` / `FAIL chromium/NAME: why`), exits 1 if any failed or the
-// page did not finish in time.
+// (`PASS LABEL/NAME` / `FAIL LABEL/NAME: why`; LABEL: chromium, chromium-deflate or
+// chromium-deflate-takeover), exits 1 if any failed or the page did not finish in time.
+// The flag is the echo_server's: Chromium always offers permessage-deflate, and the page
+// checks that the server declined it (no flag) or accepted it as the flag says.
 'use strict';
 
 const fs = require('fs');
@@ -19,6 +21,8 @@ const path = require('path');
 const { chromium } = require('playwright-core');
 
 const wsUrl = process.argv[2];
+const mode = process.argv[3];
+const label = `chromium${mode ? mode.slice(1) : ''}`;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const deadline = Number(process.env.NWE_TEST_DEADLINE_SECS) || 60;
 const limit = (Number(process.env.BROWSER_TIMEOUT) || 10 * deadline) * 1000;
@@ -34,8 +38,8 @@ const FLAGS = [
 ];
 
 async function main() {
-  if (!wsUrl) {
-    console.error('usage: node browser.js ws://HOST:PORT/');
+  if (!wsUrl || ![undefined, '--deflate', '--deflate-takeover'].includes(mode)) {
+    console.error('usage: node browser.js ws://HOST:PORT/ [--deflate | --deflate-takeover]');
     process.exit(2);
   }
   const server = http.createServer((req, res) => {
@@ -48,7 +52,7 @@ async function main() {
     }
   });
   await new Promise((res) => server.listen(0, '127.0.0.1', res));
-  const pageUrl = `http://127.0.0.1:${server.address().port}/page.html?ws=${encodeURIComponent(wsUrl)}&deadline=${deadline}`;
+  const pageUrl = `http://127.0.0.1:${server.address().port}/page.html?ws=${encodeURIComponent(wsUrl)}&deadline=${deadline}${mode ? `&mode=${mode.slice(2)}` : ''}`;
 
   // A fresh profile every run; Playwright's headless: true adds --headless.
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'interop-chromium-'));
@@ -62,7 +66,7 @@ async function main() {
     clearTimeout(watchdog);
     if (problem) {
       failed++;
-      console.log(`FAIL chromium/page: ${problem}`);
+      console.log(`FAIL ${label}/page: ${problem}`);
     }
     try {
       if (context) await context.close();
@@ -89,19 +93,19 @@ async function main() {
           const { name, error } = JSON.parse(text.slice(7));
           if (error) {
             failed++;
-            console.log(`FAIL chromium/${name}: ${error}`);
+            console.log(`FAIL ${label}/${name}: ${error}`);
           } else {
             passed++;
-            console.log(`PASS chromium/${name}`);
+            console.log(`PASS ${label}/${name}`);
           }
         } else if (text === 'DONE') {
           done = true;
           resolve();
         } else if (text.startsWith('INFO ') || text.startsWith('FATAL ')) {
-          console.error(`chromium: ${text}`);
+          console.error(`${label}: ${text}`);
         }
       });
-      page.on('pageerror', (err) => console.error(`chromium: page error: ${err.message}`));
+      page.on('pageerror', (err) => console.error(`${label}: page error: ${err.message}`));
       page.on('crash', () => finish('the page crashed'));
     });
     await page.goto(pageUrl, { timeout: deadline * 1000 });

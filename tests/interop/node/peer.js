@@ -1,19 +1,26 @@
 // Node `ws` client scenarios against examples/echo_server.
 //
-// usage: node peer.js ws://127.0.0.1:PORT/
+// usage: node peer.js ws://127.0.0.1:PORT/ [--deflate | --deflate-takeover]
 //
-// The server must run with `--commands` (a text `!close CODE REASON` makes it close).
-// Prints one line per scenario, `PASS node/NAME` or `FAIL node/NAME: why`; exits 1 if
-// any failed. Every scenario has its own connection(s) and its own time limit, DEADLINE:
-// generous (env NWE_TEST_DEADLINE_SECS, default 60 s, far more than any scenario
-// needs), so that reaching it means the behaviour is broken, not that the machine is
-// slow. `ws` offers permessage-deflate by default, so the server's answer to it is
-// exercised.
+// The server must run with `--commands` (a text `!close CODE REASON` makes it close),
+// and with the same permessage-deflate flag as this peer. Without one, `ws` still
+// offers permessage-deflate and the server must decline it; with one, every
+// connection offers it with threshold 0 (every message compressed), and the server
+// must accept it: without context takeover either way for `--deflate`, with it for
+// `--deflate-takeover`, compressing its echoes (checked by the bytes on the wire).
+// Prints one line per scenario, `PASS LABEL/NAME` or `FAIL LABEL/NAME: why` (LABEL:
+// node, node-deflate or node-deflate-takeover); exits 1 if any failed. Every scenario
+// has its own connection(s) and its own time limit, DEADLINE: generous (env
+// NWE_TEST_DEADLINE_SECS, default 60 s, far more than any scenario needs), so that
+// reaching it means the behaviour is broken, not that the machine is slow.
 'use strict';
 
 const WebSocket = require('ws');
 
-const PEER = 'node';
+const MODE = process.argv[3];
+const PEER = `node${MODE ? MODE.slice(1) : ''}`;
+const NO_TAKEOVER = ['server_no_context_takeover', 'client_no_context_takeover'];
+const KiB = 1024;
 const MiB = 1024 * 1024;
 const SIZES = [0, 1, 125, 126, 127, 65535, 65536, MiB, 16 * MiB];
 const DEADLINE = Number(process.env.NWE_TEST_DEADLINE_SECS) || 60;
@@ -27,10 +34,61 @@ function pattern(n) {
   return buf;
 }
 
-// A connection with a queue of incoming messages and a promise of the close.
+// Deterministic bytes that deflate cannot shrink (xorshift32).
+function noise(n) {
+  const buf = Buffer.alloc(n);
+  let x = n | 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    buf[i] = x & 0xff;
+  }
+  return buf;
+}
+
+// At least n characters of JSON, with multi-byte UTF-8 in it, as an API would send.
+function jsonText(n) {
+  const cities = ['Zürich', '東京', 'São Paulo', 'Kraków', 'Reykjavík 🌋'];
+  const items = [];
+  let size = 2;
+  for (let i = 0; size < n; i++) {
+    const item = JSON.stringify({
+      id: i, name: `user-${i}`, city: cities[i % 5], score: ((i * 7919) % 1000) / 10,
+      tags: ['ws', 'deflate', `t${i % 13}`], active: i % 3 === 0,
+    });
+    items.push(item);
+    size += item.length + 1;
+  }
+  return `[${items.join(',')}]`;
+}
+
+// What is wrong with the server's Sec-WebSocket-Extensions answer for this MODE.
+function answerError(header) {
+  if (!MODE) return header === undefined ? null : `compression declined by ws, yet the server answered ${JSON.stringify(header)}`;
+  const parts = (header || '').split(';').map((p) => p.trim());
+  if (parts[0] !== 'permessage-deflate') return `permessage-deflate offered, the server answered ${JSON.stringify(header)}`;
+  const params = parts.slice(1).map((p) => p.split('=')[0].trim());
+  const promised = NO_TAKEOVER.filter((p) => params.includes(p));
+  if (MODE === '--deflate' && promised.length !== 2) {
+    return `expected no context takeover both ways, the server answered ${JSON.stringify(header)}`;
+  }
+  if (MODE === '--deflate-takeover' && promised.length !== 0) {
+    return `expected context takeover both ways, the server answered ${JSON.stringify(header)}`;
+  }
+  return null;
+}
+
+// A connection with a queue of incoming messages and a promise of the close; `answer`
+// is the server's Sec-WebSocket-Extensions, `socket` the TCP socket (for bytesRead).
 function open(extra = {}) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { maxPayload: 64 * MiB, ...extra });
+    const deflate = MODE ? { perMessageDeflate: { threshold: 0 } } : {};
+    const ws = new WebSocket(url, { maxPayload: 64 * MiB, ...deflate, ...extra });
+    ws.once('upgrade', (res) => {
+      ws.answer = res.headers['sec-websocket-extensions'];
+      ws.socket = res.socket;
+    });
     const inbox = [];
     const waiters = [];
     ws.closed = new Promise((res) => ws.on('close', (code, reason) => res({ code, reason: reason.toString() })));
@@ -134,16 +192,46 @@ async function concurrent(n = 50) {
   return errors[0] || null;
 }
 
-async function extensions() {
-  // Offer permessage-deflate explicitly and check the answer is one ws accepts;
-  // if the server took it, a compressed message must round-trip.
+// Offers permessage-deflate (threshold 0) and checks the answer for this MODE (plain:
+// declined, ws.extensions empty); text and binary still round-trip.
+async function negotiated() {
   const ws = await open({ perMessageDeflate: { threshold: 0 } });
+  const error = answerError(ws.answer);
+  const want = MODE ? 'permessage-deflate' : '';
+  if (error) return error;
+  if (ws.extensions !== want) return `ws.extensions is ${JSON.stringify(ws.extensions)}, not ${JSON.stringify(want)}`;
   const text = 'compress me '.repeat(1000);
   ws.send(text);
-  const reply = await ws.next();
-  const ext = ws.extensions;
+  ws.send(pattern(5000));
+  const replies = [await ws.next(), await ws.next()];
   ws.close(1000);
-  if (reply.data !== text) return `echo differs with extensions ${JSON.stringify(ext)}`;
+  if (replies[0].data !== text || !same(replies[1].data, pattern(5000))) return 'echo differs';
+  return null;
+}
+
+// Sends `message` in fragments of `fragment` units and expects it back whole; when
+// `ratio` is set, the echo must have taken at most that fraction of its size on the
+// wire (so the server compressed it).
+async function compressedEcho(message, fragment, ratio) {
+  const ws = await open();
+  const error = answerError(ws.answer);
+  if (error) return error;
+  const binary = Buffer.isBuffer(message);
+  // Text as UTF-8 bytes, so that a fragment may end in the middle of a character.
+  const bytes = binary ? message : Buffer.from(message);
+  const sent = ws.socket.bytesRead;
+  for (let at = 0; at < bytes.length; at += fragment) {
+    ws.send(bytes.subarray(at, at + fragment), { binary, fin: at + fragment >= bytes.length });
+  }
+  const reply = await ws.next();
+  const wire = ws.socket.bytesRead - sent;
+  ws.close(1000);
+  if (reply.isBinary !== binary || !same(reply.data, message)) {
+    return `echo differs: sent ${message.length} units, got ${reply.data.length}`;
+  }
+  if (ratio && wire > bytes.length * ratio) {
+    return `the echo of ${bytes.length} bytes took ${wire} bytes on the wire: not compressed`;
+  }
   return null;
 }
 
@@ -169,8 +257,8 @@ async function scenario(name, make, limitSeconds = DEADLINE) {
 }
 
 async function main() {
-  if (!url) {
-    console.error('usage: node peer.js ws://HOST:PORT/');
+  if (!url || ![undefined, '--deflate', '--deflate-takeover'].includes(MODE)) {
+    console.error('usage: node peer.js ws://HOST:PORT/ [--deflate | --deflate-takeover]');
     process.exit(2);
   }
   const scenarios = [
@@ -185,13 +273,23 @@ async function main() {
     ['ping-pong-same-payload', () => pingPong()],
     ['fragmented-text', () => fragmented(['frag', 'mented ', 'tëxt 🎉'], false)],
     ['fragmented-binary', () => fragmented([pattern(1000), Buffer.alloc(0), pattern(70000)], true)],
-    ['permessage-deflate-offer', () => extensions()],
     ['close-1000-with-reason', () => closeFromClient(1000, 'normal closure, bye')],
     ['close-4000-code', () => closeFromClient(4321, 'application code')],
     ['server-close-1000', () => closeFromServer(1000, 'server done')],
     ['server-close-4xxx', () => closeFromServer(4002, 'server says bye')],
     ['concurrent-50', () => concurrent()],
   );
+  if (!MODE) {
+    scenarios.push(['permessage-deflate-declined', () => negotiated()]);
+  } else {
+    const text = jsonText(MiB);
+    scenarios.push(
+      ['negotiated', () => negotiated()],
+      ['text-json-1MiB-fragmented', () => compressedEcho(text, 64 * KiB, 0.25)],
+      ['binary-256KiB-fragmented', () => compressedEcho(pattern(256 * KiB), 16 * KiB, 0.25)],
+      ['binary-256KiB-incompressible', () => compressedEcho(noise(256 * KiB), 100000)],
+    );
+  }
   for (const [name, make] of scenarios) await scenario(name, make);
   process.exit(failed ? 1 : 0);
 }

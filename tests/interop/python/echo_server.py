@@ -1,9 +1,15 @@
 """Python `websockets` echo server for the reverse direction (examples/client as the
-client). usage: python echo_server.py [PORT]   (0 or nothing: a free port)
+client). usage: python echo_server.py [PORT] [--require-deflate]
+(PORT 0 or none: a free port)
 
 Prints `listening on 127.0.0.1:PORT` on stdout, then one line per closed connection
 on stderr with the close code it received. Echoes text as text and binary as binary;
-messages up to 32 MiB; no keepalive pings. SIGTERM/SIGINT end it.
+messages up to 32 MiB; no keepalive pings. SIGTERM/SIGINT end it. It accepts
+permessage-deflate with websockets' defaults (context takeover, 12-bit windows both
+ways when the client allows it) and compresses every message it sends. With
+`--require-deflate` a connection that did not negotiate permessage-deflate is closed
+with 4001, and one on which a message that deflates well (see rsv1.compressible)
+arrives without RSV1 (uncompressed) with 4002, instead of echoing.
 """
 import asyncio
 import signal
@@ -12,10 +18,23 @@ import sys
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from rsv1 import compressible, received
+
+REQUIRE_DEFLATE = "--require-deflate" in sys.argv[1:]
+
 
 async def echo(ws):
+    rsv1 = received(ws)
     try:
+        if REQUIRE_DEFLATE and rsv1 is None:
+            await ws.close(4001, "permessage-deflate not negotiated")
+        count = 0
         async for message in ws:
+            count += 1
+            compressed = rsv1 is not None and rsv1.popleft()
+            if REQUIRE_DEFLATE and not compressed and compressible(message):
+                await ws.close(4002, f"message {count} ({len(message)} units) arrived uncompressed")
+                break
             await ws.send(message)
     except ConnectionClosed:
         pass
@@ -34,4 +53,5 @@ async def main(port):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    ports = [arg for arg in sys.argv[1:] if arg != "--require-deflate"]
+    asyncio.run(main(int(ports[0]) if ports else 0))

@@ -1,31 +1,48 @@
 """Python `websockets` client scenarios against examples/echo_server.
 
-usage: python peer.py ws://127.0.0.1:PORT/
+usage: python peer.py ws://127.0.0.1:PORT/ [--deflate | --deflate-takeover]
 
-The server must run with `--commands` (a text `!close CODE REASON` makes it close).
-Prints one line per scenario, `PASS python/NAME` or `FAIL python/NAME: why`; exits 1
-if any failed. Every scenario has its own connection and its own time limit, DEADLINE:
-generous (env NWE_TEST_DEADLINE_SECS, default 60 s, far more than any scenario needs),
-so that reaching it means the behaviour is broken, not that the machine is slow. The
-invalid UTF-8 scenarios use a raw socket, since a real client refuses to send bad text;
-they expect the server to close TCP without waiting for our close reply, which shows
-only if the server's close timeout is longer than DEADLINE (scripts/interop.sh starts
-it with `--close-timeout` ten times DEADLINE).
+The server must run with `--commands` (a text `!close CODE REASON` makes it close),
+and with the same permessage-deflate flag as this peer: without one, the server must
+decline the compression that websockets offers; with `--deflate` it must accept it
+without context takeover either way, with `--deflate-takeover` with context takeover,
+and send compressed every echo that deflates well (RSV1 is checked on its frames,
+and on the wire through a raw socket). Prints one line per scenario, `PASS LABEL/NAME`
+or `FAIL LABEL/NAME: why` (LABEL: python, python-deflate or python-deflate-takeover);
+exits 1 if any failed. Every scenario has its own connection and its own time limit,
+DEADLINE: generous (env NWE_TEST_DEADLINE_SECS, default 60 s, far more than any
+scenario needs), so that reaching it means the behaviour is broken, not that the
+machine is slow. The invalid UTF-8 (and, compressed, RSV1 misuse) scenarios use a raw
+socket, since a real client refuses to send them; they expect the server to close TCP
+without waiting for our close reply, which shows only if the server's close timeout is
+longer than DEADLINE (scripts/interop.sh starts it with `--close-timeout` ten times
+DEADLINE).
 """
 
 import asyncio
 import base64
+import json
 import os
+import random
 import socket
 import struct
 import sys
 import time
+import zlib
 from urllib.parse import urlparse
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 
-PEER = "python"
+from rsv1 import compressible, received
+
+MODES = (None, "--deflate", "--deflate-takeover")
+MODE = sys.argv[2] if len(sys.argv) == 3 else None
+PEER = "python" + (MODE[1:] if MODE else "")
+NO_TAKEOVER = {"server_no_context_takeover", "client_no_context_takeover"}
+EMPTY_BLOCK = b"\x00\x00\xff\xff"  # what a sync flush ends with; RFC 7692 drops it
+KiB = 1024
 MiB = 1024 * 1024
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, MiB, 16 * MiB]
 DEADLINE = float(os.environ.get("NWE_TEST_DEADLINE_SECS") or 60)
@@ -44,6 +61,53 @@ def pattern(n):
     """Deterministic bytes whose period (251) does not divide any frame boundary."""
     block = bytes(range(251))
     return (block * (n // 251 + 1))[:n]
+
+
+def noise(n):
+    """Deterministic bytes that deflate cannot shrink."""
+    return random.Random(n).randbytes(n)
+
+
+def json_text(n):
+    """At least n characters of JSON, with multi-byte UTF-8 in it, as an API would send."""
+    cities = ["Zürich", "東京", "São Paulo", "Kraków", "Reykjavík 🌋"]
+    items, size, i = [], 2, 0
+    while size < n:
+        item = json.dumps(
+            {"id": i, "name": f"user-{i}", "city": cities[i % 5], "score": (i * 7919) % 1000 / 10,
+             "tags": ["ws", "deflate", f"t{i % 13}"], "active": i % 3 == 0},
+            ensure_ascii=False,
+        )
+        items.append(item)
+        size += len(item) + 1
+        i += 1
+    return "[" + ",".join(items) + "]"
+
+
+def chunks(message, size):
+    return [message[i : i + size] for i in range(0, len(message), size)] or [message]
+
+
+def params_of(header):
+    """The parameter names of a permessage-deflate answer, or None for another one."""
+    parts = [p.strip() for p in (header or "").split(";")]
+    if parts[0] != "permessage-deflate":
+        return None
+    return {p.split("=")[0].strip() for p in parts[1:]}
+
+
+def answer_error(header):
+    """What is wrong with the server's Sec-WebSocket-Extensions for this MODE."""
+    params = params_of(header)
+    if MODE is None:
+        return None if header is None else f"compression not asked for, the server answered {header!r}"
+    if params is None:
+        return f"permessage-deflate offered, the server answered {header!r}"
+    if MODE == "--deflate" and not NO_TAKEOVER <= params:
+        return f"expected no context takeover both ways, the server answered {header!r}"
+    if MODE == "--deflate-takeover" and NO_TAKEOVER & params:
+        return f"expected context takeover both ways, the server answered {header!r}"
+    return None
 
 
 def client(url, **kwargs):
@@ -151,10 +215,46 @@ async def concurrent(url, n=50):
     return errors[0] if errors else None
 
 
+async def negotiated(url):
+    """The server's answer to websockets' default offer, as MODE expects it."""
+    async with client(url) as ws:
+        header = ws.response.headers.get("Sec-WebSocket-Extensions")
+        error = answer_error(header)
+        if error:
+            return error
+        deflate = [e for e in ws.protocol.extensions if isinstance(e, PerMessageDeflate)]
+        if bool(deflate) != bool(MODE):
+            return f"websockets settled on {ws.protocol.extensions} from {header!r}"
+        await ws.send("after the handshake")
+        if await ws.recv() != "after the handshake":
+            return "echo failed"
+    return None
+
+
+async def compressed_echo(url, messages, fragment=None):
+    """Sends each message on one connection (in fragments of `fragment` units if set),
+    expects each echoed as sent, and compressed (RSV1) if it compresses well."""
+    async with client(url) as ws:
+        header = ws.response.headers.get("Sec-WebSocket-Extensions")
+        rsv1 = received(ws)
+        if rsv1 is None or answer_error(header):
+            return f"not negotiated as expected: the server answered {header!r}"
+        for i, message in enumerate(messages):
+            await ws.send(chunks(message, fragment) if fragment else message)
+            reply = await ws.recv()
+            if type(reply) is not type(message) or reply != message:
+                return f"message {i}: echo differs: sent {len(message)} units, got {len(reply)}"
+            if not rsv1.popleft() and compressible(message):
+                return f"message {i}: the echo of {len(message)} units that deflate well came uncompressed"
+    return None
+
+
 # ---------------------------------------------------------------- raw socket
 
 
-def raw_connect(url):
+def raw_connect(url, offer=None):
+    """A handshake by hand; returns the socket, what followed the response, and the
+    response's Sec-WebSocket-Extensions (None if absent)."""
     parsed = urlparse(url)
     sock = socket.create_connection((parsed.hostname, parsed.port), timeout=DEADLINE)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -162,7 +262,9 @@ def raw_connect(url):
         f"GET {parsed.path or '/'} HTTP/1.1\r\n"
         f"Host: {parsed.hostname}:{parsed.port}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        + (f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else "")
+        + "\r\n"
     )
     sock.sendall(request.encode())
     head = b""
@@ -174,12 +276,17 @@ def raw_connect(url):
     head, rest = head.split(b"\r\n\r\n", 1)
     if not head.startswith(b"HTTP/1.1 101"):
         raise RuntimeError(f"handshake refused: {head[:80]!r}")
-    return sock, rest
+    extensions = None
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "sec-websocket-extensions":
+            extensions = value.strip()
+    return sock, rest, extensions
 
 
-def masked_frame(fin, opcode, payload):
+def masked_frame(fin, opcode, payload, rsv1=False):
     mask = os.urandom(4)
-    first = (0x80 if fin else 0) | opcode
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     n = len(payload)
     if n < 126:
         header = struct.pack("!BB", first, 0x80 | n)
@@ -192,7 +299,7 @@ def masked_frame(fin, opcode, payload):
 
 
 def read_frame(sock, buf):
-    """Returns (opcode, payload, rest of buffer); raises EOFError on EOF."""
+    """Returns (first header byte, payload, rest of buffer); raises EOFError on EOF."""
 
     def need(k):
         nonlocal buf
@@ -214,19 +321,26 @@ def read_frame(sock, buf):
         need(10)
         n, off = struct.unpack("!Q", buf[2:10])[0], 10
     need(off + n)
-    return b0 & 0x0F, bytes(buf[off : off + n]), buf[off + n :]
+    return b0, bytes(buf[off : off + n]), buf[off + n :]
 
 
-def invalid_utf8(url, frames):
-    """Sends raw masked frames with bad UTF-8; expects close 1007, then EOF from the
-    server without our sending a close reply."""
-    sock, buf = raw_connect(url)
+def deflate(data, window_bits=15):
+    """One message compressed as RFC 7692 sends it, with a fresh context."""
+    compressor = zlib.compressobj(wbits=-window_bits)
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def expect_close(url, frames, expected, offer=None):
+    """Sends raw masked frames (bytes); expects a close with the code `expected`, then
+    EOF from the server without our sending a close reply."""
+    sock, buf, _ = raw_connect(url, offer)
     try:
-        for fin, opcode, payload in frames:
-            sock.sendall(masked_frame(fin, opcode, payload))
+        for frame in frames:
+            sock.sendall(frame)
         sock.settimeout(DEADLINE)
         while True:
-            opcode, payload, buf = read_frame(sock, buf)
+            b0, payload, buf = read_frame(sock, buf)
+            opcode = b0 & 0x0F
             if opcode == 8:
                 break
             if opcode not in (9, 10):
@@ -234,8 +348,8 @@ def invalid_utf8(url, frames):
         if len(payload) < 2:
             return f"close frame without a code: {payload!r}"
         code = struct.unpack("!H", payload[:2])[0]
-        if code != 1007:
-            return f"expected close 1007, got {code} {payload[2:]!r}"
+        if code != expected:
+            return f"expected close {expected}, got {code} {payload[2:]!r}"
         # The server must close the TCP connection; we never answer its close.
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
@@ -248,9 +362,71 @@ def invalid_utf8(url, frames):
             if not chunk:
                 return None
             buf += chunk
-        return f"close 1007 received, but the server kept the TCP connection open for {DEADLINE:g} s"
+        return f"close {expected} received, but the server kept the TCP connection open for {DEADLINE:g} s"
     except EOFError as err:
         return f"the server closed TCP without a close frame ({err})"
+    finally:
+        sock.close()
+
+
+def raw_compressed_echo(url, rounds=3):
+    """Compressed messages by hand, each in three frames (RSV1 on the first only), with
+    context takeover where the server allows it; every echo must come back compressed
+    (RSV1 on its first frame only), much smaller than the text on the wire, and inflate
+    with a fresh context per message when the server promised no context takeover, or
+    with one context for the whole connection otherwise."""
+    sock, buf, header = raw_connect(url, "permessage-deflate; client_max_window_bits")
+    try:
+        error = answer_error(header)
+        if error:
+            return error
+        params = params_of(header)
+        window = 15
+        for part in header.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == "client_max_window_bits" and value:
+                window = max(int(value.strip('"')), 9)  # zlib cannot deflate with 8
+        text = json_text(64 * KiB).encode()
+        compressor = decompressor = None
+        sizes = []
+        sock.settimeout(DEADLINE)
+        for i in range(rounds):
+            if compressor is None or "client_no_context_takeover" in params:
+                compressor = zlib.compressobj(wbits=-window)
+            data = (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+            third = len(data) // 3
+            sock.sendall(
+                masked_frame(False, 1, data[:third], rsv1=True)
+                + masked_frame(False, 0, data[third : 2 * third])
+                + masked_frame(True, 0, data[2 * third :])
+            )
+            wire, first = b"", True
+            while True:
+                b0, payload, buf = read_frame(sock, buf)
+                opcode = b0 & 0x0F
+                if opcode in (9, 10):
+                    continue
+                if opcode != (1 if first else 0):
+                    return f"message {i}: unexpected opcode {opcode} ({payload[:40]!r})"
+                if bool(b0 & 0x40) != first:
+                    return f"message {i}: RSV1 {'missing on the first' if first else 'set on a continuation'} frame"
+                wire += payload
+                first = False
+                if b0 & 0x80:
+                    break
+            if decompressor is None or "server_no_context_takeover" in params:
+                decompressor = zlib.decompressobj(wbits=-15)
+            try:
+                echo = decompressor.decompress(wire + EMPTY_BLOCK)
+            except zlib.error as err:
+                return f"message {i}: the echo does not inflate ({err}; answer {header!r})"
+            if echo != text:
+                return f"message {i}: the echo inflates to {len(echo)} bytes, not the {len(text)} sent"
+            if len(wire) * 4 > len(text):
+                return f"message {i}: {len(wire)} bytes on the wire for {len(text)} bytes of JSON"
+            sizes.append(len(wire))
+        print(f"INFO {PEER}/raw-compressed-echo: {len(text)} bytes echoed as {sizes} bytes on the wire", flush=True)
+        return None
     finally:
         sock.close()
 
@@ -275,6 +451,36 @@ async def run_scenario(name, make):
     report(name, error)
 
 
+def deflate_scenarios(url):
+    """The compression scenarios for MODE: (websockets scenarios, raw-socket ones)."""
+    if not MODE:
+        return [("permessage-deflate-declined", lambda: negotiated(url))], []
+    text = json_text(MiB)
+    scenarios = [
+        ("negotiated", lambda: negotiated(url)),
+        ("text-json-1MiB-fragmented", lambda: compressed_echo(url, [text], fragment=64 * KiB)),
+        ("binary-256KiB-fragmented", lambda: compressed_echo(url, [pattern(256 * KiB)], fragment=16 * KiB)),
+        ("binary-256KiB-incompressible", lambda: compressed_echo(url, [noise(256 * KiB)], fragment=100_000)),
+        # Similar messages on one connection, where context takeover pays.
+        ("200-similar-messages", lambda: compressed_echo(
+            url, [json_text(2000 + 37 * i) for i in range(100)] + [pattern(3000 + i) for i in range(100)])),
+        ("raw-compressed-echo", lambda: asyncio.to_thread(raw_compressed_echo, url)),
+    ]
+    offer = "permessage-deflate"
+    bad = deflate(b"valid, then bad: \xff\xfe")
+    split = deflate(b"ok \xe2\x82\x28 bad")  # an invalid continuation byte
+    half = deflate(b"compressed fragment " * 10)
+    raw = [
+        ("invalid-utf8-compressed", [masked_frame(True, 1, bad, rsv1=True)], 1007, offer),
+        ("invalid-utf8-across-compressed-fragments",
+         [masked_frame(False, 1, split[:3], rsv1=True), masked_frame(True, 0, split[3:])], 1007, offer),
+        ("rsv1-on-continuation",
+         [masked_frame(False, 1, half[:5], rsv1=True), masked_frame(True, 0, half[5:], rsv1=True)], 1002, offer),
+        ("rsv1-on-ping", [masked_frame(True, 9, b"ping", rsv1=True)], 1002, offer),
+    ]
+    return scenarios, raw
+
+
 async def main(url):
     scenarios = [
         ("text-ascii", lambda: echo_one(url, "Hello, WebSocket!")),
@@ -296,23 +502,25 @@ async def main(url):
         ("server-close-4xxx", lambda: close_from_server(url, 4002, "server says bye")),
         ("concurrent-50", lambda: concurrent(url)),
     ]
-    for name, make in scenarios:
-        await run_scenario(name, make)
-
     raw = [
-        ("invalid-utf8-raw", [(True, 1, b"valid, then bad: \xff\xfe")]),
+        ("invalid-utf8-raw", [masked_frame(True, 1, b"valid, then bad: \xff\xfe")], 1007, None),
         # An invalid continuation split across two frames of one message.
-        ("invalid-utf8-across-fragments", [(False, 1, b"ok \xe2\x82"), (True, 0, b"\x28 bad")]),
+        ("invalid-utf8-across-fragments",
+         [masked_frame(False, 1, b"ok \xe2\x82"), masked_frame(True, 0, b"\x28 bad")], 1007, None),
         # A message ending in the middle of a character.
-        ("invalid-utf8-truncated", [(True, 1, b"truncated \xf0\x9f\x8e")]),
+        ("invalid-utf8-truncated", [masked_frame(True, 1, b"truncated \xf0\x9f\x8e")], 1007, None),
     ]
-    for name, frames in raw:
-        await run_scenario(name, lambda frames=frames: asyncio.to_thread(invalid_utf8, url, frames))
-
+    more, more_raw = deflate_scenarios(url)
+    for name, make in scenarios + more:
+        await run_scenario(name, make)
+    for name, frames, code, offer in raw + more_raw:
+        await run_scenario(
+            name, lambda frames=frames, code=code, offer=offer: asyncio.to_thread(expect_close, url, frames, code, offer)
+        )
     return all(results)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: peer.py ws://HOST:PORT/")
+    if len(sys.argv) not in (2, 3) or MODE not in MODES:
+        sys.exit("usage: peer.py ws://HOST:PORT/ [--deflate | --deflate-takeover]")
     sys.exit(0 if asyncio.run(main(sys.argv[1])) else 1)
