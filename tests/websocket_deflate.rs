@@ -232,8 +232,12 @@ fn heap_per_conn_after_one_message(compression: Option<Compression>, n: usize) -
 }
 
 fn compression(takeover: bool) -> Compression {
+    compression_with(takeover, 15)
+}
+
+fn compression_with(takeover: bool, max_window_bits: u8) -> Compression {
     let w = Window {
-        max_window_bits: 15,
+        max_window_bits,
         no_context_takeover: !takeover,
     };
     Compression {
@@ -264,6 +268,10 @@ fn context_takeover_costs_its_codec_state_per_connection() {
     println!("context takeover: {one_end} B per connection (compressor and inflater)");
     assert!(one_end > 32 * 1024, "{one_end}");
     assert!(one_end < 1024 * 1024, "{one_end}");
+    // A smaller window costs less.
+    let small = heap_per_conn_after_one_message(Some(compression_with(true, 10)), N) - plain;
+    println!("context takeover, window 10: {small} B per connection");
+    assert!(small < one_end * 3 / 4, "{small} against {one_end}");
 }
 
 #[test]
