@@ -13,7 +13,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
-use counting_alloc::{allocs, live_bytes};
+use counting_alloc::{allocs, live_bytes, peak_bytes, reset_peak};
 use net_websocket_ev::ev::{Loop, RunFlags};
 use net_websocket_ev::handshake::deflate::PerMessageDeflate;
 use net_websocket_ev::handshake::{ClientRequest, Request, Response};
@@ -232,8 +232,12 @@ fn heap_per_conn_after_one_message(compression: Option<Compression>, n: usize) -
 }
 
 fn compression(takeover: bool) -> Compression {
+    compression_with(takeover, 15)
+}
+
+fn compression_with(takeover: bool, max_window_bits: u8) -> Compression {
     let w = Window {
-        max_window_bits: 15,
+        max_window_bits,
         no_context_takeover: !takeover,
     };
     Compression {
@@ -264,6 +268,10 @@ fn context_takeover_costs_its_codec_state_per_connection() {
     println!("context takeover: {one_end} B per connection (compressor and inflater)");
     assert!(one_end > 32 * 1024, "{one_end}");
     assert!(one_end < 1024 * 1024, "{one_end}");
+    // A smaller window costs less.
+    let small = heap_per_conn_after_one_message(Some(compression_with(true, 10)), N) - plain;
+    println!("context takeover, window 10: {small} B per connection");
+    assert!(small < one_end * 3 / 4, "{small} against {one_end}");
 }
 
 #[test]
@@ -340,4 +348,65 @@ fn echoing_compressed_messages_allocates_nothing_per_message() {
     );
     drop(peer);
     run_until(&lp, "the connection to end", || ws.is_closed());
+}
+
+#[test]
+fn a_kilobyte_that_inflates_to_a_megabyte_is_closed_with_1009_in_bounded_memory() {
+    let _turn = one_at_a_time();
+    const LIMIT: u64 = 256 << 10;
+    let agreed = compression(false);
+    // The bomb: 4 MiB of zeros compressed at level 9 by an engine of our own,
+    // cut to its first KiB: a frame of 1 KiB that inflates to about 1 MiB
+    // (deflate's best is about 1000 to 1), four times the limit.
+    let mut zipper = Engine::new(
+        Role::Server,
+        Config {
+            compression: Some(Compression { level: 9, ..agreed }),
+            max_queued_bytes: usize::MAX,
+            ..Config::default()
+        },
+    );
+    zipper.queue_msg(OpCode::Binary, &vec![0; 4 << 20]).unwrap();
+    let mut wire = Vec::new();
+    zipper.send(&mut wire).unwrap();
+    // A server's frame: unmasked, a 4-byte header for a payload of a few KiB.
+    assert_eq!((wire[0], wire[1]), (0xc2, 126));
+    let kib = &wire[4..4 + 1024];
+    let mut frame = util::masked_frame(true, 2, kib);
+    frame[0] |= 0x40; // RSV1: compressed
+
+    let lp = Loop::new().unwrap();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    let closed = Rc::new(RefCell::new(None));
+    let c = closed.clone();
+    let delivered = Rc::new(RefCell::new(0usize));
+    let d = delivered.clone();
+    let _ws = Server::new(
+        Params::new(ours)
+            .event_loop(&lp)
+            .compression(agreed)
+            .max_recv_size(LIMIT)
+            .on_msg_recv(move |_, _, _, msg, _| *d.borrow_mut() += msg.len())
+            .on_close(move |ws, code| *c.borrow_mut() = Some((code, ws.status_code_sent()))),
+    )
+    .unwrap();
+    let mut peer = Peer::new(theirs, Role::Client);
+    lp.run_with(RunFlags::NoWait);
+    let before = live_bytes();
+    reset_peak();
+    peer.send_raw(&frame);
+    run_until(&lp, "the close", || {
+        peer.pump();
+        closed.borrow().is_some()
+    });
+    let peak = peak_bytes() - before;
+    assert_eq!(closed.borrow().unwrap().1, Some(1009));
+    assert_eq!(*delivered.borrow(), 0);
+    // The limit, one inflate step, the read buffer and the inflater's state.
+    assert!(
+        peak < LIMIT as isize + 512 * 1024,
+        "{peak} bytes at the peak for a {LIMIT}-byte limit"
+    );
+    println!("1 KiB bomb: peak {peak} B with max_recv_size {LIMIT}");
 }

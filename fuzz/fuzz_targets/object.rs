@@ -36,7 +36,8 @@ use input::Input;
 use libfuzzer_sys::fuzz_target;
 use net_websocket_ev::ev::{Idle, Loop, RunFlags, Timer};
 use net_websocket_ev::proto::{
-    Config, Flow, Handler, OpCode, Receiver, RecvStatus, Reply, ReplySink, Role, Rsv,
+    Compression, Config, Flow, Handler, OpCode, Receiver, RecvStatus, Reply, ReplySink, Role, Rsv,
+    Window,
 };
 use net_websocket_ev::{websocket, Client, Error, Fragment, Params, Server, Waited, WebSocket};
 
@@ -93,6 +94,20 @@ fn run_script(data: &[u8]) {
     } else {
         Rsv::empty()
     };
+    // permessage-deflate, with context takeover by the next bit: our frames
+    // must inflate at the peer; the peer's RSV1 frames (raw bytes) mostly fail.
+    let compression = (timers & 0x20 != 0).then(|| {
+        let window = Window {
+            max_window_bits: 15,
+            no_context_takeover: timers & 0x40 == 0,
+        };
+        Compression {
+            send: window,
+            recv: window,
+            level: 1,
+            threshold: 16,
+        }
+    });
 
     let lp = Loop::new().expect("a new loop");
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
@@ -140,6 +155,9 @@ fn run_script(data: &[u8]) {
         let n = usize::from(input.byte() % 64);
         params = params.initial_data(input.bytes(n).to_vec());
     }
+    if let Some(c) = compression {
+        params = params.compression(c);
+    }
     params = with_callbacks(params, &shared, knobs & 0x40 != 0);
     let ws = match role {
         Role::Server => Server::new(params),
@@ -147,7 +165,7 @@ fn run_script(data: &[u8]) {
     }
     .expect("wrapping a fresh socket pair");
 
-    let peer = Rc::new(RefCell::new(Peer::new(theirs, role)));
+    let peer = Rc::new(RefCell::new(Peer::new(theirs, role, compression)));
     shared.borrow_mut().peer = Rc::downgrade(&peer);
     // Keeps `RunFlags::Once` from blocking longer than a millisecond.
     let tick = Duration::from_millis(1);
@@ -881,7 +899,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(sock: UnixStream, object_role: Role) -> Peer {
+    fn new(sock: UnixStream, object_role: Role, compression: Option<Compression>) -> Peer {
         let peer_role = match object_role {
             Role::Server => Role::Client,
             Role::Client => Role::Server,
@@ -889,7 +907,13 @@ impl Peer {
         Peer {
             sock: TcpStream::from(std::os::fd::OwnedFd::from(sock)),
             object_role,
-            receiver: Receiver::new(peer_role, &Config::default()),
+            receiver: Receiver::new(
+                peer_role,
+                &Config {
+                    compression,
+                    ..Config::default()
+                },
+            ),
             out: Vec::new(),
             read_total: 0,
             parsed: Rc::new(Cell::new(0)),
@@ -1079,7 +1103,9 @@ struct Check<'a> {
 
 impl Handler for Check<'_> {
     fn on_frame_start(&mut self, _fin: bool, rsv: Rsv, _opcode: OpCode, len: u64) -> Flow {
-        assert!(rsv.is_empty(), "the object set {rsv:?}");
+        // RSV1: a compressed message's first frame (only with compression,
+        // which the peer's receiver checks).
+        assert!(Rsv::RSV1.contains(rsv), "the object set {rsv:?}");
         let ext = match len {
             0..=125 => 0,
             126..=65535 => 2,

@@ -40,9 +40,13 @@ mod codec {
     /// Spare compressors and inflaters kept per thread (each kind).
     const MAX_SPARE: usize = 4;
 
-    /// zlib's memory level for compressors: 8 is zlib's default (256 KiB of
-    /// state at window 15); what a connection that keeps its context holds.
-    const MEM_LEVEL: i32 = 8;
+    /// zlib's memory level (the size of its hash table and symbol buffer) for a
+    /// window of `bits`: zlib's default 8 at 15 bits, one less per bit below,
+    /// as Python's `websockets` pairs 5 with 12. What a connection that keeps
+    /// its context holds shrinks with the window it negotiated.
+    fn mem_level(bits: u8) -> i32 {
+        (i32::from(bits) - 7).clamp(1, 8)
+    }
 
     thread_local! {
         #[allow(clippy::vec_box)]
@@ -75,7 +79,7 @@ mod codec {
                 let config = DeflateConfig {
                     level: i32::from(level),
                     window_bits: -i32::from(bits),
-                    mem_level: MEM_LEVEL,
+                    mem_level: mem_level(bits),
                     ..DeflateConfig::default()
                 };
                 Box::new(Compressor {

@@ -13,10 +13,15 @@ struct Counting;
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
     static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
 fn add_live(bytes: isize) {
-    let _ = LIVE.try_with(|c| c.set(c.get() + bytes));
+    let _ = LIVE.try_with(|c| {
+        let live = c.get() + bytes;
+        c.set(live);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(live)));
+    });
 }
 
 // SAFETY: defers to the system allocator; only counts calls on this thread.
@@ -49,4 +54,15 @@ pub fn allocs() -> usize {
 /// another thread count here too: compare two readings taken on one thread).
 pub fn live_bytes() -> isize {
     LIVE.with(|c| c.get())
+}
+
+/// The most bytes live on this thread since the last [`reset_peak`].
+pub fn peak_bytes() -> isize {
+    PEAK.with(|c| c.get())
+}
+
+/// Starts a new peak from the bytes live now.
+pub fn reset_peak() {
+    let live = live_bytes();
+    PEAK.with(|c| c.set(live));
 }
