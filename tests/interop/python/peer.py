@@ -96,8 +96,9 @@ def params_of(header):
     return {p.split("=")[0].strip() for p in parts[1:]}
 
 
-def answer_error(header):
-    """What is wrong with the server's Sec-WebSocket-Extensions for this MODE."""
+def answer_error(header, hinted=False):
+    """What is wrong with the server's Sec-WebSocket-Extensions for this MODE; `hinted`:
+    the offer had client_no_context_takeover, which the server may then answer."""
     params = params_of(header)
     if MODE is None:
         return None if header is None else f"compression not asked for, the server answered {header!r}"
@@ -105,7 +106,7 @@ def answer_error(header):
         return f"permessage-deflate offered, the server answered {header!r}"
     if MODE == "--deflate" and not NO_TAKEOVER <= params:
         return f"expected no context takeover both ways, the server answered {header!r}"
-    if MODE == "--deflate-takeover" and NO_TAKEOVER & params:
+    if MODE == "--deflate-takeover" and NO_TAKEOVER & params - ({"client_no_context_takeover"} if hinted else set()):
         return f"expected context takeover both ways, the server answered {header!r}"
     return None
 
@@ -369,15 +370,16 @@ def expect_close(url, frames, expected, offer=None):
         sock.close()
 
 
-def raw_compressed_echo(url, rounds=3):
+def raw_compressed_echo(url, offer, rounds=3):
     """Compressed messages by hand, each in three frames (RSV1 on the first only), with
-    context takeover where the server allows it; every echo must come back compressed
-    (RSV1 on its first frame only), much smaller than the text on the wire, and inflate
-    with a fresh context per message when the server promised no context takeover, or
-    with one context for the whole connection otherwise."""
-    sock, buf, header = raw_connect(url, "permessage-deflate; client_max_window_bits")
+    context takeover unless the answer has client_no_context_takeover (whatever the
+    offer hinted: RFC 7692 7.1.1.2); every echo must come back compressed (RSV1 on its
+    first frame only), much smaller than the text on the wire, and inflate with a fresh
+    context per message when the server promised no context takeover, or with one
+    context for the whole connection otherwise."""
+    sock, buf, header = raw_connect(url, offer)
     try:
-        error = answer_error(header)
+        error = answer_error(header, hinted="client_no_context_takeover" in offer)
         if error:
             return error
         params = params_of(header)
@@ -406,6 +408,9 @@ def raw_compressed_echo(url, rounds=3):
                 opcode = b0 & 0x0F
                 if opcode in (9, 10):
                     continue
+                if opcode == 8:
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                    return f"message {i}: the server closed with {code} {payload[2:]!r} (answer {header!r})"
                 if opcode != (1 if first else 0):
                     return f"message {i}: unexpected opcode {opcode} ({payload[:40]!r})"
                 if bool(b0 & 0x40) != first:
@@ -425,7 +430,7 @@ def raw_compressed_echo(url, rounds=3):
             if len(wire) * 4 > len(text):
                 return f"message {i}: {len(wire)} bytes on the wire for {len(text)} bytes of JSON"
             sizes.append(len(wire))
-        print(f"INFO {PEER}/raw-compressed-echo: {len(text)} bytes echoed as {sizes} bytes on the wire", flush=True)
+        print(f"INFO {PEER}: {offer}: {len(text)} bytes echoed as {sizes} bytes on the wire", flush=True)
         return None
     finally:
         sock.close()
@@ -464,7 +469,12 @@ def deflate_scenarios(url):
         # Similar messages on one connection, where context takeover pays.
         ("200-similar-messages", lambda: compressed_echo(
             url, [json_text(2000 + 37 * i) for i in range(100)] + [pattern(3000 + i) for i in range(100)])),
-        ("raw-compressed-echo", lambda: asyncio.to_thread(raw_compressed_echo, url)),
+        ("raw-compressed-echo", lambda: asyncio.to_thread(
+            raw_compressed_echo, url, "permessage-deflate; client_max_window_bits")),
+        # The client's hint that it will not take its context over (Autobahn's offer)
+        # binds it only if the server answers client_no_context_takeover.
+        ("raw-compressed-echo-hinted-no-takeover", lambda: asyncio.to_thread(
+            raw_compressed_echo, url, "permessage-deflate; client_no_context_takeover; client_max_window_bits")),
     ]
     offer = "permessage-deflate"
     bad = deflate(b"valid, then bad: \xff\xfe")
