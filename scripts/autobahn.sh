@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Autobahn|Testsuite, sections 1-10 (everything but permessage-deflate), in both roles:
+# Autobahn|Testsuite in both roles:
 #   - server: wstest's fuzzing client against examples/echo_server;
-#   - client: examples/client --autobahn against wstest's fuzzing server.
+#   - client: examples/client --autobahn against wstest's fuzzing server;
+# each twice: sections 1-10 (the protocol; no compression offered or accepted), then
+# sections 12-13 (permessage-deflate: 12 compresses five kinds of data at 18 message
+# sizes, 13 the same JSON under 7 offers and answers: windows of 9 and 15 bits, with and
+# without context takeover; 1000 messages a case, one at a time) with the examples'
+# --deflate-takeover (AUTOBAHN_DEFLATE_FLAG), which must accept every offer of 13 as it
+# comes (server) and whatever the fuzzing server answers (client). Those take ~8 min
+# per role on two cores (12: ~4.5-5 min, 13: ~3 min), most of it wstest's own Python;
+# AUTOBAHN_DEFLATE=0 leaves them out.
 # Uses the suite's Python 3 port in ../shared/autobahn beside the repository; without it
 # (a user's clone) it says so and exits 0. The suite's virtualenv goes to AUTOBAHN_HOME
 # (default ${TMPDIR:-/tmp}/nwe-autobahn, outside the repository), built once by the
 # port's setup.sh (~40 s) and rebuilt when the port changes; the reports stay in
-# AUTOBAHN_HOME/reports/{server,client}.
+# AUTOBAHN_HOME/reports/{server,client,server-deflate,client-deflate}.
 #
-# Fails (non-zero) on any failed, unimplemented or missing case, or when a role has fewer
-# OK cases than AUTOBAHN_MIN_OK (default 298: the other 3 of the 301 cases are
-# informational by design). Every process started here is killed by PID on exit, and
-# every wait is bounded (AUTOBAHN_SUITE_LIMIT seconds per role, default 1200; each of
-# the client's connections NWE_TEST_DEADLINE_SECS, default 60). A run takes ~30 s once
-# the testsuite is set up.
+# Fails (non-zero) on any failed, unimplemented or missing case, when sections 1-10
+# have fewer OK cases than AUTOBAHN_MIN_OK (default 298: the other 3 of the 301 cases
+# are informational by design), or when any of the 216 cases of 12-13 is not OK.
+# Every process started here is killed by PID on exit, and every wait is bounded
+# (AUTOBAHN_SUITE_LIMIT seconds per run, default 1200; each of the client's
+# connections NWE_TEST_DEADLINE_SECS, default 60). Once the testsuite is set up,
+# sections 1-10 take ~30 s for both roles. Each run prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +37,8 @@ SHARED=$(cd "$SHARED" && pwd)
 AUTOBAHN_HOME=${AUTOBAHN_HOME:-${TMPDIR:-/tmp}/nwe-autobahn}
 export AUTOBAHN_HOME
 MIN_OK=${AUTOBAHN_MIN_OK:-298}
+DEFLATE_CASES=216 # 12.1.1-12.5.18 and 13.1.1-13.7.18
+DEFLATE_FLAG=${AUTOBAHN_DEFLATE_FLAG:---deflate-takeover}
 LIMIT=${AUTOBAHN_SUITE_LIMIT:-1200}
 DEADLINE=${NWE_TEST_DEADLINE_SECS:-60} # the start of echo_server, each client connection
 REPORTS="$AUTOBAHN_HOME/reports"
@@ -86,22 +97,25 @@ EXAMPLES=$(cd "$EXAMPLES" && pwd)
 
 FAILURES=()
 
-# check ROLE LOG STATUS SECONDS: the suite's last line must have no failed,
-# unimplemented or missing case and at least MIN_OK ok cases.
+# check RUN LOG STATUS SECONDS MIN_OK ALL_OK: the run's last summary line must have no
+# failed, unimplemented or missing case and at least MIN_OK ok cases; with ALL_OK=1,
+# nothing but ok cases.
 check() {
-    local role=$1 log=$2 rc=$3 secs=$4 line ok
-    line=$(grep "^autobahn-$role: " "$log" | tail -n 1 || true)
-    echo "autobahn: $role role: ${line:-no summary} (${secs} s)"
+    local run=$1 log=$2 rc=$3 secs=$4 min_ok=$5 all_ok=$6 line ok
+    line=$(grep "^autobahn-\(server\|client\): " "$log" | tail -n 1 || true)
+    echo "autobahn: $run: ${line:-no summary} (${secs} s)"
     if [ -z "$line" ]; then
-        FAILURES+=("$role: the suite did not run (status $rc)")
+        FAILURES+=("$run: the suite did not run (status $rc)")
         return
     fi
     ok=$(sed -n 's/^[^:]*: \([0-9]*\) ok, .*/\1/p' <<<"$line")
     if [ "$rc" -ne 0 ] || ! grep -q ' 0 unimplemented, 0 failed$' <<<"$line"; then
-        FAILURES+=("$role: failed or missing cases (status $rc)")
+        FAILURES+=("$run: failed or missing cases (status $rc)")
+    elif [ "$all_ok" = 1 ] && ! grep -q ' 0 non-strict, 0 informational, 0 unimplemented, 0 failed$' <<<"$line"; then
+        FAILURES+=("$run: cases that are not OK")
     fi
-    if [ "${ok:-0}" -lt "$MIN_OK" ]; then
-        FAILURES+=("$role: ${ok:-0} ok cases, fewer than $MIN_OK")
+    if [ "${ok:-0}" -lt "$min_ok" ]; then
+        FAILURES+=("$run: ${ok:-0} ok cases, fewer than $min_ok")
     fi
 }
 
@@ -114,75 +128,94 @@ print(s.getsockname()[1])
 s.close()'
 }
 
-# ------------------------------------------------------------------ server role
+# server_run RUN CASES EXCLUDE MIN_OK ALL_OK FLAGS...: wstest's fuzzing client against a
+# fresh examples/echo_server (with FLAGS); reports in $REPORTS/RUN.
+server_run() {
+    local run=$1 cases=$2 exclude=$3 min_ok=$4 all_ok=$5 dir="$REPORTS/$1" pid port="" rc=0 start secs
+    shift 5
+    mkdir -p "$dir"
+    # Autobahn's largest messages are 16 MiB (9.1.6, 9.2.6); an echo of one needs room
+    # for it in the send queue even while the previous echo is still leaving.
+    "$EXAMPLES/echo_server" --port 0 --max-recv-size $((16 << 20)) --max-queued-bytes $((64 << 20)) "$@" \
+        >"$dir/echo_server.out" 2>"$dir/echo_server.err" &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq $((DEADLINE * 10))); do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$dir/echo_server.out")
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        cat "$dir/echo_server.err" >&2
+        FAILURES+=("$run: echo_server $* did not print its 'listening on' line within $DEADLINE s")
+        return
+    fi
+
+    echo "autobahn: $run: wstest fuzzingclient [$cases] -> echo_server $* on 127.0.0.1:$port"
+    start=$(date +%s)
+    AUTOBAHN_AGENT=net-websocket-ev AUTOBAHN_TIMEOUT=$LIMIT AUTOBAHN_EXCLUDE=$exclude \
+        bounded $((LIMIT + 60)) "$SHARED/run-server-suite.sh" 127.0.0.1 "$port" "$dir" "$cases" \
+        >"$dir/summary.txt" 2>&1 || rc=$?
+    secs=$(($(date +%s) - start))
+    sed -n '/^non-OK cases:/,/^autobahn-server: /p' "$dir/summary.txt"
+    check "$run" "$dir/summary.txt" "$rc" "$secs" "$min_ok" "$all_ok"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        FAILURES+=("$run: echo_server died during the suite: $(tail -n 3 "$dir/echo_server.err")")
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget "$pid"
+    if [ -s "$dir/echo_server.err" ]; then
+        echo "autobahn: $run: echo_server's stderr (first lines):"
+        head -n 5 "$dir/echo_server.err"
+    fi
+}
+
+# client_run RUN CASES EXCLUDE MIN_OK ALL_OK FLAGS...: examples/client --autobahn (with
+# FLAGS) against wstest's fuzzing server; reports in $REPORTS/RUN.
+client_run() {
+    local run=$1 cases=$2 exclude=$3 min_ok=$4 all_ok=$5 dir="$REPORTS/$1" port rc=0 start secs
+    shift 5
+    mkdir -p "$dir"
+    port=$(free_port)
+    echo "autobahn: $run: examples/client --autobahn $* -> wstest fuzzingserver [$cases] on 127.0.0.1:$port"
+    start=$(date +%s)
+    AUTOBAHN_TIMEOUT=$LIMIT AUTOBAHN_CASES=$cases AUTOBAHN_EXCLUDE=$exclude \
+        bounded $((LIMIT + 60)) "$SHARED/run-client-suite.sh" "$port" "$dir" -- \
+        "$EXAMPLES/client" --autobahn "ws://127.0.0.1:$port" --agent net-websocket-ev \
+        --timeout "$DEADLINE" --max-queued-bytes $((64 << 20)) "$@" \
+        >"$dir/summary.txt" 2>&1 || rc=$?
+    secs=$(($(date +%s) - start))
+    sed -n '/^non-OK cases:/,/^autobahn-client: /p' "$dir/summary.txt"
+    check "$run" "$dir/summary.txt" "$rc" "$secs" "$min_ok" "$all_ok"
+    if [ "$rc" -ne 0 ] && [ -f "$dir/client.log" ]; then
+        echo "autobahn: $run: the client's last lines:"
+        tail -n 5 "$dir/client.log"
+    fi
+}
+
+# ------------------------------------------------------------------ runs
 
 rm -rf "$REPORTS"
-mkdir -p "$REPORTS/server" "$REPORTS/client"
+mkdir -p "$REPORTS"
 
-# Autobahn's largest messages are 16 MiB (9.1.6, 9.2.6); an echo of one needs room for
-# it in the send queue even while the previous echo is still leaving.
-SERVER_OUT="$REPORTS/server/echo_server.out"
-"$EXAMPLES/echo_server" --port 0 --max-recv-size $((16 << 20)) --max-queued-bytes $((64 << 20)) \
-    >"$SERVER_OUT" 2>"$REPORTS/server/echo_server.err" &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-PORT=""
-for _ in $(seq $((DEADLINE * 10))); do
-    PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$SERVER_OUT")
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$PORT" ]; then
-    cat "$REPORTS/server/echo_server.err" >&2
-    echo "autobahn: echo_server did not print its 'listening on' line within $DEADLINE s" >&2
-    exit 1
-fi
-
-echo "autobahn: server role: wstest fuzzingclient -> echo_server on 127.0.0.1:$PORT"
-START=$(date +%s)
-RC=0
-AUTOBAHN_AGENT=net-websocket-ev AUTOBAHN_TIMEOUT=$LIMIT \
-    bounded $((LIMIT + 60)) "$SHARED/run-server-suite.sh" 127.0.0.1 "$PORT" "$REPORTS/server" \
-    >"$REPORTS/server/summary.txt" 2>&1 || RC=$?
-SERVER_SECS=$(($(date +%s) - START))
-sed -n '/^non-OK cases:/,/^autobahn-server: /p' "$REPORTS/server/summary.txt"
-check server "$REPORTS/server/summary.txt" "$RC" "$SERVER_SECS"
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    FAILURES+=("server: echo_server died during the suite: $(tail -n 3 "$REPORTS/server/echo_server.err")")
-fi
-kill "$SERVER_PID" 2>/dev/null || true
-wait "$SERVER_PID" 2>/dev/null || true
-forget "$SERVER_PID"
-if [ -s "$REPORTS/server/echo_server.err" ]; then
-    echo "autobahn: echo_server's stderr (first lines):"
-    head -n 5 "$REPORTS/server/echo_server.err"
-fi
-
-# ------------------------------------------------------------------ client role
-
-PORT=$(free_port)
-echo "autobahn: client role: examples/client --autobahn -> wstest fuzzingserver on 127.0.0.1:$PORT"
-START=$(date +%s)
-RC=0
-AUTOBAHN_TIMEOUT=$LIMIT \
-    bounded $((LIMIT + 60)) "$SHARED/run-client-suite.sh" "$PORT" "$REPORTS/client" -- \
-    "$EXAMPLES/client" --autobahn "ws://127.0.0.1:$PORT" --agent net-websocket-ev \
-    --timeout "$DEADLINE" --max-queued-bytes $((64 << 20)) \
-    >"$REPORTS/client/summary.txt" 2>&1 || RC=$?
-CLIENT_SECS=$(($(date +%s) - START))
-sed -n '/^non-OK cases:/,/^autobahn-client: /p' "$REPORTS/client/summary.txt"
-check client "$REPORTS/client/summary.txt" "$RC" "$CLIENT_SECS"
-if [ "$RC" -ne 0 ] && [ -f "$REPORTS/client/client.log" ]; then
-    echo "autobahn: the client's last lines:"
-    tail -n 5 "$REPORTS/client/client.log"
+server_run server '*' '12.*,13.*' "$MIN_OK" 0
+client_run client '*' '12.*,13.*' "$MIN_OK" 0
+if [ "${AUTOBAHN_DEFLATE:-1}" != 0 ]; then
+    server_run server-deflate '12.*,13.*' '' "$DEFLATE_CASES" 1 "$DEFLATE_FLAG"
+    client_run client-deflate '12.*,13.*' '' "$DEFLATE_CASES" 1 "$DEFLATE_FLAG"
 fi
 
 # ------------------------------------------------------------------ verdict
 
-echo "autobahn: reports in $REPORTS/{server,client} (index.html)"
+echo "autobahn: reports in $REPORTS/*/ (index.html)"
 if [ ${#FAILURES[@]} -ne 0 ]; then
     printf 'autobahn: FAILED: %s\n' "${FAILURES[@]}" >&2
     exit 1
 fi
-echo "autobahn: both roles passed (at least $MIN_OK ok, none failed)"
+if [ "${AUTOBAHN_DEFLATE:-1}" != 0 ]; then
+    echo "autobahn: every run passed (sections 1-10: at least $MIN_OK ok, none failed; 12-13: all $DEFLATE_CASES ok)"
+else
+    echo "autobahn: both roles passed sections 1-10 (at least $MIN_OK ok, none failed); 12-13 left out"
+fi
