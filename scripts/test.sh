@@ -14,6 +14,8 @@ step "format"
 cargo fmt --check
 step "clippy"
 cargo clippy --all-targets -- -D warnings
+step "clippy without default features (no deflate)"
+cargo clippy --no-default-features --all-targets -- -D warnings
 step "tests"
 cargo test --all-targets
 step "doc tests"
