@@ -218,12 +218,13 @@ fn server_no_context_takeover_offered_is_granted() {
 
 #[test]
 fn client_no_context_takeover_offered_is_a_hint() {
-    // Not echoed (the client does it anyway), but we need no inflater between messages.
+    // Answered, so that it binds the client (RFC 7692 7.1.1.2), and we need no
+    // inflater between messages.
     let (answer, c) = accepted(
         "permessage-deflate; client_no_context_takeover",
         &takeover(),
     );
-    assert_eq!(answer, "permessage-deflate");
+    assert_eq!(answer, "permessage-deflate; client_no_context_takeover");
     assert_eq!((c.send, c.recv), (window(15, false), window(15, true)));
 }
 
@@ -302,8 +303,8 @@ fn every_parameter_at_once() {
     );
     assert_eq!(
         answer,
-        "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; \
-         client_max_window_bits=11"
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+         server_max_window_bits=10; client_max_window_bits=11"
     );
     assert_eq!((c.send, c.recv), (window(10, true), window(11, true)));
 }
@@ -317,7 +318,7 @@ fn autobahn_offers() {
         "permessage-deflate; client_no_context_takeover; client_max_window_bits",
         &opts,
     );
-    assert_eq!(answer, "permessage-deflate");
+    assert_eq!(answer, "permessage-deflate; client_no_context_takeover");
     assert_eq!((c.send, c.recv), (window(15, false), window(15, true)));
 
     let (answer, c) = accepted("permessage-deflate; server_max_window_bits=9", &opts);
@@ -338,12 +339,15 @@ fn autobahn_offers() {
     let three = "permessage-deflate; client_no_context_takeover; server_max_window_bits=9, \
                  permessage-deflate; client_no_context_takeover, permessage-deflate";
     let (answer, c) = accepted(three, &opts);
-    assert_eq!(answer, "permessage-deflate; server_max_window_bits=9");
+    assert_eq!(
+        answer,
+        "permessage-deflate; client_no_context_takeover; server_max_window_bits=9"
+    );
     assert_eq!((c.send, c.recv), (window(9, false), window(15, true)));
 
     // The same with a window of 8 first: that offer is skipped for the next.
     let (answer, c) = accepted(&three.replace("=9", "=8"), &opts);
-    assert_eq!(answer, "permessage-deflate");
+    assert_eq!(answer, "permessage-deflate; client_no_context_takeover");
     assert_eq!((c.send, c.recv), (window(15, false), window(15, true)));
 }
 
@@ -796,4 +800,32 @@ fn round_trip_agrees() {
             assert!(server.recv.no_context_takeover >= client_opts.client_no_context_takeover);
         }
     }
+}
+
+/// Found by Autobahn 12.* against `echo_server --deflate-takeover`: a client's
+/// `client_no_context_takeover` hint was relied on (our inflater reset per
+/// message) without being answered, so the client kept its context and its
+/// third message referred to bytes our inflater had forgotten (1007).
+#[test]
+fn a_hint_relied_on_is_answered() {
+    let takeover = PerMessageDeflate {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        ..PerMessageDeflate::default()
+    };
+    let offer =
+        vec!["permessage-deflate; client_no_context_takeover; client_max_window_bits".to_string()];
+    let (answer, agreed) = deflate::accept(&offer, &takeover).expect("accepted");
+    assert!(agreed.recv.no_context_takeover);
+    assert!(
+        answer
+            .split(';')
+            .any(|p| p.trim() == "client_no_context_takeover"),
+        "{answer}"
+    );
+    // Without the hint, nothing is assumed and nothing answered.
+    let offer = vec!["permessage-deflate; client_max_window_bits".to_string()];
+    let (answer, agreed) = deflate::accept(&offer, &takeover).expect("accepted");
+    assert!(!agreed.recv.no_context_takeover);
+    assert_eq!(answer, "permessage-deflate");
 }

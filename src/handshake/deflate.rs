@@ -320,7 +320,12 @@ impl Params {
         if server_no_context_takeover {
             value.push_str("; server_no_context_takeover");
         }
-        if opts.client_no_context_takeover {
+        // The client's own hint binds it only once the answer says so (RFC 7692
+        // section 7.1.1.2): answered whenever we rely on it, so that we need
+        // not keep an inflater between its messages.
+        let client_no_context_takeover =
+            opts.client_no_context_takeover || self.client_no_context_takeover;
+        if client_no_context_takeover {
             value.push_str("; client_no_context_takeover");
         }
         let ours = window_bits(opts.server_max_window_bits);
@@ -350,8 +355,7 @@ impl Params {
             },
             recv: Window {
                 max_window_bits: recv_bits,
-                no_context_takeover: opts.client_no_context_takeover
-                    || self.client_no_context_takeover,
+                no_context_takeover: client_no_context_takeover,
             },
             level: opts.level,
             threshold: opts.threshold,
