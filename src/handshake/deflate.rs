@@ -60,8 +60,10 @@ pub struct PerMessageDeflate {
     pub server_no_context_takeover: bool,
     /// The client starts each message with a fresh compressor.
     ///
-    /// As a server: we require it, so that we need no inflater between messages. As a
-    /// client: we promise it, and do so also when the server asks for it.
+    /// As a server: we require it, so that we need no inflater between messages
+    /// (and when a client offers it as a hint, we answer it too, which makes it
+    /// binding, whatever this says). As a client: we promise it, and do so also
+    /// when the server asks for it.
     pub client_no_context_takeover: bool,
     /// The server's window: at most 2^bits bytes, 9 to 15.
     ///
