@@ -4,7 +4,7 @@
 //! cargo run --release --example echo_server -- [--port 8080] [--host 127.0.0.1]
 //!     [--buffering 0|1] [--max-recv-size BYTES] [--max-queued-bytes BYTES]
 //!     [--frame-callbacks] [--trace] [--commands] [--close-timeout SECS]
-//!     [--deflate | --deflate-takeover]
+//!     [--deflate | --deflate-takeover] [--deflate-level 0-9]
 //! ```
 //! Every message is echoed with its opcode (pings are answered by the library; their
 //! echo is a pong). `--trace` prints one JSON object per line on stderr for every
@@ -17,7 +17,8 @@
 //! `--deflate` accepts permessage-deflate (RFC 7692) without context takeover in
 //! either direction (nothing is kept between messages); `--deflate-takeover`
 //! accepts it with context takeover both ways (better ratios, about 300 KiB per
-//! connection). Either way every echoed message is compressed (threshold 0).
+//! connection). Either way every echoed message is compressed (threshold 0), at
+//! level 1 unless `--deflate-level` says otherwise.
 //! Without them compression is declined, as by default.
 
 use std::cell::Cell;
@@ -48,6 +49,8 @@ struct Options {
     close_timeout: Duration,
     /// `--deflate` (Some(false)) or `--deflate-takeover` (Some(true)).
     deflate: Option<bool>,
+    /// `--deflate-level`.
+    deflate_level: u8,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -62,6 +65,7 @@ fn parse_args() -> Result<Options, String> {
         commands: false,
         close_timeout: Duration::from_secs(10),
         deflate: None,
+        deflate_level: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -104,12 +108,19 @@ fn parse_args() -> Result<Options, String> {
             "--commands" => options.commands = true,
             "--deflate" => options.deflate = Some(false),
             "--deflate-takeover" => options.deflate = Some(true),
+            "--deflate-level" => {
+                options.deflate_level = value("--deflate-level")?
+                    .parse()
+                    .ok()
+                    .filter(|level| *level <= 9)
+                    .ok_or("--deflate-level: 0 to 9")?
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: echo_server [--port N] [--host ADDR] [--buffering 0|1] \
                     [--max-recv-size BYTES] [--max-queued-bytes BYTES] [--frame-callbacks] \
                     [--trace] [--commands] [--close-timeout SECS] \
-                    [--deflate | --deflate-takeover]"
+                    [--deflate | --deflate-takeover] [--deflate-level 0-9]"
                         .into(),
                 )
             }
@@ -127,6 +138,7 @@ fn handshake_options(options: &Options) -> HandshakeOptions {
             server_no_context_takeover: !takeover,
             client_no_context_takeover: !takeover,
             threshold: 0,
+            level: options.deflate_level,
             ..PerMessageDeflate::default()
         }),
         ..HandshakeOptions::default()
