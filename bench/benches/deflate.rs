@@ -11,6 +11,9 @@
 //! and the heap bytes that one compressor and one inflater hold, counted through the
 //! global allocator of this binary. `DEFLATE_MS` (default 300) is the time per case.
 
+#[path = "../src/payload.rs"]
+mod payload;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -20,6 +23,8 @@ use miniz_oxide::deflate::core::{CompressionStrategy, CompressorOxide};
 use miniz_oxide::inflate::stream::{InflateState, MinReset};
 use miniz_oxide::{DataFormat, MZFlush, MZStatus};
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status};
+
+use payload::{json_like, random_bytes};
 
 /// The tail that a sync flush ends with and that RFC 7692 strips from each message.
 const TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
@@ -351,58 +356,6 @@ fn measure<T>(what: &str, build: impl FnOnce() -> T, run: impl FnOnce(&mut T)) {
     let peak = PEAK.load(Relaxed) - before;
     drop(stream);
     println!("{what:<52} {held:>8} {peak:>8}");
-}
-
-/// JSON-like text of exactly `len` bytes: an array of records whose ids, names,
-/// numbers and flags vary (deterministically), as an API's messages do.
-fn json_like(len: usize) -> Vec<u8> {
-    const NAMES: [&str; 8] = [
-        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
-    ];
-    const CITIES: [&str; 5] = ["Berlin", "Lisbon", "Osaka", "Quito", "Toronto"];
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let mut out = String::from("[");
-    let mut id = 1000;
-    while out.len() < len {
-        let r = rng.next();
-        let name = NAMES[(r % 8) as usize];
-        out.push_str(&format!(
-            "{{\"id\":{id},\"user\":\"{name}{}\",\"email\":\"{name}.{}@example.com\",\
-             \"city\":\"{}\",\"score\":{}.{:02},\"active\":{},\"tags\":[\"t{}\",\"t{}\"],\
-             \"ts\":{}}},",
-            r >> 8 & 0xfff,
-            r >> 20 & 0xff,
-            CITIES[(r >> 28) as usize % 5],
-            r >> 32 & 0x3ff,
-            r >> 42 & 0x3f,
-            r >> 48 & 1 == 1,
-            r >> 49 & 0xf,
-            r >> 53 & 0xf,
-            1_700_000_000 + (r >> 40 & 0xffff),
-        ));
-        id += 1 + (r >> 60) as u32;
-    }
-    let mut bytes = out.into_bytes();
-    bytes.truncate(len - 1);
-    bytes.push(b']');
-    bytes
-}
-
-/// `len` random bytes (incompressible).
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
-    (0..len).map(|_| (rng.next() >> 32) as u8).collect()
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Bytes currently allocated and the peak since last reset, for `memory`.

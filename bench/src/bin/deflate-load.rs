@@ -19,6 +19,9 @@
 //!
 //! One thread per connection, blocking sockets, every read bounded by a timeout.
 
+#[path = "../payload.rs"]
+mod payload;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
@@ -27,6 +30,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
+
+use payload::{json_like, XorShift};
 
 const USAGE: &str = "usage: deflate-load --port N [--conns 8] [--size 4096] [--seconds 4] \
                      [--warmup 1] [--takeover] [--level 6] [--no-check] [--server-pid PID] [--label NAME]";
@@ -554,51 +559,4 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|out| String::from_utf8(out.stdout).ok())
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(100.0)
-}
-
-/// JSON-like text of exactly `len` bytes: an array of records whose ids, names,
-/// numbers and flags vary (deterministically), as an API's messages do. The same
-/// generator as `benches/deflate.rs`, so that the ratios compare.
-fn json_like(len: usize) -> Vec<u8> {
-    const NAMES: [&str; 8] = [
-        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
-    ];
-    const CITIES: [&str; 5] = ["Berlin", "Lisbon", "Osaka", "Quito", "Toronto"];
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let mut out = String::from("[");
-    let mut id = 1000;
-    while out.len() < len {
-        let r = rng.next();
-        let name = NAMES[(r % 8) as usize];
-        out.push_str(&format!(
-            "{{\"id\":{id},\"user\":\"{name}{}\",\"email\":\"{name}.{}@example.com\",\
-             \"city\":\"{}\",\"score\":{}.{:02},\"active\":{},\"tags\":[\"t{}\",\"t{}\"],\
-             \"ts\":{}}},",
-            r >> 8 & 0xfff,
-            r >> 20 & 0xff,
-            CITIES[(r >> 28) as usize % 5],
-            r >> 32 & 0x3ff,
-            r >> 42 & 0x3f,
-            r >> 48 & 1 == 1,
-            r >> 49 & 0xf,
-            r >> 53 & 0xf,
-            1_700_000_000 + (r >> 40 & 0xffff),
-        ));
-        id += 1 + (r >> 60) as u32;
-    }
-    let mut bytes = out.into_bytes();
-    bytes.truncate(len - 1);
-    bytes.push(b']');
-    bytes
-}
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
