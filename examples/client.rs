@@ -26,6 +26,9 @@
 //! message is then sent compressed (threshold 0) if the server accepts; the line
 //! `extension permessage-deflate` on stderr says it did.
 
+#[path = "shared/deflate_flag.rs"]
+mod deflate_flag;
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -36,8 +39,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use net_websocket_ev::ev::{Events, Io, Loop, Timer};
-#[cfg(feature = "deflate")]
-use net_websocket_ev::handshake::deflate::PerMessageDeflate;
 use net_websocket_ev::handshake::ClientRequest;
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
 use net_websocket_ev::{Client, OpCode, Params, WebSocket};
@@ -338,27 +339,8 @@ fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
 }
 
 /// The handshake's settings: compression as the options say.
-#[cfg(feature = "deflate")]
 fn handshake_options(options: &Options) -> HandshakeOptions {
-    HandshakeOptions {
-        deflate: options.deflate.map(|takeover| PerMessageDeflate {
-            server_no_context_takeover: !takeover,
-            client_no_context_takeover: !takeover,
-            threshold: 0,
-            ..PerMessageDeflate::default()
-        }),
-        ..HandshakeOptions::default()
-    }
-}
-
-/// Without the `deflate` feature `--deflate` is refused.
-#[cfg(not(feature = "deflate"))]
-fn handshake_options(options: &Options) -> HandshakeOptions {
-    if options.deflate.is_some() {
-        eprintln!("client: --deflate needs the deflate feature");
-        std::process::exit(2);
-    }
-    HandshakeOptions::default()
+    deflate_flag::handshake_options(options.deflate, 1, "client")
 }
 
 /// `--max-queued-bytes`, when given.

@@ -21,6 +21,9 @@
 //! level 1 unless `--deflate-level` says otherwise.
 //! Without them compression is declined, as by default.
 
+#[path = "shared/deflate_flag.rs"]
+mod deflate_flag;
+
 use std::cell::Cell;
 use std::io::{self, Write};
 use std::net::TcpListener;
@@ -30,8 +33,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use net_websocket_ev::ev::{Events, Io, Loop, Signal, WatcherError};
-#[cfg(feature = "deflate")]
-use net_websocket_ev::handshake::deflate::PerMessageDeflate;
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
 use net_websocket_ev::{Error, OpCode, Params, Server, WebSocket};
 
@@ -131,28 +132,8 @@ fn parse_args() -> Result<Options, String> {
 }
 
 /// The handshake's settings: compression as the options say.
-#[cfg(feature = "deflate")]
 fn handshake_options(options: &Options) -> HandshakeOptions {
-    HandshakeOptions {
-        deflate: options.deflate.map(|takeover| PerMessageDeflate {
-            server_no_context_takeover: !takeover,
-            client_no_context_takeover: !takeover,
-            threshold: 0,
-            level: options.deflate_level,
-            ..PerMessageDeflate::default()
-        }),
-        ..HandshakeOptions::default()
-    }
-}
-
-/// Without the `deflate` feature `--deflate` is refused.
-#[cfg(not(feature = "deflate"))]
-fn handshake_options(options: &Options) -> HandshakeOptions {
-    if options.deflate.is_some() {
-        eprintln!("echo_server: --deflate needs the deflate feature");
-        std::process::exit(2);
-    }
-    HandshakeOptions::default()
+    deflate_flag::handshake_options(options.deflate, options.deflate_level, "echo_server")
 }
 
 fn main() -> ExitCode {
