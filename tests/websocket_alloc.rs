@@ -4,12 +4,10 @@
 mod counting_alloc;
 mod util;
 
-use std::io::{ErrorKind, Read, Write};
-
 use counting_alloc::allocs;
 use net_websocket_ev::ev::{Loop, RunFlags};
 use net_websocket_ev::{Params, Server};
-use util::{masked_frame, tcp_pair};
+use util::{echo_round, masked_frame, tcp_pair};
 
 /// Messages per round, sent in one write (pipelined, as the load generator does).
 const IN_FLIGHT: usize = 16;
@@ -30,28 +28,9 @@ fn echoing_small_messages_over_a_socket_allocates_nothing_per_message() {
         .flat_map(|i| masked_frame(true, 1, &[b'a' + i as u8; 32]))
         .collect();
     let echo_len = IN_FLIGHT * 34;
-    let mut buf = [0u8; 4096];
-    let mut round = |lp: &Loop, peer: &mut std::net::TcpStream| {
-        peer.write_all(&batch).expect("peer write");
-        let mut got = 0;
-        let mut turns = 0;
-        while got < echo_len {
-            lp.run_with(RunFlags::NoWait);
-            match peer.read(&mut buf) {
-                Ok(0) => panic!("server closed"),
-                Ok(n) => {
-                    if got == 0 {
-                        assert_eq!(buf[..2], [0x81, 32], "an unmasked text frame comes back");
-                    }
-                    got += n;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("peer read: {e}"),
-            }
-            turns += 1;
-            assert!(turns < 1_000_000, "no echo");
-        }
-        assert_eq!(got, echo_len);
+    // An unmasked text frame comes back.
+    let round = |lp: &Loop, peer: &mut std::net::TcpStream| {
+        echo_round(lp, peer, &batch, echo_len, &[0x81, 32])
     };
     // Warm up: pools, queues and libev's arrays reach their steady sizes.
     for _ in 0..50 {

@@ -9,7 +9,6 @@ mod counting_alloc;
 mod util;
 
 use std::cell::RefCell;
-use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
@@ -20,7 +19,7 @@ use net_websocket_ev::handshake::{ClientRequest, Request, Response};
 use net_websocket_ev::proto::{Compression, Config, Engine, Role, Window};
 use net_websocket_ev::websocket::upgrade::{accept, upgrade, HandshakeOptions, Upgraded};
 use net_websocket_ev::{websocket, Client, Fragment, OpCode, Params, Rsv, Server, WebSocket};
-use util::{run_until, tcp_pair, Peer, Seen};
+use util::{echo_round, run_until, tcp_pair, Peer, Seen};
 
 fn settings(takeover: bool) -> PerMessageDeflate {
     PerMessageDeflate {
@@ -313,23 +312,8 @@ fn echoing_compressed_messages_allocates_nothing_per_message() {
     assert_eq!(echo[0], 0xc1, "the echo is compressed");
     let batch: Vec<u8> = frame.repeat(8);
     let echo_len = echo.len() * 8;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut round = |lp: &Loop, peer: &mut std::net::TcpStream| {
-        peer.write_all(&batch).expect("peer write");
-        let mut got = 0;
-        let mut turns = 0;
-        while got < echo_len {
-            lp.run_with(RunFlags::NoWait);
-            match peer.read(&mut buf) {
-                Ok(0) => panic!("server closed"),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("peer read: {e}"),
-            }
-            turns += 1;
-            assert!(turns < 1_000_000, "no echo");
-        }
-        assert_eq!(got, echo_len);
+    let round = |lp: &Loop, peer: &mut std::net::TcpStream| {
+        echo_round(lp, peer, &batch, echo_len, &echo[..2])
     };
     for _ in 0..50 {
         round(&lp, &mut peer);

@@ -413,3 +413,31 @@ pub fn run_for(lp: &Loop, time: Duration) {
         turns += 1;
     }
 }
+
+/// Writes `batch` (pipelined messages) to `peer` and runs `lp` until `echo_len`
+/// bytes have come back; the echo must begin with `first`. For the tests that
+/// count allocations per echoed message. Panics if the server closes or no
+/// echo comes within a million loop turns.
+pub fn echo_round(lp: &Loop, peer: &mut TcpStream, batch: &[u8], echo_len: usize, first: &[u8]) {
+    peer.write_all(batch).expect("peer write");
+    let mut buf = [0u8; 64 * 1024];
+    let mut got = 0;
+    let mut turns = 0;
+    while got < echo_len {
+        lp.run_with(RunFlags::NoWait);
+        match peer.read(&mut buf) {
+            Ok(0) => panic!("server closed"),
+            Ok(n) => {
+                if got == 0 {
+                    assert_eq!(&buf[..first.len().min(n)], &first[..first.len().min(n)]);
+                }
+                got += n;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => panic!("peer read: {e}"),
+        }
+        turns += 1;
+        assert!(turns < 1_000_000, "no echo");
+    }
+    assert_eq!(got, echo_len);
+}
