@@ -40,35 +40,11 @@ fn frame_b0(receiver: Role, b0: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Frames as written by `wire`, with the first byte (fin, rsv, opcode) of each.
-fn frames_with_b0(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while !wire.is_empty() {
-        let b0 = wire[0];
-        let masked = wire[1] & 0x80 != 0;
-        let (len, mut at) = match wire[1] & 0x7f {
-            126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
-            127 => (
-                u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
-                10,
-            ),
-            n => (n as usize, 2),
-        };
-        let mut payload = if masked {
-            at += 4;
-            let key = &wire[at - 4..at];
-            wire[at..at + len]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ key[i % 4])
-                .collect()
-        } else {
-            wire[at..at + len].to_vec()
-        };
-        payload.shrink_to_fit();
-        out.push((b0, payload));
-        wire = &wire[at + len..];
-    }
-    out
+fn frames_with_b0(wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    parse_frames(wire)
+        .into_iter()
+        .map(|f| (u8::from(f.fin) << 7 | f.rsv << 4 | f.op, f.payload))
+        .collect()
 }
 
 /// Everything `engine` has to send (its producers are driven by `send`).

@@ -161,6 +161,8 @@ pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1-3 as wslay numbers them (`Rsv` bits: RSV1 is 0b100).
+    pub rsv: u8,
     pub op: u8,
     pub mask: Option<[u8; 4]>,
     pub payload: Vec<u8>,
@@ -184,6 +186,7 @@ pub fn parse_frames(mut wire: &[u8]) -> Vec<Frame> {
     let mut frames = Vec::new();
     while !wire.is_empty() {
         let fin = wire[0] & 0x80 != 0;
+        let rsv = wire[0] >> 4 & 0x7;
         let op = wire[0] & 0x0f;
         let masked = wire[1] & 0x80 != 0;
         let (len, mut at) = match wire[1] & 0x7f {
@@ -207,6 +210,7 @@ pub fn parse_frames(mut wire: &[u8]) -> Vec<Frame> {
         }
         frames.push(Frame {
             fin,
+            rsv,
             op,
             mask,
             payload,
