@@ -140,12 +140,8 @@ server_run() {
         >"$dir/echo_server.out" 2>"$dir/echo_server.err" &
     pid=$!
     PIDS+=("$pid")
-    for _ in $(seq $((DEADLINE * 10))); do
-        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$dir/echo_server.out")
-        [ -n "$port" ] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$pid" "$dir/echo_server.out" "$DEADLINE" || true
+    port=$SERVER_PORT
     if [ -z "$port" ]; then
         cat "$dir/echo_server.err" >&2
         FAILURES+=("$run: echo_server $* did not print its 'listening on' line within $DEADLINE s")

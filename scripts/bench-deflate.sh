@@ -88,13 +88,7 @@ start_server() {
     "${PIN_SERVER[@]}" bash -c "exec $cmd" >"$out" 2>"$LOGS/$name.err" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
-    SERVER_PORT=""
-    for _ in $(seq $((START_WAIT * 10))); do
-        SERVER_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$out")
-        [ -n "$SERVER_PORT" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$SERVER_PID" "$out" "$START_WAIT" && return 0
     echo "$name did not print 'listening on 127.0.0.1:PORT' within $START_WAIT s; its stderr:" >&2
     cat "$LOGS/$name.err" >&2
     return 1

@@ -41,3 +41,18 @@ need_packages() {
     echo "installing: ${missing[*]}" >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
+
+# wait_listening PID OUT LIMIT: waits (LIMIT seconds at most) until the file OUT holds
+# the line `listening on 127.0.0.1:PORT` that the server PID prints when ready; sets
+# SERVER_PORT. Fails (SERVER_PORT empty) when PID exits first or time is up.
+wait_listening() {
+    local pid=$1 out=$2 limit=$3
+    SERVER_PORT=""
+    for _ in $(seq $((limit * 10))); do
+        SERVER_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$out")
+        [ -n "$SERVER_PORT" ] && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}

@@ -68,13 +68,7 @@ start_server() {
     "$@" >"$out" 2>"$LOGS/$name.err" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
-    SERVER_PORT=""
-    for _ in $(seq $((DEADLINE * 10))); do
-        SERVER_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$out")
-        [ -n "$SERVER_PORT" ] && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_listening "$SERVER_PID" "$out" "$DEADLINE" && return 0
     echo "--- $name stderr:" >&2
     cat "$LOGS/$name.err" >&2
     return 1
