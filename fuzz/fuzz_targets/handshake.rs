@@ -1,10 +1,14 @@
 //! Arbitrary bytes through the opening-handshake parsers of both sides, fed in pieces
 //! whose size comes from the input: no panic; fed in pieces or whole, the same
 //! outcome; an accepted request gets a 101 that our own client accepts, a refused one
-//! a 400 or 426; a `ws://` URL our client accepts builds a request our server accepts.
+//! a 400 or 426; a `ws://` URL our client accepts builds a request our server accepts;
+//! permessage-deflate: any offer or answer parses without panic, and our client's
+//! offer under any settings is accepted by our server under any settings, with an
+//! answer our client accepts, both ends agreeing on each direction.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use net_websocket_ev::handshake::deflate::{self, PerMessageDeflate};
 use net_websocket_ev::handshake::{
     accept_key, error_response, parse_request, parse_response, response, ClientHandshake,
     ClientRequest, ServerHandshake,
@@ -93,6 +97,44 @@ fn url_round_trip(data: &[u8]) {
     assert_eq!(req.host, request.host);
 }
 
+/// Settings from two bytes of input: every field varies (windows out of range too).
+fn settings(a: u8, b: u8) -> PerMessageDeflate {
+    PerMessageDeflate {
+        server_no_context_takeover: a & 1 != 0,
+        client_no_context_takeover: a & 2 != 0,
+        server_max_window_bits: 7 + (a >> 2 & 0xf),
+        client_max_window_bits: 7 + (b & 0xf),
+        level: b >> 4 & 0x7,
+        threshold: u32::from(a),
+    }
+}
+
+fn deflate_negotiation(data: &[u8]) {
+    let (a, b, c, d) = (
+        data.first().copied().unwrap_or(0),
+        data.get(1).copied().unwrap_or(0),
+        data.get(2).copied().unwrap_or(0),
+        data.get(3).copied().unwrap_or(0),
+    );
+    let (client, server) = (settings(a, b), settings(c, d));
+    // Arbitrary text as offers and as an answer: no panic.
+    let text = String::from_utf8_lossy(data).into_owned();
+    if let Some((answer, agreed)) = deflate::accept(&[text.clone()], &server) {
+        assert!(!answer.contains(['\r', '\n']), "{answer:?}");
+        assert!((9..=15).contains(&agreed.send.max_window_bits));
+    }
+    let _ = deflate::check_answer([text.as_str()], &client);
+    // Our offer, our answer, our check: they agree.
+    let offer = deflate::offer(&client);
+    let (answer, at_server) = deflate::accept(&[offer.clone()], &server)
+        .unwrap_or_else(|| panic!("our server declined our offer {offer:?}"));
+    let at_client = deflate::check_answer([answer.as_str()], &client)
+        .unwrap_or_else(|e| panic!("our client refused {answer:?} to {offer:?}: {e}"))
+        .expect("an answer");
+    assert_eq!(at_client.send, at_server.recv, "{offer:?} -> {answer:?}");
+    assert_eq!(at_client.recv, at_server.send, "{offer:?} -> {answer:?}");
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&knobs, rest)) = data.split_first() else {
         return;
@@ -105,4 +147,5 @@ fuzz_target!(|data: &[u8]| {
         client_side(rest, step, max);
     }
     url_round_trip(rest);
+    deflate_negotiation(rest);
 });
