@@ -595,3 +595,30 @@ fn an_empty_piece_after_a_flush_still_ends_the_message_for_the_peer() {
         );
     }
 }
+
+#[test]
+fn an_empty_compressed_payload_is_an_empty_message_and_keeps_the_context() {
+    // Some peers send an empty message as an empty payload with RSV1 (not as
+    // the one byte 0x00 a deflate stream would give). With context takeover,
+    // feeding the flush tail after nothing opened a stored block in the
+    // inflater and broke the next message.
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let again = [0xf2, 0x00, 0x11, 0x00, 0x00];
+    let mut input = frame_b0(Role::Client, 0xc1, &hello);
+    input.extend(frame_b0(Role::Client, 0xc1, &[]));
+    // The same, fragmented into two empty frames.
+    input.extend(frame_b0(Role::Client, 0x41, &[]));
+    input.extend(frame_b0(Role::Client, 0x80, &[]));
+    input.extend(frame_b0(Role::Client, 0xc1, &again));
+    let out = converse_all(Role::Client, &deflate(true), &input);
+    assert_eq!(out.close_sent(), None);
+    assert_eq!(
+        messages_of(&out.events),
+        [
+            (0, 1, b"Hello".to_vec()),
+            (0, 1, Vec::new()),
+            (0, 1, Vec::new()),
+            (0, 1, b"Hello".to_vec())
+        ]
+    );
+}

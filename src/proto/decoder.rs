@@ -58,6 +58,10 @@ pub(super) struct Decoder {
     unmasked: usize,
     /// Bytes of the flush tail fed after the payload of a message's last frame.
     tail_fed: u8,
+    /// The compressed message has had deflate bytes: a message of none (an
+    /// empty payload with RSV1) is empty, and feeding it the tail would leave
+    /// the inflater inside a stored block.
+    msg_deflated: bool,
     /// Inflated bytes of the current frame.
     frame_out: u64,
     /// Inflated bytes since the last `recv_until` began (see `INFLATE_BUDGET`).
@@ -119,6 +123,7 @@ impl Decoder {
             inflater: None,
             unmasked: 0,
             tail_fed: 0,
+            msg_deflated: false,
             frame_out: 0,
             inflated_lately: 0,
             whole: None,
@@ -577,14 +582,15 @@ impl Decoder {
             self.unmasked -= step.used;
             self.remaining -= step.used as u64;
             step
-        } else if self.frame.fin && usize::from(self.tail_fed) < TAIL.len() {
+        } else if self.frame.fin && self.msg_deflated && usize::from(self.tail_fed) < TAIL.len() {
             let step = self.inflate_step(&TAIL[usize::from(self.tail_fed)..])?;
             self.tail_fed += step.used as u8;
             step
         } else {
             self.inflate_step(&[])?
         };
-        let tail_done = !self.frame.fin || usize::from(self.tail_fed) == TAIL.len();
+        let tail_done =
+            !self.frame.fin || !self.msg_deflated || usize::from(self.tail_fed) == TAIL.len();
         let done = self.remaining == 0 && tail_done && step.drained;
         if done {
             self.stage = Stage::End;
@@ -795,6 +801,10 @@ impl Decoder {
             }
         }
         if compressed {
+            if first_data {
+                self.msg_deflated = false;
+            }
+            self.msg_deflated |= f.len > 0;
             self.unmasked = 0;
             self.tail_fed = 0;
             self.frame_out = 0;
