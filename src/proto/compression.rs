@@ -4,8 +4,8 @@
 /// permessage-deflate as negotiated for one connection, seen from this end: how
 /// we compress what we send, and how the peer compresses what we inflate.
 ///
-/// The handshake's negotiation produces it
-/// ([`handshake::deflate`](crate::handshake::deflate)); the engine takes it in
+/// The handshake's negotiation produces it (`handshake::deflate`, with the
+/// cargo feature `deflate`); the engine takes it in
 /// [`Config::compression`](super::Config::compression).
 ///
 /// ```

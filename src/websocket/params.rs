@@ -213,8 +213,8 @@ impl Params {
 
     /// RSV bits the peer may set (for an extension negotiated during the handshake);
     /// with RSV1 allowed and set, text is not checked as UTF-8. Default none.
-    /// With [`Params::compression`], RSV1 means a compressed message whatever
-    /// this says.
+    /// With compression negotiated (`Params::compression`), RSV1 means a
+    /// compressed message whatever this says.
     pub fn allowed_rsv(mut self, bits: Rsv) -> Params {
         self.config.allowed_rsv = bits;
         self
