@@ -13,6 +13,7 @@ use super::{
     Rsv,
 };
 
+mod compress;
 mod write;
 
 /// How many bytes are framed ahead into the write buffer at most (a single
@@ -172,18 +173,6 @@ impl Encoder {
         self.max_queued_bytes = max_queued_bytes;
     }
 
-    /// Sets the compression for messages queued from now on.
-    pub(super) fn set_compression(&mut self, compression: Option<Compression>) {
-        if self.compression != compression {
-            self.compression = compression;
-            if self.fragmented == 0 {
-                if let Some(c) = self.compressor.take() {
-                    c.give();
-                }
-            }
-        }
-    }
-
     /// Whether a close is queued (or sent).
     pub(super) fn close_queued(&self) -> bool {
         self.close_queued
@@ -242,43 +231,12 @@ impl Encoder {
         Ok(())
     }
 
-    /// Queues a text or binary message with compression on: compressed when it
-    /// is at least the threshold (and, without context takeover, when it
-    /// shrinks). Out of line, so that `queue_msg` without compression stays as
-    /// small as it was.
-    #[cold]
-    #[inline(never)]
-    fn queue_compressible(&mut self, c: Compression, opcode: OpCode, data: &[u8]) {
-        if !self.compresses(c, data.len()) {
-            self.queue_data(opcode, Rsv::empty(), data);
-            return;
-        }
-        let mut squeezed = pool::take_buf();
-        if c.send.no_context_takeover {
-            // Nothing kept between messages: a compressor from the pool.
-            let mut z = Compressor::take(c.send, c.level);
-            z.compress(data, true, &mut squeezed);
-            z.give();
-        } else {
-            self.own_compressor(c).compress(data, true, &mut squeezed);
-        }
-        // Data that does not compress goes as it is (the fast levels can grow it
-        // by a few percent). Not when the context is kept: the compressor has
-        // seen the message, so the peer must too.
-        if c.send.no_context_takeover && squeezed.len() >= data.len() {
-            self.queue_data(opcode, Rsv::empty(), data);
-        } else {
-            self.queue_data(opcode, Rsv::RSV1, &squeezed);
-        }
-        pool::release(&mut squeezed);
-    }
-
     /// Queues a text or binary message as one frame with `payload` and `rsv`.
     /// Always inlined: in `queue_msg` with `rsv` a constant, which keeps the
     /// uncompressed path within a few instructions of what it was before
     /// compression (a call and a computed header cost ~40 a message).
     #[inline(always)]
-    fn queue_data(&mut self, opcode: OpCode, rsv: Rsv, data: &[u8]) {
+    pub(super) fn queue_data(&mut self, opcode: OpCode, rsv: Rsv, data: &[u8]) {
         // The header is stored in front of the payload: written now for a
         // server and for a client with the default mask source (the payload
         // masked now too), with room for the key for a client with a `genmask`.
@@ -307,24 +265,6 @@ impl Encoder {
             header: n as u8,
             sealed,
         });
-    }
-
-    /// Whether a whole message of `len` bytes is sent compressed. When we keep
-    /// our context, a message queued behind a fragmented message still under
-    /// way goes uncompressed: it would be compressed before the rest of that
-    /// message but sent after it, and the peer's context follows the order on
-    /// the wire (an uncompressed message is not part of it).
-    fn compresses(&self, c: Compression, len: usize) -> bool {
-        let big_enough = len as u64 >= u64::from(c.threshold);
-        let in_order = c.send.no_context_takeover || self.fragmented == 0;
-        big_enough && in_order
-    }
-
-    /// The connection's compressor: for the fragmented message under way, and
-    /// for every message when we keep our context.
-    fn own_compressor(&mut self, c: Compression) -> &mut Compressor {
-        self.compressor
-            .get_or_insert_with(|| Compressor::take(c.send, c.level))
     }
 
     /// Queues a text or binary message whose pieces the caller supplies, each
@@ -391,18 +331,7 @@ impl Encoder {
         }
         self.flatten_direct();
         match self.compression.filter(|_| compressed) {
-            Some(c) => {
-                let mut squeezed = pool::take_buf();
-                self.own_compressor(c).compress(data, last, &mut squeezed);
-                let rsv = if started { Rsv::empty() } else { Rsv::RSV1 };
-                self.frame(wire_op, rsv, last, &squeezed);
-                pool::release(&mut squeezed);
-                if last && c.send.no_context_takeover {
-                    if let Some(z) = self.compressor.take() {
-                        z.give();
-                    }
-                }
-            }
+            Some(c) => self.frame_compressed(c, wire_op, !started, last, data),
             None => self.frame(wire_op, Rsv::empty(), last, data),
         }
         if last {
