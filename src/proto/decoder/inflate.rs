@@ -110,11 +110,8 @@ impl Decoder {
             }
             self.msg_buf.resize(end, 0);
         }
-        if self.inflater.is_none() {
-            // Compression changed mid-message (`set_config`): go on with one.
-            let fresh = self.take_inflater();
-            self.inflater = Some(fresh);
-        }
+        // `begin_frame` put one in place for the message; only `stop` takes it
+        // away, and nothing is inflated after that.
         let Some(inflater) = self.inflater.as_mut() else {
             return Err(ProtocolError::BadCompressedData);
         };
@@ -166,13 +163,13 @@ impl Decoder {
         let keep = deflate::negotiated(&self.config.compression)
             .is_some_and(|c| !c.recv.no_context_takeover);
         if let Some(mut inflater) = self.inflater.take() {
-            if inflater.ended() {
-                inflater.reset();
-            }
-            if keep {
-                self.inflater = Some(inflater);
+            if !keep {
+                inflater.give(); // resets it
             } else {
-                inflater.give();
+                if inflater.ended() {
+                    inflater.reset();
+                }
+                self.inflater = Some(inflater);
             }
         }
     }
