@@ -12,19 +12,21 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "format"
 cargo fmt --check
-step "clippy"
+step "clippy (every feature)"
+cargo clippy --all-features --all-targets -- -D warnings
+step "clippy with the default features (deflate, no tls)"
 cargo clippy --all-targets -- -D warnings
-step "clippy without default features (no deflate)"
+step "clippy without default features (no deflate, no tls)"
 cargo clippy --no-default-features --all-targets -- -D warnings
-step "tests"
-cargo test --all-targets
+step "tests (every feature: deflate and tls)"
+cargo test --all-features --all-targets
 step "doc tests"
-cargo test --doc
+cargo test --all-features --doc
 step "valgrind: the libev layer and the FFI-touching tests"
 for file in tests/ev_loop.rs tests/websocket_*.rs tests/hostile_*.rs; do
     [ -e "$file" ] || continue
     test=$(basename "$file" .rs)
-    bin=$(cargo test --no-run --message-format=json --test "$test" 2>/dev/null |
+    bin=$(cargo test --all-features --no-run --message-format=json --test "$test" 2>/dev/null |
         python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)

@@ -11,6 +11,8 @@
 pub mod ev;
 pub mod handshake;
 pub mod proto;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod websocket;
 
 pub use proto::{Fragment, OpCode, Rsv};

@@ -95,9 +95,29 @@ fn urls() {
         );
         assert!(request.protocols.is_empty() && request.headers.is_empty());
     }
+    // wss:// is a URL like ws:// with the feature, refused without it.
+    let wss = [
+        ("wss://example.com/", 443, "example.com"),
+        ("WSS://example.com:8443/x?y", 8443, "example.com:8443"),
+    ];
+    for (url, port, host_header) in wss {
+        let parsed = ClientRequest::from_url(url);
+        assert_eq!(parsed.is_ok(), cfg!(feature = "tls"), "{url}");
+        if let Ok((request, host, got_port)) = parsed {
+            assert_eq!(request.tls_server_name.as_deref(), Some("example.com"));
+            assert_eq!(host, "example.com");
+            assert_eq!(
+                (got_port, request.host.as_str()),
+                (port, host_header),
+                "{url}"
+            );
+        }
+    }
+    let (request, ..) = ClientRequest::from_url("ws://example.com/").unwrap();
+    assert_eq!(request.tls_server_name, None);
     let refused = [
-        "wss://example.com/",
-        "WSS://example.com/",
+        "wss:example.com/",
+        "wss://user@example.com/",
         "http://example.com/",
         "example.com/",
         "ws:/example.com",
@@ -136,6 +156,7 @@ fn built_request() {
         path: "/chat".into(),
         protocols: offered(),
         headers: vec![("Origin".into(), "http://localhost".into())],
+        tls_server_name: None,
     };
     assert_eq!(
         String::from_utf8(request.build_with_key(KEY)).unwrap(),

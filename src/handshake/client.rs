@@ -39,14 +39,20 @@ pub struct ClientRequest {
     pub protocols: Vec<String>,
     /// Extra headers, sent after the handshake's own (which they must not repeat).
     pub headers: Vec<(String, String)>,
+    /// `wss://`: the name the server's TLS certificate must carry (the URL's host,
+    /// an IPv6 address without brackets), also sent as SNI; the loop-driven
+    /// [`upgrade`](crate::websocket::upgrade::upgrade) then runs TLS first. `None`:
+    /// plain `ws://`.
+    pub tls_server_name: Option<String>,
 }
 
 impl ClientRequest {
     /// The request for a `ws://host[:port][/path][?query]` URL, with the host and port
     /// to connect to (an IPv6 address without its brackets; port 80 by default).
     ///
-    /// `wss://` is refused (this crate does no TLS), and so are other schemes, user
-    /// information, fragments, whitespace and bad ports: all as
+    /// `wss://` (port 443 by default) sets [`tls_server_name`](Self::tls_server_name)
+    /// with the cargo feature `tls` and is refused without it. Other schemes, user
+    /// information, fragments, whitespace and bad ports are refused: all as
     /// [`HandshakeError::Malformed`].
     ///
     /// ```
@@ -55,11 +61,17 @@ impl ClientRequest {
     /// let (request, host, port) = ClientRequest::from_url("ws://[::1]:8080?room=2").unwrap();
     /// assert_eq!((host.as_str(), port), ("::1", 8080));
     /// assert_eq!((request.host.as_str(), request.path.as_str()), ("[::1]:8080", "/?room=2"));
+    /// assert_eq!(request.tls_server_name, None);
     ///
     /// assert!(matches!(
-    ///     ClientRequest::from_url("wss://example.com/"),
+    ///     ClientRequest::from_url("http://example.com/"),
     ///     Err(HandshakeError::Malformed(_))
     /// ));
+    /// # #[cfg(feature = "tls")] {
+    /// let (request, host, port) = ClientRequest::from_url("wss://example.com/feed").unwrap();
+    /// assert_eq!((host.as_str(), port, request.host.as_str()), ("example.com", 443, "example.com"));
+    /// assert_eq!(request.tls_server_name.as_deref(), Some("example.com"));
+    /// # }
     /// ```
     pub fn from_url(url: &str) -> Result<(ClientRequest, String, u16), HandshakeError> {
         use HandshakeError::Malformed;
@@ -69,12 +81,14 @@ impl ClientRequest {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or(Malformed("URL without scheme"))?;
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(Malformed("wss:// needs TLS, which this crate does not do"));
+        let tls = scheme.eq_ignore_ascii_case("wss");
+        if tls && cfg!(not(feature = "tls")) {
+            return Err(Malformed("wss:// needs the cargo feature tls"));
         }
-        if !scheme.eq_ignore_ascii_case("ws") {
-            return Err(Malformed("URL scheme is not ws://"));
+        if !tls && !scheme.eq_ignore_ascii_case("ws") {
+            return Err(Malformed("URL scheme is not ws:// or wss://"));
         }
+        let default_port = if tls { 443 } else { 80 };
         if rest.contains('#') {
             return Err(Malformed("fragment in WebSocket URL"));
         }
@@ -115,7 +129,7 @@ impl ClientRequest {
             return Err(Malformed("bad host in URL"));
         }
         let port = match port {
-            None | Some("") => 80,
+            None | Some("") => default_port,
             Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => {
                 digits.parse().map_err(|_| Malformed("bad port in URL"))?
             }
@@ -126,7 +140,7 @@ impl ClientRequest {
         } else {
             host.to_owned()
         };
-        if port != 80 {
+        if port != default_port {
             host_header.push_str(&format!(":{port}"));
         }
         let path = match target {
@@ -139,6 +153,7 @@ impl ClientRequest {
             path,
             protocols: Vec::new(),
             headers: Vec::new(),
+            tls_server_name: tls.then(|| host.to_owned()),
         };
         Ok((request, host.to_owned(), port))
     }

@@ -12,7 +12,7 @@ use crate::proto::ProtocolError;
 /// the end, except that a close of ours going normally ([`LocalClose`](Self::LocalClose),
 /// [`IdleTimeout`](Self::IdleTimeout), [`Shutdown`](Self::Shutdown)) is replaced by a
 /// failure that cuts it short (the close timeout, EOF, a socket error, an abort).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum CloseCause {
     /// The peer started the closing handshake (its code:
@@ -34,6 +34,10 @@ pub enum CloseCause {
     Eof,
     /// A socket error (a reset, say).
     Io(io::ErrorKind),
+    /// The TLS session failed (a bad record, a fatal alert from the peer): the
+    /// connection ended at once and `on_close` got 1015. Feature `tls`.
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::rustls::Error),
     /// [`abort`](super::WebSocket::abort) or [`abort_all`](super::abort_all).
     Aborted,
     /// Reading was shut down and the send queue drained, or both directions were
@@ -52,8 +56,27 @@ impl CloseCause {
         let failure = matches!(
             next,
             CloseCause::CloseTimeout | CloseCause::Eof | CloseCause::Io(_) | CloseCause::Aborted
-        );
+        ) || next.is_tls();
         ours && failure
+    }
+
+    /// The cause an I/O error of the transport stands for: a TLS failure, if it
+    /// carries one, else a socket error.
+    pub(super) fn from_io(err: &io::Error) -> CloseCause {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = crate::tls::tls_error(err) {
+            return CloseCause::Tls(tls.clone());
+        }
+        CloseCause::Io(err.kind())
+    }
+
+    /// Whether the TLS session failed (never without the feature `tls`).
+    pub(super) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let CloseCause::Tls(_) = self {
+            return true;
+        }
+        false
     }
 }
 
@@ -76,6 +99,8 @@ impl fmt::Display for CloseCause {
             CloseCause::CloseTimeout => f.write_str("the closing handshake timed out"),
             CloseCause::Eof => f.write_str("the peer ended the connection without a close frame"),
             CloseCause::Io(kind) => write!(f, "socket error: {kind}"),
+            #[cfg(feature = "tls")]
+            CloseCause::Tls(err) => write!(f, "TLS failure ({err}): close 1015"),
             CloseCause::Aborted => f.write_str("aborted"),
             CloseCause::Shutdown => f.write_str("both directions shut down"),
         }

@@ -160,7 +160,13 @@ impl Conn {
             Some(lp) => lp,
             None => Loop::default_loop()?,
         };
-        let transport = Plain::new(params.socket)?;
+        #[cfg(feature = "tls")]
+        let transport: Box<dyn Transport> = match params.tls {
+            Some(session) => Box::new(super::transport::Tls::new(params.socket, session)?),
+            None => Box::new(Plain::new(params.socket)?),
+        };
+        #[cfg(not(feature = "tls"))]
+        let transport: Box<dyn Transport> = Box::new(Plain::new(params.socket)?);
         let fd = transport.fd();
         let mut sender = Sender::new(role, &params.config);
         if let Some(genmask) = params.genmask {
@@ -186,7 +192,7 @@ impl Conn {
                 io,
                 lp: lp.clone(),
                 role,
-                transport: RefCell::new(Some(Box::new(transport))),
+                transport: RefCell::new(Some(transport)),
                 state: RefCell::new(State::Open),
                 keep: Cell::new(None),
                 receiver: RefCell::new(Some(Receiver::new(role, &params.config))),
@@ -417,10 +423,15 @@ impl Conn {
             ),
             None => return, // dispatching (a nested loop run in a receive callback)
         };
+        let (transport_output, transport_input) = match self.transport.try_borrow().as_deref() {
+            Ok(Some(t)) => (t.wants_write(), t.has_buffered_input()),
+            _ => (false, false),
+        };
+        let pending_input = pending_input || transport_input;
         let Ok(sender) = self.sender.try_borrow() else {
             return; // inside genmask
         };
-        let want_write = sender.want_write();
+        let want_write = sender.want_write() || transport_output;
         let backlogged = backlogged(&sender);
         drop(sender);
         if !want_read && !want_write {
@@ -507,6 +518,9 @@ impl Conn {
         };
         for waiter in waiters {
             waiter(&ws, waited);
+        }
+        if cause.is_tls() && self.status_received.get() == 1006 {
+            self.status_received.set(1015); // RFC 6455: reserved for this report
         }
         let code = self.status_received.get();
         call(&self.callbacks.close, |cb| cb(&ws, code));

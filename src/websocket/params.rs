@@ -53,6 +53,8 @@ pub struct Params {
     pub(crate) on_frame_recv_end: Option<FrameEnd>,
     pub(crate) on_close: Option<OnClose>,
     pub(crate) genmask: Option<GenMask>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Session>,
 }
 
 impl Params {
@@ -79,6 +81,8 @@ impl Params {
             on_frame_recv_end: None,
             on_close: None,
             genmask: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -250,6 +254,27 @@ impl Params {
     #[cfg(feature = "deflate")]
     pub fn compression(mut self, agreed: Compression) -> Params {
         self.config.compression = Some(agreed);
+        self
+    }
+
+    /// The socket carries this TLS session (feature `tls`): every byte is read and
+    /// written through it, and `close_notify` is sent at the end.
+    /// [`Upgraded::into_params`](super::upgrade::Upgraded::into_params) sets it after
+    /// a TLS handshake; it is for a session made elsewhere, on this same socket.
+    ///
+    /// A TLS failure ends the connection with `on_close(1015)` and
+    /// [`CloseCause::Tls`](super::CloseCause::Tls).
+    ///
+    /// ```no_run
+    /// use net_websocket_ev::tls::{rustls, Session};
+    /// use net_websocket_ev::{Params, Server};
+    /// # let (stream, conn): (std::net::TcpStream, rustls::ServerConnection) = unimplemented!();
+    /// // `conn` finished its handshake (and the WebSocket one) on `stream`.
+    /// Server::new(Params::new(stream).tls(Session::from(conn))).unwrap();
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, session: crate::tls::Session) -> Params {
+        self.tls = Some(session);
         self
     }
 }

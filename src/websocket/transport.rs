@@ -1,7 +1,6 @@
 //! The seam between a connection and its bytes: the connection reads and writes
-//! through a [`Transport`] and knows nothing else of it. A plain stream socket
-//! today; a TLS session over one can sit here without touching the connection's
-//! state machine.
+//! through a [`Transport`] and knows nothing else of it: a plain stream socket, or
+//! (feature `tls`) a TLS session over one.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -21,6 +20,20 @@ pub(crate) trait Transport {
     /// connection and the reset can destroy our last frames before the peer reads
     /// them.
     fn close(self: Box<Self>, gently: bool);
+    /// Whether the transport holds bytes for the peer that the socket has not
+    /// taken yet (TLS records): the watcher then waits for WRITE.
+    fn wants_write(&self) -> bool {
+        false
+    }
+    /// Writes what the transport holds, until the socket would block.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether input read from the socket waits inside the transport (decrypted
+    /// TLS records): no fd event will announce it.
+    fn has_buffered_input(&self) -> bool {
+        false
+    }
 }
 
 /// A connected stream socket (TCP or Unix): `std`'s `TcpStream` gives safe
@@ -59,6 +72,63 @@ impl Transport for Plain {
         if gently {
             close_gently(&self.0);
         }
+    }
+}
+
+/// A TLS session over a connected TCP socket.
+#[cfg(feature = "tls")]
+pub(crate) struct Tls {
+    socket: TcpStream,
+    session: crate::tls::Session,
+}
+
+#[cfg(feature = "tls")]
+impl Tls {
+    /// Takes ownership of a connected socket with its session and makes it
+    /// non-blocking.
+    pub(crate) fn new(fd: OwnedFd, session: crate::tls::Session) -> io::Result<Tls> {
+        let socket = TcpStream::from(fd);
+        socket.set_nonblocking(true)?;
+        Ok(Tls { socket, session })
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Transport for Tls {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.session.read_via(&self.socket, buf)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.session.write_via(&self.socket, buf)
+    }
+
+    fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.peer_addr()
+    }
+
+    /// `close_notify` first (as far as the socket takes it), then as `Plain`.
+    fn close(mut self: Box<Self>, gently: bool) {
+        self.session.close_via(&self.socket);
+        if gently {
+            close_gently(&self.socket);
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        self.session.wants_write()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.session.flush_via(&self.socket)
+    }
+
+    fn has_buffered_input(&self) -> bool {
+        self.session.has_buffered_input()
     }
 }
 

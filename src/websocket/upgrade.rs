@@ -1,7 +1,9 @@
 //! The opening handshake driven from the loop: [`accept`] (server) and [`upgrade`]
 //! (client) read and write a non-blocking socket with a timeout, on top of the pure
 //! parsers in [`crate::handshake`], and hand over the socket with any bytes that
-//! arrived after the handshake.
+//! arrived after the handshake. With TLS (feature `tls`: a server given
+//! [`HandshakeOptions::server_tls`], a client with a `wss://` request) the TLS
+//! handshake runs first, on the same watcher and within the same timeout.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -17,6 +19,8 @@ use crate::handshake::{
 };
 
 use super::{close_gently, Params};
+#[cfg(feature = "tls")]
+use crate::tls::{self, ClientTls, ServerTls, Session};
 #[cfg(feature = "deflate")]
 use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
 
@@ -41,6 +45,17 @@ pub struct HandshakeOptions {
     /// CPU or memory for it).
     #[cfg(feature = "deflate")]
     pub deflate: Option<PerMessageDeflate>,
+    /// Server ([`accept`]): TLS first, with this configuration (`wss://`); `None`
+    /// (the default): plain `ws://`. Garbage instead of a ClientHello, a failed TLS
+    /// handshake or a stalled one (the timeout counts from the first byte) closes
+    /// the socket with [`UpgradeError::Tls`] or [`UpgradeError::Timeout`].
+    #[cfg(feature = "tls")]
+    pub server_tls: Option<ServerTls>,
+    /// Client ([`upgrade`]) with a `wss://` request: the TLS configuration (roots,
+    /// a CA, a client certificate). `None` (the default): [`ClientTls::default`],
+    /// the built-in Mozilla roots.
+    #[cfg(feature = "tls")]
+    pub client_tls: Option<ClientTls>,
 }
 
 impl Default for HandshakeOptions {
@@ -51,6 +66,10 @@ impl Default for HandshakeOptions {
             select_protocol: None,
             #[cfg(feature = "deflate")]
             deflate: None,
+            #[cfg(feature = "tls")]
+            server_tls: None,
+            #[cfg(feature = "tls")]
+            client_tls: None,
         }
     }
 }
@@ -77,6 +96,10 @@ pub enum UpgradeError {
     Timeout,
     /// A socket error.
     Io(io::Error),
+    /// The TLS handshake failed (a certificate that does not verify, garbage instead
+    /// of a ClientHello, an alert from the peer): rustls's error.
+    #[cfg(feature = "tls")]
+    Tls(tls::rustls::Error),
 }
 
 impl fmt::Display for UpgradeError {
@@ -86,11 +109,24 @@ impl fmt::Display for UpgradeError {
             UpgradeError::Eof => f.write_str("peer closed the connection during the handshake"),
             UpgradeError::Timeout => f.write_str("handshake timed out"),
             UpgradeError::Io(err) => write!(f, "handshake I/O error: {err}"),
+            #[cfg(feature = "tls")]
+            UpgradeError::Tls(err) => write!(f, "TLS handshake failed: {err}"),
         }
     }
 }
 
 impl std::error::Error for UpgradeError {}
+
+impl From<io::Error> for UpgradeError {
+    /// A socket error, or the TLS error it carries.
+    fn from(err: io::Error) -> UpgradeError {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls::tls_error(&err) {
+            return UpgradeError::Tls(tls.clone());
+        }
+        UpgradeError::Io(err)
+    }
+}
 
 /// A completed handshake: the socket, what was agreed, and the bytes that followed.
 #[derive(Debug)]
@@ -108,6 +144,12 @@ pub struct Upgraded<T> {
     /// permessage-deflate as agreed (see [`HandshakeOptions::deflate`]).
     #[cfg(feature = "deflate")]
     pub compression: Option<Compression>,
+    /// The TLS session over `stream` (`wss://`), or `None`: every later byte goes
+    /// through it, so it must go with the stream ([`into_params`](Self::into_params)
+    /// takes both). The peer's certificates and the SNI name are in
+    /// [`Session::rustls`].
+    #[cfg(feature = "tls")]
+    pub tls: Option<Session>,
 }
 
 impl<T> Upgraded<T> {
@@ -121,6 +163,11 @@ impl<T> Upgraded<T> {
         #[cfg(feature = "deflate")]
         let params = match self.compression {
             Some(agreed) => params.compression(agreed),
+            None => params,
+        };
+        #[cfg(feature = "tls")]
+        let params = match self.tls {
+            Some(session) => params.tls(session),
             None => params,
         };
         params
@@ -155,18 +202,50 @@ pub fn accept(
         #[cfg(feature = "deflate")]
         deflate: options.deflate,
     };
-    Driver::start(
-        lp,
+    #[cfg(feature = "tls")]
+    let tls = match options.server_tls.as_ref().map(Session::server).transpose() {
+        Ok(session) => session,
+        Err(err) => return done(Err(tls_setup_error(err))),
+    };
+    let link = Link {
         stream,
-        options.timeout,
-        Vec::new(),
-        side,
-        Box::new(done),
-    );
+        #[cfg(feature = "tls")]
+        tls,
+    };
+    Driver::start(lp, link, options.timeout, Vec::new(), side, Box::new(done));
+}
+
+/// A TLS session that could not be made (a bad server name) as an upgrade error.
+#[cfg(feature = "tls")]
+fn tls_setup_error(err: tls::TlsError) -> UpgradeError {
+    match err {
+        tls::TlsError::Rustls(err) => UpgradeError::Tls(err),
+        err => UpgradeError::Io(io::Error::new(io::ErrorKind::InvalidInput, err)),
+    }
 }
 
 /// Client side: sends `request` on `stream` (already connected), reads and validates
-/// the server's 101 response on the loop, then calls `done`.
+/// the server's 101 response on the loop, then calls `done`. A `wss://` request
+/// ([`ClientRequest::tls_server_name`]) runs TLS first, with
+/// [`HandshakeOptions::client_tls`] (feature `tls`; without it such a request fails
+/// with [`HandshakeError::Malformed`]).
+///
+/// ```no_run
+/// use net_websocket_ev::{ev::Loop, handshake::ClientRequest, websocket::upgrade, Client};
+/// use std::net::TcpStream;
+///
+/// let lp = Loop::default_loop().unwrap();
+/// let (request, host, port) = ClientRequest::from_url("ws://127.0.0.1:8080/chat").unwrap();
+/// let stream = TcpStream::connect((host.as_str(), port)).unwrap();
+/// upgrade::upgrade(&lp, stream, &request, Default::default(), |result| match result {
+///     Ok(upgraded) => {
+///         let ws = Client::new(upgraded.into_params()).unwrap();
+///         ws.queue_msg(b"hello", net_websocket_ev::OpCode::Text).unwrap();
+///     }
+///     Err(err) => eprintln!("{err}"),
+/// });
+/// lp.run();
+/// ```
 pub fn upgrade(
     lp: &Loop,
     stream: TcpStream,
@@ -194,7 +273,76 @@ pub fn upgrade(
         None => parser,
     };
     let side = ClientSide { parser };
-    Driver::start(lp, stream, options.timeout, bytes, side, Box::new(done));
+    let link = match &request.tls_server_name {
+        None => Link {
+            stream,
+            #[cfg(feature = "tls")]
+            tls: None,
+        },
+        #[cfg(feature = "tls")]
+        Some(name) => {
+            let config = options.client_tls.unwrap_or_default();
+            match Session::client(&config, name) {
+                Ok(session) => Link {
+                    stream,
+                    tls: Some(session),
+                },
+                Err(err) => return done(Err(tls_setup_error(err))),
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => {
+            let err = HandshakeError::Malformed("wss:// needs the cargo feature tls");
+            return done(Err(UpgradeError::Handshake(err)));
+        }
+    };
+    Driver::start(lp, link, options.timeout, bytes, side, Box::new(done));
+}
+
+/// The socket and, with TLS, the session over it: what the handshake reads and
+/// writes through.
+struct Link {
+    stream: TcpStream,
+    #[cfg(feature = "tls")]
+    tls: Option<Session>,
+}
+
+impl Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &mut self.tls {
+            return session.read_via(&self.stream, buf);
+        }
+        (&self.stream).read(buf)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &mut self.tls {
+            return session.write_via(&self.stream, buf);
+        }
+        (&self.stream).write(buf)
+    }
+
+    /// Writes what the TLS session holds; true once nothing is left.
+    fn flush(&mut self) -> io::Result<bool> {
+        #[cfg(feature = "tls")]
+        if let Some(session) = &mut self.tls {
+            session.flush_via(&self.stream)?;
+            return Ok(!session.wants_write());
+        }
+        Ok(true)
+    }
+
+    /// Ends the link after a failure: the TLS alert (or `close_notify`) as far as
+    /// the socket takes it, then the socket, gently.
+    fn close(self) {
+        #[cfg(feature = "tls")]
+        if let Some(mut session) = self.tls {
+            session.close_via(&self.stream);
+        }
+        close_gently(&self.stream);
+    }
 }
 
 /// What differs between the two sides of the handshake.
@@ -304,11 +452,13 @@ type Done<H> = Box<dyn FnOnce(Result<Upgraded<H>, UpgradeError>)>;
 /// finishes once the head is parsed and everything is written.
 struct Driver<S: Side> {
     lp: Loop,
-    stream: Option<TcpStream>,
+    link: Option<Link>,
     io: Option<Io>,
     timer: Option<Timer>,
     out: Vec<u8>,
     written: usize,
+    /// Nothing waits in the TLS session to be written (always, without TLS).
+    flushed: bool,
     side: S,
     parsed: Option<(S::Head, Agreed)>,
     /// A bad head: the refusal (400/426) is in `out`; we fail once it is written.
@@ -318,26 +468,20 @@ struct Driver<S: Side> {
 }
 
 impl<S: Side> Driver<S> {
-    fn start(
-        lp: &Loop,
-        stream: TcpStream,
-        timeout: Duration,
-        out: Vec<u8>,
-        side: S,
-        done: Done<S::Head>,
-    ) {
-        if let Err(err) = stream.set_nonblocking(true) {
+    fn start(lp: &Loop, link: Link, timeout: Duration, out: Vec<u8>, side: S, done: Done<S::Head>) {
+        if let Err(err) = link.stream.set_nonblocking(true) {
             done(Err(UpgradeError::Io(err)));
             return;
         }
-        let fd = stream.as_raw_fd();
+        let fd = link.stream.as_raw_fd();
         let driver = Rc::new(RefCell::new(Driver {
             lp: lp.clone(),
-            stream: Some(stream),
+            link: Some(link),
             io: None,
             timer: None,
             out,
             written: 0,
+            flushed: true,
             side,
             parsed: None,
             refused: None,
@@ -394,10 +538,10 @@ impl<S: Side> Driver<S> {
     fn read(&mut self) {
         let mut buf = [0u8; 4096];
         loop {
-            let Some(mut stream) = self.stream.as_ref() else {
+            let Some(link) = self.link.as_mut() else {
                 return;
             };
-            match stream.read(&mut buf) {
+            match link.read(&mut buf) {
                 Ok(0) => {
                     self.failure = Some(UpgradeError::Eof);
                     return;
@@ -420,48 +564,55 @@ impl<S: Side> Driver<S> {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
-                    self.failure = Some(UpgradeError::Io(err));
+                    self.failure = Some(UpgradeError::from(err));
                     return;
                 }
             }
         }
     }
 
+    /// Writes `out`, then what the TLS session holds; `flushed` once all is out.
     fn write(&mut self) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         while self.written < self.out.len() {
-            let Some(mut stream) = self.stream.as_ref() else {
-                return;
-            };
-            match stream.write(&self.out[self.written..]) {
+            match link.write(&self.out[self.written..]) {
                 Ok(n) => self.written += n,
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
-                    self.failure = Some(UpgradeError::Io(err));
+                    self.failure = Some(UpgradeError::from(err));
                     return;
                 }
             }
+        }
+        match link.flush() {
+            Ok(flushed) => self.flushed = flushed,
+            Err(err) => self.failure = Some(UpgradeError::from(err)),
         }
     }
 
     /// Finishes on failure or success; otherwise waits for what is missing.
     fn arm(this: &Rc<RefCell<Self>>) {
         let mut d = this.borrow_mut();
-        let all_written = d.written == d.out.len();
+        let all_written = d.written == d.out.len() && d.flushed;
         if all_written && d.failure.is_none() {
             d.failure = d.refused.take();
         }
         let outcome = if let Some(failure) = d.failure.take() {
-            if let Some(stream) = d.stream.take() {
-                close_gently(&stream);
+            if let Some(link) = d.link.take() {
+                link.close();
             }
             Some(Err(failure))
         } else if d.parsed.is_some() && all_written {
             let (head, agreed) = d.parsed.take().expect("checked above");
             let leftover = d.side.leftover();
-            d.stream.take().map(|stream| {
+            d.link.take().map(|link| {
                 Ok(Upgraded {
-                    stream,
+                    stream: link.stream,
+                    #[cfg(feature = "tls")]
+                    tls: link.tls,
                     head,
                     protocol: agreed.protocol,
                     leftover,

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 mod deadline;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};

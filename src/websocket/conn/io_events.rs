@@ -123,7 +123,7 @@ impl Conn {
             }
             Err(err) => {
                 receiver.shutdown_read();
-                self.end(CloseCause::Io(err.kind()));
+                self.end(CloseCause::from_io(&err));
             }
             Ok(_) => {}
         }
@@ -179,13 +179,34 @@ impl Conn {
                         return;
                     }
                 }
-                Ok(SendStatus::Idle | SendStatus::WouldBlock) => return,
+                Ok(SendStatus::Idle) => {
+                    self.flush_transport();
+                    return;
+                }
+                Ok(SendStatus::WouldBlock) => return,
                 Err(err) => {
-                    self.end(CloseCause::Io(err.kind()));
+                    self.end(CloseCause::from_io(&err));
                     return;
                 }
             }
         }
+    }
+
+    /// Writes what the transport itself holds (TLS records the socket did not
+    /// take when the sender wrote them).
+    fn flush_transport(&self) {
+        let result = match self.transport.try_borrow_mut().as_deref_mut() {
+            Ok(Some(t)) if t.wants_write() => t.flush(),
+            _ => return,
+        };
+        if let Err(err) = result {
+            self.end(CloseCause::from_io(&err));
+        }
+    }
+
+    /// Whether the transport holds output the socket did not take yet.
+    fn transport_wants_write(&self) -> bool {
+        matches!(self.transport.try_borrow().as_deref(), Ok(Some(t)) if t.wants_write())
     }
 
     /// Asks the oldest producer for the next piece; false when nothing more can be
@@ -283,6 +304,7 @@ impl Conn {
         self.sender
             .try_borrow()
             .is_ok_and(|s| s.queued_count() == 0 && !s.want_write())
+            && !self.transport_wants_write()
     }
 
     /// Whether the receiver should pause: the user stopped or shut down reading,
@@ -379,6 +401,6 @@ impl Conn {
         let Ok(sender) = self.sender.try_borrow() else {
             return true;
         };
-        !sender.want_write()
+        !sender.want_write() && !self.transport_wants_write()
     }
 }
