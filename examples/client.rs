@@ -1,11 +1,11 @@
-//! A WebSocket client: connects to a `ws://` URL, sends messages, prints the replies,
-//! and closes cleanly.
+//! A WebSocket client: connects to a `ws://` or `wss://` URL, sends messages, prints
+//! the replies, and closes cleanly.
 //!
 //! ```text
 //! cargo run --example client -- ws://127.0.0.1:8080/ [--message TEXT]...
 //!     [--binary-size BYTES]... [--expect-echo] [--close-code 1000]
 //!     [--close-reason TEXT] [--timeout SECS] [--max-queued-bytes BYTES]
-//!     [--deflate | --deflate-takeover]
+//!     [--deflate | --deflate-takeover] [--ca FILE] [--insecure]
 //! cargo run --release --example client -- --autobahn ws://127.0.0.1:9001 [--agent NAME]
 //!     [--deflate | --deflate-takeover]
 //! ```
@@ -25,9 +25,15 @@
 //! way; `--deflate-takeover` offers it letting both ends keep their context. Every
 //! message is then sent compressed (threshold 0) if the server accepts; the line
 //! `extension permessage-deflate` on stderr says it did.
+//!
+//! `wss://` URLs (built with `--features tls`) check the server's certificate
+//! against the built-in Mozilla roots and, with `--ca FILE`, that CA too (PEM).
+//! `--insecure` accepts any certificate: for tests only.
 
 #[path = "shared/deflate_flag.rs"]
 mod deflate_flag;
+#[path = "shared/tls_flag.rs"]
+mod tls_flag;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -57,6 +63,8 @@ struct Options {
     agent: String,
     /// `--deflate` (Some(false)) or `--deflate-takeover` (Some(true)).
     deflate: Option<bool>,
+    /// `--ca` and `--insecure`: whom wss:// trusts.
+    tls: tls_flag::ClientTlsFlag,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -71,7 +79,9 @@ fn parse_args() -> Result<Options, String> {
         autobahn: None,
         agent: "net-websocket-ev".into(),
         deflate: None,
+        tls: tls_flag::ClientTlsFlag::default(),
     };
+    let (mut ca, mut insecure) = (None, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -110,6 +120,8 @@ fn parse_args() -> Result<Options, String> {
             "--agent" => options.agent = value("--agent")?,
             "--deflate" => options.deflate = Some(false),
             "--deflate-takeover" => options.deflate = Some(true),
+            "--ca" => ca = Some(value("--ca")?),
+            "--insecure" => insecure = true,
             "-h" | "--help" => return Err(USAGE.into()),
             url if options.url.is_empty() && !url.starts_with("--") => options.url = url.into(),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -118,13 +130,14 @@ fn parse_args() -> Result<Options, String> {
     if options.url.is_empty() == options.autobahn.is_none() {
         return Err(USAGE.into());
     }
+    options.tls = tls_flag::ClientTlsFlag::load(ca.as_deref(), insecure)?;
     Ok(options)
 }
 
 const USAGE: &str =
-    "usage: client ws://HOST:PORT/PATH [--message TEXT]... [--binary-size BYTES]... \
+    "usage: client ws[s]://HOST:PORT/PATH [--message TEXT]... [--binary-size BYTES]... \
     [--expect-echo] [--close-code CODE] [--close-reason TEXT] [--timeout SECS] \
-    [--max-queued-bytes BYTES] [--deflate | --deflate-takeover]\n       \
+    [--max-queued-bytes BYTES] [--deflate | --deflate-takeover] [--ca FILE] [--insecure]\n       \
     client --autobahn ws://HOST:PORT [--agent NAME] [--timeout SECS] [--max-queued-bytes BYTES] \
     [--deflate | --deflate-takeover]";
 
@@ -340,7 +353,9 @@ fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
 
 /// The handshake's settings: compression as the options say.
 fn handshake_options(options: &Options) -> HandshakeOptions {
-    deflate_flag::handshake_options(options.deflate, 1, "client")
+    let mut handshake = deflate_flag::handshake_options(options.deflate, 1, "client");
+    options.tls.apply(&mut handshake);
+    handshake
 }
 
 /// `--max-queued-bytes`, when given.

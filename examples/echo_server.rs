@@ -5,6 +5,7 @@
 //!     [--buffering 0|1] [--max-recv-size BYTES] [--max-queued-bytes BYTES]
 //!     [--frame-callbacks] [--trace] [--commands] [--close-timeout SECS]
 //!     [--deflate | --deflate-takeover] [--deflate-level 0-9]
+//!     [--tls-cert FILE --tls-key FILE [--tls-port N]]
 //! ```
 //! Every message is echoed with its opcode (pings are answered by the library; their
 //! echo is a pong). `--trace` prints one JSON object per line on stderr for every
@@ -20,9 +21,16 @@
 //! connection). Either way every echoed message is compressed (threshold 0), at
 //! level 1 unless `--deflate-level` says otherwise.
 //! Without them compression is declined, as by default.
+//!
+//! `--tls-cert FILE --tls-key FILE` (PEM: the chain, leaf first, and its key; built
+//! with `--features tls`) serves `wss://` on `--port`; with `--tls-port N` as well,
+//! `ws://` stays on `--port` and `wss://` is on port N, both from the one loop (a
+//! second line `listening on HOST:N (wss)`).
 
 #[path = "shared/deflate_flag.rs"]
 mod deflate_flag;
+#[path = "shared/tls_flag.rs"]
+mod tls_flag;
 
 use std::cell::Cell;
 use std::io::{self, Write};
@@ -52,6 +60,11 @@ struct Options {
     deflate: Option<bool>,
     /// `--deflate-level`.
     deflate_level: u8,
+    /// `--tls-cert`, `--tls-key`: serve wss://.
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    /// `--tls-port`: wss:// there, ws:// on `port`.
+    tls_port: Option<u16>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -67,6 +80,9 @@ fn parse_args() -> Result<Options, String> {
         close_timeout: Duration::from_secs(10),
         deflate: None,
         deflate_level: 1,
+        tls_cert: None,
+        tls_key: None,
+        tls_port: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -116,17 +132,30 @@ fn parse_args() -> Result<Options, String> {
                     .filter(|level| *level <= 9)
                     .ok_or("--deflate-level: 0 to 9")?
             }
+            "--tls-cert" => options.tls_cert = Some(value("--tls-cert")?),
+            "--tls-key" => options.tls_key = Some(value("--tls-key")?),
+            "--tls-port" => {
+                options.tls_port = Some(
+                    value("--tls-port")?
+                        .parse()
+                        .map_err(|e| format!("--tls-port: {e}"))?,
+                )
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: echo_server [--port N] [--host ADDR] [--buffering 0|1] \
                     [--max-recv-size BYTES] [--max-queued-bytes BYTES] [--frame-callbacks] \
                     [--trace] [--commands] [--close-timeout SECS] \
-                    [--deflate | --deflate-takeover] [--deflate-level 0-9]"
+                    [--deflate | --deflate-takeover] [--deflate-level 0-9] \
+                    [--tls-cert FILE --tls-key FILE [--tls-port N]]"
                         .into(),
                 )
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    if options.tls_port.is_some() && options.tls_cert.is_none() {
+        return Err("--tls-port needs --tls-cert and --tls-key".into());
     }
     Ok(options)
 }
@@ -144,20 +173,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match TcpListener::bind((options.host.as_str(), options.port)) {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!(
-                "echo_server: cannot listen on {}:{}: {err}",
-                options.host, options.port
-            );
-            return ExitCode::FAILURE;
+    let tls = match tls_flag::ServerTlsFlag::load(
+        options.tls_cert.as_deref(),
+        options.tls_key.as_deref(),
+    ) {
+        Ok(tls) => tls,
+        Err(message) => {
+            eprintln!("echo_server: {message}");
+            return ExitCode::from(2);
         }
     };
-    if let Err(err) = listener.set_nonblocking(true) {
-        eprintln!("echo_server: {err}");
-        return ExitCode::FAILURE;
-    }
     let lp = match Loop::default_loop() {
         Ok(lp) => lp,
         Err(err) => {
@@ -165,49 +190,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
-    println!("listening on {addr}");
-    let _ = io::stdout().flush();
-
-    let listener = Rc::new(listener);
     let options = Rc::new(options);
-    let accepting = listener.clone();
-    let accept_lp = lp.clone();
-    let acceptor = Io::new(&lp, listener.as_raw_fd(), Events::READ, move |_| {
-        while let Ok((stream, _peer)) = accepting.accept() {
-            let _ = stream.set_nodelay(true);
-            let options = options.clone();
-            upgrade::accept(
-                &accept_lp,
-                stream,
-                handshake_options(&options),
-                move |result| match result {
-                    Ok(upgraded) => {
-                        if let Err(err) = Server::new(echo_params(upgraded.into_params(), &options))
-                        {
-                            eprintln!("echo_server: {err}");
-                        }
-                    }
-                    Err(err) => trace_line(options.trace, || {
-                        format!(
-                            r#"{{"event":"handshake_failed","error":{:?}}}"#,
-                            err.to_string()
-                        )
-                    }),
-                },
-            );
-        }
-    });
-    let acceptor = match acceptor {
-        Ok(acceptor) => acceptor,
-        Err(err) => {
-            eprintln!("echo_server: {err}");
-            return ExitCode::FAILURE;
-        }
+    // ws:// and wss:// on two ports, or one of them on --port.
+    let ports = match options.tls_port {
+        Some(tls_port) => vec![
+            (options.port, tls_flag::ServerTlsFlag::default()),
+            (tls_port, tls),
+        ],
+        None => vec![(options.port, tls)],
     };
-    acceptor.start();
+    let mut acceptors = Vec::new();
+    for (port, tls) in ports {
+        match serve(&lp, port, tls, &options) {
+            Ok(acceptor) => acceptors.push(acceptor),
+            Err(message) => {
+                eprintln!("echo_server: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
 
     let stop = Rc::new(Cell::new(false));
     let signals: Result<Vec<Signal>, WatcherError> = [libc::SIGINT, libc::SIGTERM]
@@ -231,7 +232,56 @@ fn main() -> ExitCode {
     };
     lp.run();
     drop(signals);
+    drop(acceptors);
     ExitCode::SUCCESS
+}
+
+/// Listens on `port` and runs the opening handshake (TLS first, with a certificate)
+/// of every connection accepted there; prints `listening on HOST:PORT`.
+fn serve(
+    lp: &Loop,
+    port: u16,
+    tls: tls_flag::ServerTlsFlag,
+    options: &Rc<Options>,
+) -> Result<Io, String> {
+    let listener = TcpListener::bind((options.host.as_str(), port))
+        .map_err(|err| format!("cannot listen on {}:{port}: {err}", options.host))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let wss = if tls.is_on() && options.tls_port.is_some() {
+        " (wss)"
+    } else {
+        ""
+    };
+    println!("listening on {addr}{wss}");
+    let _ = io::stdout().flush();
+    let (options, accept_lp) = (options.clone(), lp.clone());
+    let acceptor = Io::new(lp, listener.as_raw_fd(), Events::READ, move |_| {
+        while let Ok((stream, _peer)) = listener.accept() {
+            let _ = stream.set_nodelay(true);
+            let options = options.clone();
+            let mut handshake = handshake_options(&options);
+            tls.apply(&mut handshake);
+            upgrade::accept(&accept_lp, stream, handshake, move |result| match result {
+                Ok(upgraded) => {
+                    if let Err(err) = Server::new(echo_params(upgraded.into_params(), &options)) {
+                        eprintln!("echo_server: {err}");
+                    }
+                }
+                Err(err) => trace_line(options.trace, || {
+                    format!(
+                        r#"{{"event":"handshake_failed","error":{:?}}}"#,
+                        err.to_string()
+                    )
+                }),
+            });
+        }
+    })
+    .map_err(|err| err.to_string())?;
+    acceptor.start();
+    Ok(acceptor)
 }
 
 /// The echo connection's parameters, mirroring the command line.
