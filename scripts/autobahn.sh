@@ -10,6 +10,9 @@
 # comes (server) and whatever the fuzzing server answers (client). Those take ~8 min
 # per role on two cores (12: ~4.5-5 min, 13: ~3 min), most of it wstest's own Python;
 # AUTOBAHN_DEFLATE=0 leaves them out.
+# Then the server role once more over TLS: sections 1-10 against
+# `echo_server --tls-cert --tls-key` (wss://, a certificate made here with openssl for
+# the run; the fuzzing client checks none); AUTOBAHN_TLS=0 leaves it out.
 # Uses the suite's Python 3 port in ../shared/autobahn beside the repository; without it
 # (a user's clone) it says so and exits 0. The suite's virtualenv goes to AUTOBAHN_HOME
 # (default ${TMPDIR:-/tmp}/nwe-autobahn, outside the repository), built once by the
@@ -67,7 +70,7 @@ bounded() {
 
 # ------------------------------------------------------------------ install
 
-need_packages libev-dev pkg-config patch
+need_packages libev-dev pkg-config patch openssl
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || need_packages python3-venv
 if ! "$PYTHON" -W ignore -c 'import lib2to3.main' 2>/dev/null; then
@@ -90,8 +93,8 @@ if [ ! -x "$AUTOBAHN_HOME/.venv/bin/wstest" ] || [ "$(cat "$STAMP" 2>/dev/null)"
     echo "$WANT" >"$STAMP"
 fi
 
-echo "autobahn: building the examples (release)"
-cargo build --release --quiet --example echo_server --example client
+echo "autobahn: building the examples (release, with tls)"
+cargo build --release --quiet --features tls --example echo_server --example client
 EXAMPLES="${CARGO_TARGET_DIR:-target}/release/examples"
 EXAMPLES=$(cd "$EXAMPLES" && pwd)
 
@@ -200,6 +203,16 @@ mkdir -p "$REPORTS"
 
 server_run server '*' '12.*,13.*' "$MIN_OK" 0
 client_run client '*' '12.*,13.*' "$MIN_OK" 0
+if [ "${AUTOBAHN_TLS:-1}" != 0 ]; then
+    # A throwaway self-signed certificate for this run (wstest checks none).
+    TLS_DIR="$AUTOBAHN_HOME/tls"
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" 2>/dev/null
+    AUTOBAHN_SCHEME=wss server_run server-tls '*' '12.*,13.*' "$MIN_OK" 0 \
+        --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem"
+fi
 if [ "${AUTOBAHN_DEFLATE:-1}" != 0 ]; then
     LIMIT=${AUTOBAHN_DEFLATE_LIMIT:-4800}
     server_run server-deflate '12.*,13.*' '' "$DEFLATE_CASES" 1 "$DEFLATE_FLAG"
@@ -214,7 +227,7 @@ if [ ${#FAILURES[@]} -ne 0 ]; then
     exit 1
 fi
 if [ "${AUTOBAHN_DEFLATE:-1}" != 0 ]; then
-    echo "autobahn: every run passed (sections 1-10: at least $MIN_OK ok, none failed; 12-13: all $DEFLATE_CASES ok)"
+    echo "autobahn: every run passed (sections 1-10: at least $MIN_OK ok, none failed, also over TLS unless AUTOBAHN_TLS=0; 12-13: all $DEFLATE_CASES ok)"
 else
     echo "autobahn: both roles passed sections 1-10 (at least $MIN_OK ok, none failed); 12-13 left out"
 fi

@@ -6,6 +6,7 @@
 //! - [`websocket::upgrade`] does the opening handshake on the loop; [`handshake`] has
 //!   the pure parsers and builders.
 //! - [`proto`] is the sans-IO protocol engine; [`ev`] the safe libev layer.
+//! - `tls` (cargo feature `tls`): `wss://` with rustls, on the same io watcher.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod ev;
