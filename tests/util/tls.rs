@@ -1,8 +1,16 @@
 //! A test PKI made at run time (no private key is ever checked in): a CA, a server
 //! certificate for `localhost`, 127.0.0.1 and ::1, and a client certificate, all
-//! signed by the CA; with the TLS configs the tests use.
+//! signed by the CA; with the TLS configs the tests use, and a raw rustls client
+//! for the tests that need to see or break what goes over the wire.
 
-use net_websocket_ev::tls::{ClientTls, ServerTls};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use net_websocket_ev::tls::rustls::pki_types::ServerName;
+use net_websocket_ev::tls::rustls::{self, ClientConfig, ClientConnection};
+use net_websocket_ev::tls::{ClientTls, Roots, ServerTls};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// PEM text of a CA and of certificates it signed.
@@ -12,6 +20,7 @@ pub struct TestPki {
     pub server_key: String,
     pub client_cert: String,
     pub client_key: String,
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl TestPki {
@@ -20,24 +29,35 @@ impl TestPki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "net-websocket-ev test CA");
+        // A name of its own: a certificate from another test CA is then one of an
+        // unknown issuer, not one whose signature does not match.
+        static SERIAL: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "net-websocket-ev test CA {}",
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        );
+        ca_params.distinguished_name.push(DnType::CommonName, name);
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
-        let (server_cert, server_key) = TestPki::leaf(&issuer, &["localhost", "127.0.0.1", "::1"]);
-        let (client_cert, client_key) = TestPki::leaf(&issuer, &["client.test"]);
+        let (server_cert, server_key) = TestPki::sign(&issuer, &["localhost", "127.0.0.1", "::1"]);
+        let (client_cert, client_key) = TestPki::sign(&issuer, &["client.test"]);
         TestPki {
             ca_cert: ca_cert.pem(),
             server_cert,
             server_key,
             client_cert,
             client_key,
+            issuer,
         }
     }
 
+    /// Another certificate for `names` signed by this CA, and its key, as PEM.
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        TestPki::sign(&self.issuer, names)
+    }
+
     /// A certificate for `names` signed by `issuer`, and its key, as PEM.
-    fn leaf(issuer: &Issuer<'_, KeyPair>, names: &[&str]) -> (String, String) {
+    fn sign(issuer: &Issuer<'_, KeyPair>, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -55,13 +75,135 @@ impl TestPki {
             .unwrap()
     }
 
+    /// A server that asks clients for a certificate signed by this CA: required,
+    /// or `optional`.
+    pub fn server_tls_checking_clients(&self, optional: bool) -> ServerTls {
+        ServerTls::builder()
+            .cert_pem(self.server_cert.as_bytes(), self.server_key.as_bytes())
+            .unwrap()
+            .client_ca_pem(self.ca_cert.as_bytes())
+            .unwrap()
+            .client_cert_optional(optional)
+            .build()
+            .unwrap()
+    }
+
     /// A client trusting only the test CA.
     pub fn client_tls(&self) -> ClientTls {
         ClientTls::builder()
-            .roots(net_websocket_ev::tls::Roots::None)
+            .roots(Roots::None)
             .ca_pem(self.ca_cert.as_bytes())
             .unwrap()
             .build()
             .unwrap()
+    }
+
+    /// A client trusting only the test CA, showing the client certificate.
+    pub fn client_tls_with_cert(&self) -> ClientTls {
+        ClientTls::builder()
+            .roots(Roots::None)
+            .ca_pem(self.ca_cert.as_bytes())
+            .unwrap()
+            .client_cert_pem(self.client_cert.as_bytes(), self.client_key.as_bytes())
+            .unwrap()
+            .build()
+            .unwrap()
+    }
+}
+
+/// A rustls client over a non-blocking socket of the test's, pumped by hand: what
+/// it reads is kept, and how its reading ended (the peer's `close_notify`, a TCP
+/// end without one, a TLS error) is told apart.
+pub struct RawTls {
+    pub conn: ClientConnection,
+    pub sock: TcpStream,
+    /// Plaintext read so far.
+    pub plain: Vec<u8>,
+    /// How reading ended: `Ok(())` at the peer's `close_notify`, the error's kind
+    /// otherwise (`UnexpectedEof`: TCP ended without `close_notify`).
+    pub end: Option<Result<(), ErrorKind>>,
+    /// The TLS error rustls reported, if any.
+    pub tls_error: Option<rustls::Error>,
+}
+
+impl RawTls {
+    /// A client to `name` over `sock` (made non-blocking) with `config`.
+    pub fn new(sock: TcpStream, config: Arc<ClientConfig>, name: &str) -> RawTls {
+        sock.set_nonblocking(true).unwrap();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        RawTls {
+            conn: ClientConnection::new(config, name).unwrap(),
+            sock,
+            plain: Vec::new(),
+            end: None,
+            tls_error: None,
+        }
+    }
+
+    /// Queues plaintext (sent by the next [`pump`](Self::pump)).
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.conn.writer().write_all(bytes).unwrap();
+    }
+
+    /// Writes what rustls holds and reads what came, without blocking.
+    pub fn pump(&mut self) {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.end.get_or_insert(Err(e.kind()));
+                    return;
+                }
+            }
+        }
+        while self.end.is_none() {
+            let eof = match self.conn.read_tls(&mut self.sock) {
+                Ok(n) => n == 0,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.end = Some(Err(e.kind()));
+                    return;
+                }
+            };
+            if let Err(err) = self.conn.process_new_packets() {
+                self.tls_error = Some(err);
+                self.end = Some(Err(ErrorKind::InvalidData));
+                return;
+            }
+            self.read_plain();
+            if eof && self.end.is_none() {
+                self.end = Some(Err(ErrorKind::UnexpectedEof));
+            }
+        }
+    }
+
+    fn read_plain(&mut self) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match self.conn.reader().read(&mut buf) {
+                Ok(0) => {
+                    self.end = Some(Ok(()));
+                    return;
+                }
+                Ok(n) => self.plain.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.end = Some(Err(e.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether the TLS handshake is done.
+    pub fn connected(&self) -> bool {
+        !self.conn.is_handshaking()
+    }
+
+    /// Writes raw bytes under TLS, straight into the socket (small amounts).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.sock.write_all(bytes)
     }
 }
