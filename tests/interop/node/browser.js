@@ -3,13 +3,19 @@
 // against examples/echo_server.
 //
 // usage: node browser.js ws://127.0.0.1:PORT/ [--deflate | --deflate-takeover]
+//        node browser.js wss://127.0.0.1:PORT/ --spki-hash HASH [--deflate | --deflate-takeover]
 // env:   CHROMIUM (default /usr/bin/chromium), NWE_TEST_DEADLINE_SECS (each scenario's
 //        time limit and the browser's start-up limit, default 60), BROWSER_TIMEOUT (the
 //        whole page, seconds, default ten times the deadline)
 //
 // Serves the page from 127.0.0.1 on a free port, prints one line per scenario
 // (`PASS LABEL/NAME` / `FAIL LABEL/NAME: why`; LABEL: chromium, chromium-deflate or
-// chromium-deflate-takeover), exits 1 if any failed or the page did not finish in time.
+// chromium-deflate-takeover; over wss://, chromium-tls, chromium-tls-deflate...), exits
+// 1 if any failed or the page did not finish in time. Over wss://, Chromium trusts the
+// server's certificate through --ignore-certificate-errors-spki-list=HASH (HASH: the
+// base64 SHA-256 of the certificate's SubjectPublicKeyInfo; it takes no CA file), and
+// only it: any other certificate error still fails the connection. The page itself is
+// served over http:// (a page may open wss:// connections, secure or not itself).
 // The flag is the echo_server's: Chromium always offers permessage-deflate, and the page
 // checks that the server declined it (no flag) or accepted it as the flag says.
 'use strict';
@@ -20,9 +26,25 @@ const os = require('os');
 const path = require('path');
 const { chromium } = require('playwright-core');
 
-const wsUrl = process.argv[2];
-const mode = process.argv[3];
-const label = `chromium${mode ? mode.slice(1) : ''}`;
+const MODES = ['--deflate', '--deflate-takeover'];
+const USAGE = 'usage: node browser.js ws://HOST:PORT/ | wss://HOST:PORT/ --spki-hash HASH [--deflate | --deflate-takeover]';
+
+// { wsUrl, mode, spkiHash } from the command line, flags in any order; null if wrong.
+function parseArgs(args) {
+  const parsed = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--spki-hash' && i + 1 < args.length && !parsed.spkiHash) parsed.spkiHash = args[++i];
+    else if (MODES.includes(arg) && !parsed.mode) parsed.mode = arg;
+    else if (/^wss?:\/\//.test(arg) && !parsed.wsUrl) parsed.wsUrl = arg;
+    else return null;
+  }
+  if (!parsed.wsUrl || !parsed.spkiHash !== parsed.wsUrl.startsWith('ws://')) return null;
+  return parsed;
+}
+
+const { wsUrl, mode, spkiHash } = parseArgs(process.argv.slice(2)) || {};
+const label = `chromium${spkiHash ? '-tls' : ''}${mode ? mode.slice(1) : ''}`;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const deadline = Number(process.env.NWE_TEST_DEADLINE_SECS) || 60;
 const limit = (Number(process.env.BROWSER_TIMEOUT) || 10 * deadline) * 1000;
@@ -35,11 +57,12 @@ const FLAGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
+  ...(spkiHash ? [`--ignore-certificate-errors-spki-list=${spkiHash}`] : []),
 ];
 
 async function main() {
-  if (!wsUrl || ![undefined, '--deflate', '--deflate-takeover'].includes(mode)) {
-    console.error('usage: node browser.js ws://HOST:PORT/ [--deflate | --deflate-takeover]');
+  if (!wsUrl) {
+    console.error(USAGE);
     process.exit(2);
   }
   const server = http.createServer((req, res) => {

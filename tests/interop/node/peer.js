@@ -1,6 +1,7 @@
 // Node `ws` client scenarios against examples/echo_server.
 //
 // usage: node peer.js ws://127.0.0.1:PORT/ [--deflate | --deflate-takeover]
+//        node peer.js wss://127.0.0.1:PORT/ --ca CA.pem [--deflate | --deflate-takeover]
 //
 // The server must run with `--commands` (a text `!close CODE REASON` makes it close),
 // and with the same permessage-deflate flag as this peer. Without one, `ws` still
@@ -9,22 +10,43 @@
 // must accept it: without context takeover either way for `--deflate`, with it for
 // `--deflate-takeover`, compressing its echoes (checked by the bytes on the wire).
 // Prints one line per scenario, `PASS LABEL/NAME` or `FAIL LABEL/NAME: why` (LABEL:
-// node, node-deflate or node-deflate-takeover); exits 1 if any failed. Every scenario
+// node, node-deflate or node-deflate-takeover; over wss://, node-tls, node-tls-deflate
+// ...); exits 1 if any failed. Over wss://, `ws` (Node's tls) trusts only the CA of
+// `--ca` (PEM) and checks the server's certificate and name. Every scenario
 // has its own connection(s) and its own time limit, DEADLINE: generous (env
 // NWE_TEST_DEADLINE_SECS, default 60 s, far more than any scenario needs), so that
 // reaching it means the behaviour is broken, not that the machine is slow.
 'use strict';
 
+const fs = require('fs');
 const WebSocket = require('ws');
 
-const MODE = process.argv[3];
-const PEER = `node${MODE ? MODE.slice(1) : ''}`;
+const MODES = ['--deflate', '--deflate-takeover'];
+const USAGE = 'usage: node peer.js ws://HOST:PORT/ | wss://HOST:PORT/ --ca FILE [--deflate | --deflate-takeover]';
+
+// { url, mode, ca } from the command line, flags in any order; null if it is wrong.
+function parseArgs(args) {
+  const parsed = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--ca' && i + 1 < args.length && !parsed.ca) parsed.ca = fs.readFileSync(args[++i]);
+    else if (MODES.includes(arg) && !parsed.mode) parsed.mode = arg;
+    else if (/^wss?:\/\//.test(arg) && !parsed.url) parsed.url = arg;
+    else return null;
+  }
+  if (!parsed.url || !parsed.ca !== parsed.url.startsWith('ws://')) return null;
+  return parsed;
+}
+
+const ARGS = parseArgs(process.argv.slice(2)) || {};
+const MODE = ARGS.mode;
+const PEER = `node${ARGS.ca ? '-tls' : ''}${MODE ? MODE.slice(1) : ''}`;
 const NO_TAKEOVER = ['server_no_context_takeover', 'client_no_context_takeover'];
 const KiB = 1024;
 const MiB = 1024 * 1024;
 const SIZES = [0, 1, 125, 126, 127, 65535, 65536, MiB, 16 * MiB];
 const DEADLINE = Number(process.env.NWE_TEST_DEADLINE_SECS) || 60;
-const url = process.argv[2];
+const { url } = ARGS;
 let failed = 0;
 let passed = 0;
 
@@ -84,7 +106,9 @@ function answerError(header) {
 function open(extra = {}) {
   return new Promise((resolve, reject) => {
     const deflate = MODE ? { perMessageDeflate: { threshold: 0 } } : {};
-    const ws = new WebSocket(url, { maxPayload: 64 * MiB, ...deflate, ...extra });
+    // Over wss://, `ca` replaces Node's roots: only the test CA is trusted.
+    const tls = ARGS.ca ? { ca: ARGS.ca } : {};
+    const ws = new WebSocket(url, { maxPayload: 64 * MiB, ...deflate, ...tls, ...extra });
     ws.once('upgrade', (res) => {
       ws.answer = res.headers['sec-websocket-extensions'];
       ws.socket = res.socket;
@@ -257,8 +281,8 @@ async function scenario(name, make, limitSeconds = DEADLINE) {
 }
 
 async function main() {
-  if (!url || ![undefined, '--deflate', '--deflate-takeover'].includes(MODE)) {
-    console.error('usage: node peer.js ws://HOST:PORT/ [--deflate | --deflate-takeover]');
+  if (!url) {
+    console.error(USAGE);
     process.exit(2);
   }
   const scenarios = [

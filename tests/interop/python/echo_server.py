@@ -1,6 +1,7 @@
 """Python `websockets` echo server for the reverse direction (examples/client as the
-client). usage: python echo_server.py [PORT] [--require-deflate]
-(PORT 0 or none: a free port)
+client). usage: python echo_server.py [PORT] [--require-deflate] [--tls-cert FILE --tls-key FILE]
+(PORT 0 or none: a free port; with a certificate and its key, PEM, it serves wss://
+through an `ssl.SSLContext`)
 
 Prints `listening on 127.0.0.1:PORT` on stdout, then one line per closed connection
 on stderr with the close code it received. Echoes text as text and binary as binary;
@@ -13,6 +14,7 @@ arrives without RSV1 (uncompressed) with 4002, instead of echoing.
 """
 import asyncio
 import signal
+import ssl
 import sys
 
 from websockets.asyncio.server import serve
@@ -20,7 +22,35 @@ from websockets.exceptions import ConnectionClosed
 
 from rsv1 import compressible, received
 
-REQUIRE_DEFLATE = "--require-deflate" in sys.argv[1:]
+USAGE = "usage: echo_server.py [PORT] [--require-deflate] [--tls-cert FILE --tls-key FILE]"
+
+
+def parse_args(args):
+    """(port, require_deflate, ssl context or None), flags in any order."""
+    port, require_deflate, cert, key = None, False, None, None
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--require-deflate":
+            require_deflate = True
+        elif arg == "--tls-cert" and args:
+            cert = args.pop(0)
+        elif arg == "--tls-key" and args:
+            key = args.pop(0)
+        elif arg.isdigit() and port is None:
+            port = int(arg)
+        else:
+            sys.exit(USAGE)
+    if (cert is None) != (key is None):
+        sys.exit(USAGE)
+    context = None
+    if cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    return port or 0, require_deflate, context
+
+
+PORT, REQUIRE_DEFLATE, TLS = parse_args(sys.argv[1:])
 
 
 async def echo(ws):
@@ -42,16 +72,15 @@ async def echo(ws):
     print(f"python echo: connection closed, received {rcvd.code if rcvd else None}", file=sys.stderr, flush=True)
 
 
-async def main(port):
+async def main():
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
-    async with serve(echo, "127.0.0.1", port, ping_interval=None, max_size=32 * 1024 * 1024) as server:
+    async with serve(echo, "127.0.0.1", PORT, ping_interval=None, max_size=32 * 1024 * 1024, ssl=TLS) as server:
         bound = server.sockets[0].getsockname()[1]
         print(f"listening on 127.0.0.1:{bound}", flush=True)
         await stop
 
 
 if __name__ == "__main__":
-    ports = [arg for arg in sys.argv[1:] if arg != "--require-deflate"]
-    asyncio.run(main(int(ports[0]) if ports else 0))
+    asyncio.run(main())

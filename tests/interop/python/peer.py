@@ -1,6 +1,7 @@
 """Python `websockets` client scenarios against examples/echo_server.
 
 usage: python peer.py ws://127.0.0.1:PORT/ [--deflate | --deflate-takeover]
+       python peer.py wss://127.0.0.1:PORT/ --ca CA.pem [--deflate | --deflate-takeover]
 
 The server must run with `--commands` (a text `!close CODE REASON` makes it close),
 and with the same permessage-deflate flag as this peer: without one, the server must
@@ -8,11 +9,13 @@ decline the compression that websockets offers; with `--deflate` it must accept 
 without context takeover either way, with `--deflate-takeover` with context takeover,
 and send compressed every echo that deflates well (RSV1 is checked on its frames,
 and on the wire through a raw socket). Prints one line per scenario, `PASS LABEL/NAME`
-or `FAIL LABEL/NAME: why` (LABEL: python, python-deflate or python-deflate-takeover);
-exits 1 if any failed. Every scenario has its own connection and its own time limit,
-DEADLINE: generous (env NWE_TEST_DEADLINE_SECS, default 60 s, far more than any
-scenario needs), so that reaching it means the behaviour is broken, not that the
-machine is slow. The invalid UTF-8 (and, compressed, RSV1 misuse) scenarios use a raw
+or `FAIL LABEL/NAME: why` (LABEL: python, python-deflate or python-deflate-takeover;
+over wss://, python-tls, python-tls-deflate...); exits 1 if any failed. A wss:// URL
+is reached through an `ssl.SSLContext` that trusts the CA of `--ca` (PEM) and checks
+the server's certificate and name, in the raw-socket scenarios too. Every scenario
+has its own connection and its own time limit, DEADLINE: generous (env
+NWE_TEST_DEADLINE_SECS, default 60 s, far more than any scenario needs), so that
+reaching it means the behaviour is broken, not that the machine is slow. The invalid UTF-8 (and, compressed, RSV1 misuse) scenarios use a raw
 socket, since a real client refuses to send them; they expect the server to close TCP
 without waiting for our close reply, which shows only if the server's close timeout is
 longer than DEADLINE (scripts/interop.sh starts it with `--close-timeout` ten times
@@ -25,6 +28,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -38,8 +42,31 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from rsv1 import compressible, received
 
 MODES = (None, "--deflate", "--deflate-takeover")
-MODE = sys.argv[2] if len(sys.argv) == 3 else None
-PEER = "python" + (MODE[1:] if MODE else "")
+USAGE = "usage: peer.py ws://HOST:PORT/ | wss://HOST:PORT/ --ca FILE [--deflate | --deflate-takeover]"
+
+
+def parse_args(args):
+    """(url, mode, ssl context or None), flags in any order; exits on a bad command line."""
+    url, mode, ca = None, None, None
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg == "--ca" and args:
+            ca = args.pop(0)
+        elif arg in MODES[1:] and mode is None:
+            mode = arg
+        elif arg.startswith(("ws://", "wss://")) and url is None:
+            url = arg
+        else:
+            sys.exit(USAGE)
+    if url is None or (ca is None) != url.startswith("ws://"):
+        sys.exit(USAGE)
+    return url, mode, ssl.create_default_context(cafile=ca) if ca else None
+
+
+# Set from the command line when run as a script (scripts/interop.sh also imports
+# this module, for json_text).
+MODE, TLS, PEER = None, None, "python"
 NO_TAKEOVER = {"server_no_context_takeover", "client_no_context_takeover"}
 EMPTY_BLOCK = b"\x00\x00\xff\xff"  # what a sync flush ends with; RFC 7692 drops it
 KiB = 1024
@@ -114,6 +141,9 @@ def answer_error(header, hinted=False):
 def client(url, **kwargs):
     # Compression is left at the library's default: the client offers
     # permessage-deflate, and the server must answer correctly either way.
+    # Over wss://, websockets sends SNI and checks the certificate against TLS's CA.
+    if TLS:
+        kwargs["ssl"] = TLS
     return connect(url, max_size=None, ping_interval=None, open_timeout=DEADLINE, close_timeout=DEADLINE, **kwargs)
 
 
@@ -254,10 +284,12 @@ async def compressed_echo(url, messages, fragment=None):
 
 
 def raw_connect(url, offer=None):
-    """A handshake by hand; returns the socket, what followed the response, and the
-    response's Sec-WebSocket-Extensions (None if absent)."""
+    """A handshake by hand (in TLS for wss://); returns the socket, what followed the
+    response, and the response's Sec-WebSocket-Extensions (None if absent)."""
     parsed = urlparse(url)
     sock = socket.create_connection((parsed.hostname, parsed.port), timeout=DEADLINE)
+    if TLS:
+        sock = TLS.wrap_socket(sock, server_hostname=parsed.hostname)
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
         f"GET {parsed.path or '/'} HTTP/1.1\r\n"
@@ -531,6 +563,6 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3) or MODE not in MODES:
-        sys.exit("usage: peer.py ws://HOST:PORT/ [--deflate | --deflate-takeover]")
-    sys.exit(0 if asyncio.run(main(sys.argv[1])) else 1)
+    url, MODE, TLS = parse_args(sys.argv[1:])
+    PEER = "python" + ("-tls" if TLS else "") + (MODE[1:] if MODE else "")
+    sys.exit(0 if asyncio.run(main(url)) else 1)
