@@ -10,10 +10,10 @@
 #     openssl CLI): the same suites without compression and with `--deflate`, our
 #     client's trust (an unknown CA and a wrong name refused, `--insecure`), and ws://
 #     and wss:// on two ports of one echo_server.
-# Installs what is missing on a fresh Debian machine (Chromium, a virtualenv at .venv,
-# node_modules in tests/interop/node); safe to run twice. Prints `PASS name` or
-# `FAIL name: why` per scenario and ends with `N passed, M failed`; exits non-zero on
-# any failure. Every wait is bounded; every process started here is killed by PID.
+# Installs what is missing on a fresh Debian machine (Chromium, openssl, a virtualenv
+# at .venv, node_modules in tests/interop/node); safe to run twice. Prints `PASS name`
+# or `FAIL name: why` per scenario and ends with `N passed, M failed`; exits non-zero
+# on any failure. Every wait is bounded; every process started here is killed by PID.
 # Each bound is the deadline (env NWE_TEST_DEADLINE_SECS, default 60 s, as the Rust
 # tests) or a multiple of it: generous, so that reaching it means the behaviour is
 # broken, not that the machine is slow.
@@ -305,8 +305,10 @@ tls_trust_suite() {
 
 # two_ports_suite: one echo_server, one loop, ws:// on --port and wss:// on --tls-port.
 # A plain and a TLS client at once (8 MiB, text, 64 KiB each) must both get their
-# echoes; a plain ws:// client on the wss:// port must be refused; the server must
-# still run, and exit on SIGTERM.
+# echoes; a plain ws:// client on the wss:// port must be refused at once (not at a
+# timeout); the server must still run, and exit on SIGTERM. (A TLS client on the
+# ws:// port is not tried: the server waits for the end of an HTTP head that never
+# comes, up to its handshake timeout.)
 two_ports_suite() {
     local suite=echo_server-two-ports ws_port wss_port plain tls rc_plain=0 rc_tls=0 rc=0 out
     local args=(--binary-size 8388608 --message "héllo on two ports 🎉" --binary-size 65536)
@@ -336,7 +338,8 @@ two_ports_suite() {
         client_verdict "$suite/wss-echo-at-the-same-time" "$LOGS/$suite-wss.out" "$rc_tls" 3 1000
         out="$LOGS/$suite-plain-on-wss.out"
         client_run "$out" "" "ws://127.0.0.1:$wss_port/" 1000 --message "x" || rc=$?
-        client_refused "$suite/ws-on-the-wss-port-refused" "$out" "$rc" 'handshake'
+        client_refused "$suite/ws-on-the-wss-port-refused" "$out" "$rc" \
+            'closed the connection during the handshake|refused'
     fi
     if kill -0 "$SERVER_PID" 2>/dev/null; then
         pass "$suite/alive"
