@@ -667,38 +667,9 @@ Sec-WebSocket-Version: 13\r\n\r\n";
 fn a_clean_close_ends_with_close_notify() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let (client_stream, server_stream) = tcp(false);
-    let seen = Rc::new(Seen::default());
-    let (s, lp2) = (seen.clone(), lp.clone());
-    let server = Rc::new(RefCell::new(None));
-    let sv = server.clone();
-    let options = HandshakeOptions {
-        server_tls: Some(pki.server_tls()),
-        ..Default::default()
-    };
-    accept(&lp, server_stream, options, move |r| {
-        let params = echo(r.unwrap().into_params().event_loop(&lp2), &s);
-        *sv.borrow_mut() = Some(Server::new(params).unwrap());
-    });
-    let mut raw = RawTls::new(
-        client_stream,
-        pki.client_tls().config().clone(),
-        "localhost",
-    );
-    raw.send(REQUEST); // rustls sends it once its handshake is done
-    run_until(&lp, "the 101", || {
-        raw.pump();
-        raw.plain.windows(4).any(|w| w == b"\r\n\r\n")
-    });
-    assert!(raw.plain.starts_with(b"HTTP/1.1 101"));
-    let head_len = raw.plain.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    run_until(&lp, "the server connection", || server.borrow().is_some());
-    raw.send(&masked_frame(true, 2, b"hello"));
-    let echo = [&[0x82, 5][..], b"hello"].concat();
-    run_until(&lp, "the echo", || {
-        raw.pump();
-        raw.plain.len() >= head_len + echo.len()
-    });
+    let (mut raw, seen, server) = raw_to_echo_server(&lp, &pki, &pki.client_tls());
+    raw_echo(&lp, &mut raw, b"hello");
+    raw.plain.clear();
     raw.send(&masked_frame(true, 8, &1000u16.to_be_bytes()));
     run_until(&lp, "the server's end", || {
         raw.pump();
@@ -711,11 +682,7 @@ fn a_clean_close_ends_with_close_notify() {
         "the server's TLS ended without close_notify ({:?})",
         raw.tls_error
     );
-    // The echo, then the close echoing ours.
-    assert_eq!(
-        raw.plain[head_len..],
-        [&echo[..], &[0x88, 2, 0x03, 0xe8]].concat()
-    );
+    assert_eq!(raw.plain, [0x88, 2, 0x03, 0xe8], "the close echoing ours");
     assert_eq!(
         server.borrow().as_ref().unwrap().close_cause(),
         Some(CloseCause::PeerClose)
@@ -765,6 +732,120 @@ fn frames_sent_with_the_request_are_all_delivered() {
     assert!(raw.plain.starts_with(b"HTTP/1.1 101"));
     assert!(raw.plain.ends_with(&echoes));
     websocket::abort_all(&lp);
+}
+
+/// A raw TLS client (rustls) to an echo server of ours: the raw client with its
+/// WebSocket handshake done, the server's record of its close, and the server.
+fn raw_to_echo_server(
+    lp: &Loop,
+    pki: &TestPki,
+    client: &ClientTls,
+) -> (RawTls, Rc<Seen>, Rc<RefCell<Option<WebSocket>>>) {
+    let (client_stream, server_stream) = tcp(false);
+    let seen = Rc::new(Seen::default());
+    let (s, lp2) = (seen.clone(), lp.clone());
+    let server = Rc::new(RefCell::new(None));
+    let sv = server.clone();
+    let options = HandshakeOptions {
+        server_tls: Some(pki.server_tls()),
+        ..Default::default()
+    };
+    accept(lp, server_stream, options, move |r| {
+        let params = echo(r.unwrap().into_params().event_loop(&lp2), &s);
+        *sv.borrow_mut() = Some(Server::new(params).unwrap());
+    });
+    let mut raw = RawTls::new(client_stream, client.config().clone(), "localhost");
+    raw.send(REQUEST);
+    run_until(lp, "the 101", || {
+        raw.pump();
+        raw.plain.windows(4).any(|w| w == b"\r\n\r\n")
+    });
+    assert!(raw.plain.starts_with(b"HTTP/1.1 101"));
+    raw.plain.clear();
+    run_until(lp, "the server connection", || server.borrow().is_some());
+    (raw, seen, server)
+}
+
+/// Sends `msg` (binary, under 126 bytes) and waits for its echo.
+fn raw_echo(lp: &Loop, raw: &mut RawTls, msg: &[u8]) {
+    raw.plain.clear();
+    raw.send(&masked_frame(true, 2, msg));
+    let echo = [&[0x82, msg.len() as u8][..], msg].concat();
+    run_until(lp, "the echo", || {
+        raw.pump();
+        assert_eq!(raw.end, None, "{:?}", raw.tls_error);
+        raw.plain.len() >= echo.len()
+    });
+    assert_eq!(raw.plain, echo);
+}
+
+#[test]
+fn key_updates_from_the_peer_are_answered() {
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let (mut raw, seen, _server) = raw_to_echo_server(&lp, &pki, &pki.client_tls());
+    raw_echo(&lp, &mut raw, b"before");
+    for round in 0..3u8 {
+        // TLS 1.3 KeyUpdate asking for the server's: both directions change keys.
+        raw.conn.refresh_traffic_keys().unwrap();
+        raw_echo(&lp, &mut raw, &[round; 100]);
+    }
+    assert_eq!(seen.close.get(), None);
+    websocket::abort_all(&lp);
+}
+
+#[test]
+fn a_peers_close_notify_is_the_end_of_its_data() {
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let (mut raw, seen, server) = raw_to_echo_server(&lp, &pki, &pki.client_tls());
+    raw_echo(&lp, &mut raw, b"hello");
+    // close_notify without a close frame: like TCP's end without one.
+    raw.conn.send_close_notify();
+    run_until(&lp, "the server's end", || {
+        raw.pump();
+        seen.close.get().is_some()
+    });
+    assert_eq!(seen.close.get(), Some(1006));
+    let ws = server.borrow().clone().unwrap();
+    assert_eq!(ws.close_cause(), Some(CloseCause::Eof));
+    run_until(&lp, "our close_notify", || {
+        raw.pump();
+        raw.end.is_some()
+    });
+    assert_eq!(raw.end, Some(Ok(())), "{:?}", raw.tls_error);
+}
+
+#[test]
+fn echo_over_tls12() {
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let ends = unwrap_both(handshake_on(
+        &lp,
+        tcp(false),
+        pki.server_tls(),
+        pki.client_tls12(),
+        "localhost",
+    ));
+    assert_eq!(
+        ends.0.tls.as_ref().unwrap().rustls().protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let (_server, client, server_seen, client_seen) = echo_pair(&lp, ends, |p| p, |p| p);
+    let sizes = [0usize, 125, 16_385, 1 << 20];
+    for (seed, &size) in sizes.iter().enumerate() {
+        client
+            .queue_msg(&pattern(seed, size), OpCode::Binary)
+            .unwrap();
+    }
+    run_until(&lp, "every echo", || client_seen.count() == sizes.len());
+    for (seed, ((_, msg), &size)) in client_seen.msgs.borrow().iter().zip(&sizes).enumerate() {
+        assert!(
+            *msg == pattern(seed, size),
+            "echo {seed} of {size} bytes differs"
+        );
+    }
+    close_both(&lp, &client, &server_seen, &client_seen);
 }
 
 /// The certificates the client showed, as the server saw them.

@@ -156,6 +156,16 @@ impl TestPki {
         ClientTls::from_config(Arc::new(config))
     }
 
+    /// [`client_tls`](Self::client_tls) speaking TLS 1.2 only.
+    pub fn client_tls12(&self) -> ClientTls {
+        let config = ClientConfig::builder_with_provider(chacha_only())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(self.roots())
+            .with_no_client_auth();
+        ClientTls::from_config(Arc::new(config))
+    }
+
     /// A client trusting only the test CA, showing the certificate `cert`/`key`
     /// (PEM).
     pub fn client_tls_showing(&self, cert: &str, key_pem: &str) -> ClientTls {
