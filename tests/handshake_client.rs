@@ -476,3 +476,17 @@ fn arbitrary_input_never_panics() {
         let _ = ClientRequest::from_url(url);
     }
 }
+
+/// An answer that cannot be HTTP is refused at its first byte: a TLS alert from a
+/// `wss://` port that got a plain request fails at once.
+#[test]
+fn an_answer_that_cannot_be_http_is_refused_at_once() {
+    let mut hs = ClientHandshake::new(KEY.into(), offered(), DEFAULT_MAX_HEADER_SIZE);
+    assert_eq!(
+        hs.feed(b"\x15\x03\x03\x00\x02\x02\x46")
+            .map(|r| r.is_some()),
+        Err(HandshakeError::Malformed("bad HTTP version"))
+    );
+    let mut hs = ClientHandshake::new(KEY.into(), offered(), DEFAULT_MAX_HEADER_SIZE);
+    assert_eq!(hs.feed(b"HTT").map(|r| r.is_some()), Ok(false));
+}

@@ -684,3 +684,22 @@ fn selecting_a_protocol_not_offered_is_a_caller_bug() {
     let req = parse_whole(RFC_6455);
     let _ = response(&req, Some("mqtt"));
 }
+
+/// Bytes that cannot begin a request are refused as they come, before any line end:
+/// a TLS ClientHello (0x16 ...) sent to a plain port fails at its first byte.
+#[test]
+fn a_start_that_cannot_be_a_request_is_refused_at_once() {
+    let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE);
+    assert_eq!(
+        hs.feed(b"\x16").map(|r| r.is_some()),
+        Err(HandshakeError::Malformed("method is not a token"))
+    );
+    assert_eq!(
+        parse_request(b"\x16\x03\x01", DEFAULT_MAX_HEADER_SIZE).map(|r| r.is_some()),
+        Err(HandshakeError::Malformed("method is not a token"))
+    );
+    // A method still arriving, or a request line past its method, waits for more.
+    let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE);
+    assert_eq!(hs.feed(b"GE").map(|r| r.is_some()), Ok(false));
+    assert_eq!(hs.feed(b"T /\x16").map(|r| r.is_some()), Ok(false));
+}

@@ -150,6 +150,19 @@ fn bad_requests_get_400_and_the_socket_closed() {
     assert!(matches!(err, HandshakeError::Malformed(_)), "{err:?}");
 }
 
+/// A TLS client on the plain port (its ClientHello begins with 0x16) is refused at its
+/// first byte: nothing it sends will ever end an HTTP head, so waiting for the
+/// handshake timeout would only hold the socket.
+#[test]
+fn a_tls_client_hello_on_the_plain_port_is_refused_at_once() {
+    // A record header and the start of a ClientHello, no line end anywhere.
+    let (err, _) = refused(
+        "\x16\x03\x01\x00\x7f\x01\x00\x00\x7b\x03\x03",
+        "HTTP/1.1 400 ",
+    );
+    assert_eq!(err, HandshakeError::Malformed("method is not a token"));
+}
+
 #[test]
 fn wrong_version_gets_426_with_the_supported_version() {
     let (err, answer) = refused(

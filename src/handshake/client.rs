@@ -261,6 +261,16 @@ impl Response {
     }
 
     /// Validates a complete head (blank line included).
+    /// Whether `bytes` can begin a response: a prefix of `HTTP/` so far (a TLS alert
+    /// from a `wss://` port answering a plain request is refused at its first byte).
+    fn start_ok(bytes: &[u8]) -> Result<(), HandshakeError> {
+        if b"HTTP/".starts_with(&bytes[..bytes.len().min(5)]) {
+            Ok(())
+        } else {
+            Err(HandshakeError::Malformed("bad HTTP version"))
+        }
+    }
+
     fn from_head(bytes: &[u8], key: &str, offer: &Offer<'_>) -> Result<Response, HandshakeError> {
         let (line, headers) = head::parse(bytes)?;
         let (version, rest) = line.split_once(' ').ok_or(HandshakeError::Malformed(
@@ -365,6 +375,7 @@ pub fn parse_response(
     offered_protocols: &[String],
     max_header_size: usize,
 ) -> Result<Option<(Response, usize)>, HandshakeError> {
+    Response::start_ok(buf)?;
     let Some(end) = head::locate(buf, 0, max_header_size)? else {
         return Ok(None);
     };
@@ -458,8 +469,9 @@ impl ClientHandshake {
             deflate: self.deflate.as_ref(),
         };
         let key = &self.key;
-        self.buffer
-            .feed(data, |bytes| Response::from_head(bytes, key, &offer))
+        self.buffer.feed(data, Response::start_ok, |bytes| {
+            Response::from_head(bytes, key, &offer)
+        })
     }
 
     /// The bytes received after the answer (possibly empty), once it is complete; they

@@ -39,11 +39,14 @@ impl HeadBuffer {
     }
 
     /// Appends `data`; once the head is complete, returns what `parse` makes of it.
-    /// After success, more data is kept with the leftover (`Ok(None)`); after an error,
-    /// the same error is returned again.
+    /// Before that, `start` sees the head so far and may refuse it at once (bytes
+    /// that cannot begin this head: a TLS ClientHello sent to a plain port needs no
+    /// wait for a head that never ends). After success, more data is kept with the
+    /// leftover (`Ok(None)`); after an error, the same error is returned again.
     pub(super) fn feed<T>(
         &mut self,
         data: &[u8],
+        start: impl FnOnce(&[u8]) -> Result<(), HandshakeError>,
         parse: impl FnOnce(&[u8]) -> Result<T, HandshakeError>,
     ) -> Result<Option<T>, HandshakeError> {
         match &self.state {
@@ -55,7 +58,9 @@ impl HeadBuffer {
             State::Failed(err) => return Err(err.clone()),
         }
         self.buf.extend_from_slice(data);
-        let parsed = match locate(&self.buf, self.searched, self.max_header_size) {
+        let parsed = match start(&self.buf)
+            .and_then(|()| locate(&self.buf, self.searched, self.max_header_size))
+        {
             Ok(None) => {
                 self.searched = self.buf.len();
                 return Ok(None);
@@ -326,7 +331,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

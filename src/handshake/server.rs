@@ -43,6 +43,22 @@ impl Request {
     }
 
     /// Validates a complete head (blank line included).
+    /// Whether `bytes` can begin a request: the method so far is a token (a TLS
+    /// ClientHello on a plain port is refused at its first byte).
+    fn start_ok(bytes: &[u8]) -> Result<(), HandshakeError> {
+        // The first 32 bytes at most: a feed stays O(its own length).
+        // (A line end is left to the parser: "empty start line".)
+        let mut method = bytes
+            .iter()
+            .take(32)
+            .take_while(|&&b| !matches!(b, b' ' | b'\r' | b'\n'));
+        if method.all(|&b| head::is_tchar(b)) {
+            Ok(())
+        } else {
+            Err(HandshakeError::Malformed("method is not a token"))
+        }
+    }
+
     fn from_head(bytes: &[u8]) -> Result<Request, HandshakeError> {
         let (line, headers) = head::parse(bytes)?;
         let mut parts = line.split(' ');
@@ -151,6 +167,7 @@ pub fn parse_request(
     buf: &[u8],
     max_header_size: usize,
 ) -> Result<Option<(Request, usize)>, HandshakeError> {
+    Request::start_ok(buf)?;
     let Some(end) = head::locate(buf, 0, max_header_size)? else {
         return Ok(None);
     };
@@ -310,7 +327,8 @@ impl ServerHandshake {
     /// the bytes that followed it. After an error, every call returns that error again;
     /// after success, more data is added to the leftover and `Ok(None)` is returned.
     pub fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
-        self.buffer.feed(data, Request::from_head)
+        self.buffer
+            .feed(data, Request::start_ok, Request::from_head)
     }
 
     /// The bytes received after the request (possibly empty), once it is complete;
