@@ -261,6 +261,36 @@ fn a_client_hello_dribbled_byte_by_byte_is_cut_at_the_handshake_timeout() {
     good.assert_served(&arena);
 }
 
+#[test]
+fn a_tls_handshake_without_a_request_is_cut_at_the_handshake_timeout() {
+    let pki = TestPki::new();
+    let arena = tls_arena(&pki, SHORT_TIMEOUT);
+    let good = Good::connect(&arena, &pki);
+    let clock = LoopClock::start(&arena.lp);
+    let sock = arena.connect();
+    let port = port_of(&sock);
+    let mut raw = RawTls::new(sock, pki.client_tls().config().clone(), "localhost");
+    // TLS completes; the WebSocket request never comes.
+    arena.run_until("the TLS handshake", None, || {
+        raw.pump();
+        raw.connected() || raw.end.is_some()
+    });
+    assert!(raw.connected(), "{:?} {:?}", raw.end, raw.tls_error);
+    arena.run_until("the raw client cut off", None, || {
+        raw.pump();
+        refusal(&arena, port).is_some() && raw.end.is_some()
+    });
+    assert!(
+        clock.elapsed() >= SHORT_TIMEOUT,
+        "cut after {:?}",
+        clock.elapsed()
+    );
+    assert_eq!(refusal(&arena, port).unwrap(), "Timeout");
+    assert!(raw.plain.is_empty(), "no answer to no request");
+    assert_eq!(raw.end, Some(Ok(())), "the server sent close_notify");
+    good.assert_served(&arena);
+}
+
 /// A raw rustls client whose TLS and WebSocket handshakes are done, and its port.
 fn established(arena: &Arena, pki: &TestPki) -> (RawTls, u16) {
     let sock = arena.connect();

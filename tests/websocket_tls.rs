@@ -614,6 +614,60 @@ fn close_timeout_when_the_tls_peer_stops_reading() {
 }
 
 #[test]
+fn keepalive_and_idle_timeout_over_tls() {
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let (served, connected) = unwrap_both(handshake(&lp, &pki, "localhost"));
+    let server_seen = Rc::new(Seen::default());
+    let server = Server::new(
+        server_seen.record(
+            served
+                .into_params()
+                .event_loop(&lp)
+                .keepalive(Some(Duration::from_millis(30)))
+                .idle_timeout(Some(Duration::from_millis(200))),
+        ),
+    )
+    .unwrap();
+    let client_seen = Rc::new(Seen::default());
+    let client = Client::new(client_seen.record(connected.into_params().event_loop(&lp))).unwrap();
+    // The client answers the pings by itself: the connection stays open.
+    run_for(&lp, Duration::from_millis(300));
+    let pongs = server_seen
+        .msgs
+        .borrow()
+        .iter()
+        .filter(|(op, _)| *op == OpCode::Pong)
+        .count();
+    assert!(pongs >= 2, "{pongs} pongs");
+    assert_eq!(server_seen.close.get(), None);
+    // A client that stops reading stops answering: the server closes with 1001.
+    client.stop_read().unwrap();
+    let clock = LoopClock::start(&lp);
+    run_until(&lp, "the idle close", || {
+        server.status_code_sent().is_some()
+    });
+    assert_eq!(server.status_code_sent(), Some(1001));
+    // Since the last pong, which came 30 ms at most before the stop.
+    assert!(
+        clock.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        clock.elapsed()
+    );
+    client.start_read().unwrap();
+    run_until(&lp, "both ends", || {
+        server_seen.close.get().is_some() && client_seen.close.get().is_some()
+    });
+    assert_eq!(client_seen.close.get(), Some(1001));
+    assert_eq!(
+        server_seen.close.get(),
+        Some(1001),
+        "the client echoed the code"
+    );
+    assert_eq!(server.close_cause(), Some(CloseCause::IdleTimeout));
+}
+
+#[test]
 fn backpressure_with_a_peer_that_does_not_read() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
