@@ -18,7 +18,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use net_websocket_ev::ev::{Events, Io, Loop};
-use net_websocket_ev::handshake::{ClientRequest, Request, Response};
+use net_websocket_ev::handshake::{self, ClientRequest, Request, Response, ServerHandshake};
 use net_websocket_ev::tls::rustls::{self, Connection};
 use net_websocket_ev::tls::{ClientTls, Roots, ServerTls};
 use net_websocket_ev::websocket::upgrade::{
@@ -786,6 +786,70 @@ fn frames_sent_with_the_request_are_all_delivered() {
     });
     assert!(raw.plain.starts_with(b"HTTP/1.1 101"));
     assert!(raw.plain.ends_with(&echoes));
+    websocket::abort_all(&lp);
+}
+
+#[test]
+fn frames_sent_with_the_101_are_all_delivered() {
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let (client_stream, server_stream) = tcp(false);
+    let mut raw = RawTls::server(server_stream, pki.server_tls().config().clone());
+    let (request, ..) = ClientRequest::from_url("wss://localhost/t").unwrap();
+    let connected: Outcome<Response> = Rc::default();
+    let c = connected.clone();
+    let options = HandshakeOptions {
+        client_tls: Some(pki.client_tls()),
+        ..Default::default()
+    };
+    upgrade(&lp, client_stream, &request, options, move |r| {
+        *c.borrow_mut() = Some(r)
+    });
+    let mut parser = ServerHandshake::new(8192);
+    let mut head = None;
+    run_until(&lp, "the request", || {
+        raw.pump();
+        if !raw.plain.is_empty() {
+            head = parser.feed(&std::mem::take(&mut raw.plain)).unwrap();
+        }
+        head.is_some()
+    });
+    // The 101 padded to exactly the 4 KiB the handshake reads at a time, and ten
+    // frames, in one record: nothing is left over from the handshake, the frames
+    // wait decrypted inside rustls, and nothing more will come from the socket.
+    let answer = handshake::response(&head.unwrap(), None);
+    let mut flight = answer[..answer.len() - 2].to_vec();
+    let pad = 4096 - flight.len() - b"X-Pad: \r\n\r\n".len();
+    flight.extend_from_slice(b"X-Pad: ");
+    flight.extend(std::iter::repeat(b'p').take(pad));
+    flight.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(flight.len(), 4096);
+    for i in 0..10u8 {
+        flight.extend_from_slice(&[0x82, 126, 0x03, 0xe8]); // unmasked, 1000 bytes
+        flight.extend_from_slice(&[i; 1000]);
+    }
+    raw.send(&flight);
+    run_until(&lp, "the client's handshake", || {
+        raw.pump();
+        connected.borrow().is_some()
+    });
+    let connected = connected.borrow_mut().take().unwrap().unwrap();
+    assert!(
+        connected.leftover.is_empty(),
+        "the head ends the handshake's read"
+    );
+    let seen = Rc::new(Seen::default());
+    let _client = Client::new(seen.record(connected.into_params().event_loop(&lp))).unwrap();
+    run_until(&lp, "ten messages", || {
+        raw.pump();
+        seen.count() == 10
+    });
+    for (i, (op, msg)) in seen.msgs.borrow().iter().enumerate() {
+        assert_eq!(
+            (*op, msg.as_slice()),
+            (OpCode::Binary, &[i as u8; 1000][..])
+        );
+    }
     websocket::abort_all(&lp);
 }
 

@@ -19,7 +19,7 @@ use net_websocket_ev::tls::rustls::pki_types::pem::PemObject;
 use net_websocket_ev::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use net_websocket_ev::tls::rustls::server::WebPkiClientVerifier;
 use net_websocket_ev::tls::rustls::{
-    self, ClientConfig, ClientConnection, RootCertStore, ServerConfig,
+    self, ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
 };
 use net_websocket_ev::tls::{ClientTls, ServerTls};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -184,11 +184,11 @@ impl TestPki {
     }
 }
 
-/// A rustls client over a non-blocking socket of the test's, pumped by hand: what
-/// it reads is kept, and how its reading ended (the peer's `close_notify`, a TCP
-/// end without one, a TLS error) is told apart.
+/// A rustls client (or server) over a non-blocking socket of the test's, pumped by
+/// hand: what it reads is kept, and how its reading ended (the peer's
+/// `close_notify`, a TCP end without one, a TLS error) is told apart.
 pub struct RawTls {
-    pub conn: ClientConnection,
+    pub conn: Connection,
     pub sock: TcpStream,
     /// Plaintext read so far.
     pub plain: Vec<u8>,
@@ -204,8 +204,18 @@ impl RawTls {
     pub fn new(sock: TcpStream, config: Arc<ClientConfig>, name: &str) -> RawTls {
         sock.set_nonblocking(true).unwrap();
         let name = ServerName::try_from(name.to_owned()).unwrap();
+        RawTls::with(sock, ClientConnection::new(config, name).unwrap().into())
+    }
+
+    /// A server over `sock` (made non-blocking) with `config`.
+    pub fn server(sock: TcpStream, config: Arc<ServerConfig>) -> RawTls {
+        sock.set_nonblocking(true).unwrap();
+        RawTls::with(sock, ServerConnection::new(config).unwrap().into())
+    }
+
+    fn with(sock: TcpStream, conn: Connection) -> RawTls {
         RawTls {
-            conn: ClientConnection::new(config, name).unwrap(),
+            conn,
             sock,
             plain: Vec::new(),
             end: None,
