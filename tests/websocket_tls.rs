@@ -1271,6 +1271,39 @@ fn the_builders_with_a_ca_of_ones_own() {
 }
 
 #[test]
+fn without_a_client_config_the_bundled_roots_decide() {
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let (client_stream, server_stream) = tcp(false);
+    let served: Outcome<Request> = Rc::default();
+    let s = served.clone();
+    let options = HandshakeOptions {
+        server_tls: Some(pki.server_tls()),
+        ..Default::default()
+    };
+    accept(&lp, server_stream, options, move |r| {
+        *s.borrow_mut() = Some(r)
+    });
+    let (request, ..) = ClientRequest::from_url("wss://localhost/t").unwrap();
+    let connected: Outcome<Response> = Rc::default();
+    let c = connected.clone();
+    // No client_tls: the Mozilla roots, which do not know the test CA.
+    upgrade(&lp, client_stream, &request, Default::default(), move |r| {
+        *c.borrow_mut() = Some(r)
+    });
+    run_until(&lp, "both handshakes", || {
+        served.borrow().is_some() && connected.borrow().is_some()
+    });
+    match connected.borrow_mut().take().unwrap() {
+        Err(UpgradeError::Tls(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ))) => {}
+        other => panic!("expected an unknown issuer, got {other:?}"),
+    }
+    assert!(served.borrow_mut().take().unwrap().is_err());
+}
+
+#[test]
 fn configs_that_cannot_work_fail_to_build() {
     assert!(ClientTls::builder().roots(Roots::None).build().is_err());
     assert!(ClientTls::builder()
