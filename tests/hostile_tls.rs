@@ -346,6 +346,19 @@ fn an_oversized_record_ends_the_connection_with_1015() {
     good.assert_served(&arena);
 }
 
+#[test]
+fn a_second_client_hello_ends_the_connection_with_1015() {
+    let pki = TestPki::new();
+    let arena = patient_arena(&pki);
+    let good = Good::connect(&arena, &pki);
+    let (mut raw, port) = established(&arena, &pki);
+    // A plaintext handshake record on an encrypted connection (a renegotiation,
+    // which TLS 1.3 does not have).
+    raw.send_raw(&client_hello(&pki)).unwrap();
+    assert_ended_by_tls(&arena, &mut raw, port);
+    good.assert_served(&arena);
+}
+
 /// The TLS records rustls makes of `plain`.
 fn records_of(raw: &mut RawTls, plain: &[u8]) -> Vec<u8> {
     raw.send(plain);
