@@ -24,7 +24,8 @@
 #
 # Prints a table (median over the rounds) and writes one JSON line per run to
 # RESULTS. Environment: ROUNDS [2], DURATION [4] (seconds measured per echo run,
-# after WARMUP [1] seconds unmeasured), CONNS [8], CONNS_LARGE [4],
+# after WARMUP [1] seconds unmeasured), CASES ["32 4096 1048576 idle": which
+# scenarios], CONNS [8], CONNS_LARGE [4],
 # IDLE_CONNS [10000] (fewer, with a note, when the open-file limit does not allow
 # them), RESULTS [$CARGO_TARGET_DIR/bench-results/tls.jsonl], NWE_SERVER,
 # CARGO_TARGET_DIR. Every wait is bounded; every process started here is killed by
@@ -36,6 +37,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-4}
 WARMUP=${WARMUP:-1}
+CASES=${CASES:-32 4096 1048576 idle}
 CONNS=${CONNS:-8}
 CONNS_LARGE=${CONNS_LARGE:-4}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -62,6 +64,24 @@ if [ "$NOFILE" != unlimited ] && [ "$IDLE_CONNS" -gt $((NOFILE - 100)) ]; then
     echo "note: open-file limit $NOFILE: idle scenario with $((NOFILE - 100)) connections instead of $IDLE_CONNS" >&2
     IDLE_CONNS=$((NOFILE - 100))
 fi
+
+# name|load generator arguments|time limit (s), for each of CASES. DURATION and
+# WARMUP may have decimals: the limit takes their whole seconds, plus one each.
+ECHO_LIMIT=$((${DURATION%.*} + ${WARMUP%.*} + 62))
+SCENARIOS=()
+for wanted in $CASES; do
+    case $wanted in
+    32) SCENARIOS+=("32 B|--size 32 --text --conns $CONNS --seconds $DURATION --warmup $WARMUP --check-bytes|$ECHO_LIMIT") ;;
+    4096) SCENARIOS+=("4 KiB|--size 4096 --conns $CONNS --seconds $DURATION --warmup $WARMUP --check-bytes|$ECHO_LIMIT") ;;
+    1048576) SCENARIOS+=("1 MiB|--size 1048576 --conns $CONNS_LARGE --seconds $DURATION --warmup $WARMUP --check-bytes|$ECHO_LIMIT") ;;
+    idle) SCENARIOS+=("idle|--idle $IDLE_CONNS --threads 4|$((IDLE_CONNS / 50 + 60))") ;;
+    *)
+        echo "CASES: unknown case $wanted (32, 4096, 1048576, idle)" >&2
+        exit 2
+        ;;
+    esac
+done
+[ ${#SCENARIOS[@]} -gt 0 ] || { echo "CASES is empty" >&2; exit 2; }
 
 # ------------------------------------------------------------------ certificates
 
@@ -112,14 +132,6 @@ SERVERS=(
     "tls-ref|$REF --port {PORT} --cert {CERT} --key {KEY}"
     "net-websocket-ev|$NWE_SERVER"
 )
-# name|load generator arguments|time limit (s)
-SCENARIOS=(
-    "32 B|--size 32 --text --conns $CONNS --seconds $DURATION --warmup $WARMUP --check-bytes|$((DURATION + WARMUP + 60))"
-    "4 KiB|--size 4096 --conns $CONNS --seconds $DURATION --warmup $WARMUP --check-bytes|$((DURATION + WARMUP + 60))"
-    "1 MiB|--size 1048576 --conns $CONNS_LARGE --seconds $DURATION --warmup $WARMUP --check-bytes|$((DURATION + WARMUP + 60))"
-    "idle|--idle $IDLE_CONNS --threads 4|$((IDLE_CONNS / 50 + 60))"
-)
-
 # ------------------------------------------------------------------ runs
 
 # start_server NAME CMD: starts CMD (with {PORT} as 0, {CERT} and {KEY} the test

@@ -195,6 +195,7 @@ fn client_config(ca: &str) -> Result<Arc<ClientConfig>, String> {
 /// One connection's counts and round-trip times (µs), merged at the end.
 #[derive(Default)]
 struct Counts {
+    suite: String,
     messages: u64,
     latencies_us: Vec<u32>,
 }
@@ -227,7 +228,10 @@ fn run_echo(opts: &Options, target: &Target) -> Result<String, String> {
                     ready.wait();
                     go.wait();
                     let mut conn = conn?;
-                    let mut counts = Counts::default();
+                    let mut counts = Counts {
+                        suite: conn.suite(),
+                        ..Counts::default()
+                    };
                     let deadline = Instant::now() + Duration::from_secs_f64(opts.seconds);
                     loop {
                         let start = Instant::now();
@@ -261,6 +265,7 @@ fn run_echo(opts: &Options, target: &Target) -> Result<String, String> {
     let mut total = Counts::default();
     for counts in results {
         let mut counts = counts?;
+        total.suite = counts.suite;
         total.messages += counts.messages;
         total.latencies_us.append(&mut counts.latencies_us);
     }
@@ -275,7 +280,7 @@ fn run_echo(opts: &Options, target: &Target) -> Result<String, String> {
     Ok(format!(
         "{{\"label\":\"{}\",\"mode\":\"echo\",\"size\":{},\"opcode\":\"{}\",\"conns\":{},\
          \"seconds\":{:.3},\"messages\":{},\"msgs_per_s\":{:.1},\"server_cpu_us_per_msg\":{},\
-         \"p50_us\":{},\"p99_us\":{},\"checked_bytes\":{}}}",
+         \"p50_us\":{},\"p99_us\":{},\"checked_bytes\":{},\"suite\":\"{}\"}}",
         json_safe(&opts.label),
         opts.size,
         if opts.text { "text" } else { "binary" },
@@ -290,6 +295,7 @@ fn run_echo(opts: &Options, target: &Target) -> Result<String, String> {
         percentile(0.50),
         percentile(0.99),
         opts.check_bytes,
+        total.suite,
     ))
 }
 
@@ -307,10 +313,11 @@ fn run_idle(opts: &Options, target: &Target, idle: usize) -> Result<String, Stri
     let payload = random_bytes(IDLE_ECHO);
     // One connection that comes and goes: the server's one-time allocations (its
     // TLS config's caches, buffers kept for reuse) land before the first reading.
-    {
+    let suite = {
         let mut conn = Conn::open(target, usize::MAX)?;
         conn.round_trip(0x2, &payload, true)?;
-    }
+        conn.suite()
+    };
     thread::sleep(Duration::from_millis(500));
     let rss_before = rss_bytes(pid)?;
     let cpu_before = cpu_ticks(pid)?;
@@ -352,7 +359,7 @@ fn run_idle(opts: &Options, target: &Target, idle: usize) -> Result<String, Stri
     Ok(format!(
         "{{\"label\":\"{}\",\"mode\":\"idle\",\"conns\":{open},\"rss_before\":{rss_before},\
          \"rss_after\":{rss_after},\"bytes_per_conn\":{:.0},\"setup_seconds\":{:.3},\
-         \"server_cpu_us_per_conn\":{:.1}}}",
+         \"server_cpu_us_per_conn\":{:.1},\"suite\":\"{suite}\"}}",
         json_safe(&opts.label),
         (rss_after as f64 - rss_before as f64) / open as f64,
         setup.as_secs_f64(),
@@ -440,6 +447,13 @@ impl Conn {
         }
         conn.parsed = end;
         Ok(conn)
+    }
+
+    /// The cipher suite the handshake settled on, for the report.
+    fn suite(&self) -> String {
+        self.tls
+            .negotiated_cipher_suite()
+            .map_or("none".into(), |suite| format!("{:?}", suite.suite()))
     }
 
     /// Sends one message of `opcode` with `payload`, masked, and waits for its echo:
