@@ -613,6 +613,58 @@ fn close_timeout_when_the_tls_peer_stops_reading() {
     websocket::abort_all(&lp);
 }
 
+/// The close timeout counts from progress, and TLS records leaving rustls's own
+/// buffer are progress: a peer that reads slowly but steadily gets everything. (The
+/// records rustls held, up to 64 KiB, once went out uncounted: a reader slower than
+/// that per close timeout was cut off with the end of the data still inside.)
+#[test]
+fn the_close_timeout_counts_records_leaving_the_tls_session() {
+    const PAYLOAD: usize = 200 << 10;
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let (served, connected) = unwrap_both(handshake_on(
+        &lp,
+        tcp(true),
+        pki.server_tls(),
+        pki.client_tls(),
+        "localhost",
+    ));
+    let closed = Rc::new(Cell::new(None));
+    let c = closed.clone();
+    let server = Server::new(
+        served
+            .into_params()
+            .event_loop(&lp)
+            .close_timeout(Some(Duration::from_millis(300)))
+            .on_close(move |_, code| c.set(Some(code))),
+    )
+    .unwrap();
+    server.queue_msg(&vec![7; PAYLOAD], OpCode::Binary).unwrap();
+    server.close(Some(1000), "").unwrap();
+    // The client's socket read raw (records counted, not decrypted): 2 KiB every
+    // 20 ms, 100 KB/s, so rustls's 64 KiB take 640 ms to leave, twice the timeout;
+    // each read lets more out within 20 ms, a fifteenth of it.
+    let raw = connected.stream;
+    raw.set_nonblocking(false).unwrap();
+    raw.set_read_timeout(Some(util::deadline())).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut total, mut buf) = (0, [0u8; 2048]);
+        while let Ok(n @ 1..) = (&raw).read(&mut buf) {
+            total += n;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        total
+    });
+    run_until(&lp, "the server's end", || closed.get().is_some());
+    let received = reader.join().unwrap();
+    assert!(
+        received > PAYLOAD,
+        "{received} bytes of TLS records for a {PAYLOAD}-byte message: cut off"
+    );
+    // No close reply ever comes from a raw reader: the timeout ends it then.
+    assert_eq!(server.close_cause(), Some(CloseCause::CloseTimeout));
+}
+
 #[test]
 fn keepalive_and_idle_timeout_over_tls() {
     let lp = Loop::new().unwrap();

@@ -20,6 +20,9 @@ pub struct Session {
     conn: Connection,
     /// Plaintext rustls holds that was not read yet: no fd event will announce it.
     buffered: usize,
+    /// TLS bytes written to the socket since [`take_flushed`](Self::take_flushed):
+    /// progress that the plaintext counts of `write_via` do not show.
+    flushed: usize,
 }
 
 /// An error of rustls's as an I/O error, so that it travels up through `Read` and
@@ -117,13 +120,18 @@ impl Session {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut to) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+                Ok(n) => self.flushed += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
         }
         Ok(())
+    }
+
+    /// TLS bytes written to the socket since the last call.
+    pub(crate) fn take_flushed(&mut self) -> usize {
+        std::mem::take(&mut self.flushed)
     }
 
     /// Whether rustls holds TLS records the socket has not taken yet.
@@ -161,7 +169,11 @@ impl From<Connection> for Session {
         let buffered = conn
             .process_new_packets()
             .map_or(0, |state| state.plaintext_bytes_to_read());
-        Session { conn, buffered }
+        Session {
+            conn,
+            buffered,
+            flushed: 0,
+        }
     }
 }
 

@@ -29,6 +29,12 @@ pub(crate) trait Transport {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Bytes written to the socket from what the transport held (TLS records)
+    /// since the last call: progress (for the close timeout) that the return
+    /// values of `write` do not show.
+    fn take_flushed(&mut self) -> usize {
+        0
+    }
     /// Whether input read from the socket waits inside the transport (decrypted
     /// TLS records): no fd event will announce it.
     fn has_buffered_input(&self) -> bool {
@@ -129,6 +135,10 @@ impl Transport for Tls {
 
     fn has_buffered_input(&self) -> bool {
         self.session.has_buffered_input()
+    }
+
+    fn take_flushed(&mut self) -> usize {
+        self.session.take_flushed()
     }
 }
 

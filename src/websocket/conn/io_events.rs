@@ -167,7 +167,7 @@ impl Conn {
                 }
                 result
             };
-            if through.written > 0 {
+            if through.written > 0 || self.take_transport_flushed() > 0 {
                 self.deadlines.borrow_mut().on_write_progress(self.lp.now());
             }
             match result {
@@ -199,8 +199,22 @@ impl Conn {
             Ok(Some(t)) if t.wants_write() => t.flush(),
             _ => return,
         };
-        if let Err(err) = result {
-            self.end(CloseCause::from_io(&err));
+        match result {
+            Ok(()) if self.take_transport_flushed() > 0 => {
+                self.deadlines.borrow_mut().on_write_progress(self.lp.now());
+            }
+            Ok(()) => {}
+            Err(err) => {
+                self.end(CloseCause::from_io(&err));
+            }
+        }
+    }
+
+    /// What the transport wrote from its own buffer since the last call.
+    fn take_transport_flushed(&self) -> usize {
+        match self.transport.try_borrow_mut().as_deref_mut() {
+            Ok(Some(t)) => t.take_flushed(),
+            _ => 0,
         }
     }
 
