@@ -22,6 +22,9 @@ step "tests (every feature: deflate and tls)"
 cargo test --all-features --all-targets
 step "doc tests"
 cargo test --all-features --doc
+step "docs build without warnings (every feature, and none)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --all-features
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --no-default-features
 step "valgrind: the libev layer and the FFI-touching tests"
 for file in tests/ev_loop.rs tests/websocket_*.rs tests/hostile_*.rs; do
     [ -e "$file" ] || continue

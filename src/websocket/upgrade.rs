@@ -2,7 +2,7 @@
 //! (client) read and write a non-blocking socket with a timeout, on top of the pure
 //! parsers in [`crate::handshake`], and hand over the socket with any bytes that
 //! arrived after the handshake. With TLS (feature `tls`: a server given
-//! [`HandshakeOptions::server_tls`], a client with a `wss://` request) the TLS
+//! `HandshakeOptions::server_tls`, a client with a `wss://` request) the TLS
 //! handshake runs first, on the same watcher and within the same timeout.
 
 use std::cell::RefCell;
@@ -227,7 +227,7 @@ fn tls_setup_error(err: tls::TlsError) -> UpgradeError {
 /// Client side: sends `request` on `stream` (already connected), reads and validates
 /// the server's 101 response on the loop, then calls `done`. A `wss://` request
 /// ([`ClientRequest::tls_server_name`]) runs TLS first, with
-/// [`HandshakeOptions::client_tls`] (feature `tls`; without it such a request fails
+/// `HandshakeOptions::client_tls` (feature `tls`; without it such a request fails
 /// with [`HandshakeError::Malformed`]).
 ///
 /// ```no_run
