@@ -34,6 +34,6 @@ mod session;
 
 pub use config::{ClientTls, ClientTlsBuilder, Roots, ServerTls, ServerTlsBuilder, TlsError};
 pub use rustls;
-pub use session::Session;
+pub use session::{Session, TlsInfo};
 
 pub(crate) use session::tls_error;

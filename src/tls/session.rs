@@ -5,8 +5,8 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, Connection, ServerConnection};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConnection, Connection, ProtocolVersion, ServerConnection};
 
 use super::{ClientTls, ServerTls, TlsError};
 
@@ -58,6 +58,25 @@ impl Session {
     /// name (`Connection::Server(c) => c.server_name()`).
     pub fn rustls(&self) -> &Connection {
         &self.conn
+    }
+
+    /// What the handshake agreed on, as a copy.
+    pub fn info(&self) -> TlsInfo {
+        let server_name = match &self.conn {
+            Connection::Server(conn) => conn.server_name().map(str::to_owned),
+            Connection::Client(_) => None,
+        };
+        TlsInfo {
+            protocol_version: self.conn.protocol_version(),
+            cipher_suite: self.conn.negotiated_cipher_suite().map(|s| s.suite()),
+            server_name,
+            alpn_protocol: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            peer_certificates: self
+                .conn
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+        }
     }
 
     /// Whether the TLS handshake is still under way.
@@ -149,6 +168,24 @@ impl Session {
         self.conn.send_close_notify();
         let _ = self.flush_via(socket);
     }
+}
+
+/// What a TLS session agreed on: [`Session::info`],
+/// [`WebSocket::tls_info`](crate::WebSocket::tls_info).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// TLS 1.2 or 1.3 (`None` while the handshake is under way).
+    pub protocol_version: Option<ProtocolVersion>,
+    /// The cipher suite agreed on.
+    pub cipher_suite: Option<rustls::CipherSuite>,
+    /// A server's view: the name the client asked for (SNI), if it sent one.
+    pub server_name: Option<String>,
+    /// The ALPN protocol agreed on, if any.
+    pub alpn_protocol: Option<Vec<u8>>,
+    /// The peer's certificate chain, leaf first: a client's (when the server asked
+    /// for client certificates) or a server's; empty if it showed none.
+    pub peer_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl From<ServerConnection> for Session {

@@ -313,6 +313,14 @@ impl Conn {
         }
     }
 
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        match self.transport.try_borrow().as_deref() {
+            Ok(Some(t)) => t.tls_info(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn raw_fd(&self) -> Option<RawFd> {
         match self.transport.try_borrow().as_deref() {
             Ok(Some(t)) => Some(t.fd()),

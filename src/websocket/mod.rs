@@ -377,6 +377,21 @@ impl WebSocket {
         self.conn.peer_addr()
     }
 
+    /// What the TLS session agreed on (feature `tls`): `None` for a plain
+    /// connection, and once closed. A copy, so it may be kept.
+    ///
+    /// ```no_run
+    /// # let ws: net_websocket_ev::WebSocket = unimplemented!();
+    /// if let Some(tls) = ws.tls_info() {
+    ///     let client_cert = tls.peer_certificates.first(); // with client certificates
+    ///     println!("{:?} {:?} SNI {:?}", tls.protocol_version, tls.cipher_suite, tls.server_name);
+    /// }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.conn.tls_info()
+    }
+
     /// The socket's fd while the connection has it (`None` once closed). The
     /// connection owns it: do not close it.
     pub fn as_raw_fd(&self) -> Option<RawFd> {

@@ -35,6 +35,11 @@ pub(crate) trait Transport {
     fn take_flushed(&mut self) -> usize {
         0
     }
+    /// What the TLS session agreed on; `None` without TLS.
+    #[cfg(feature = "tls")]
+    fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        None
+    }
     /// Whether input read from the socket waits inside the transport (decrypted
     /// TLS records): no fd event will announce it.
     fn has_buffered_input(&self) -> bool {
@@ -139,6 +144,10 @@ impl Transport for Tls {
 
     fn take_flushed(&mut self) -> usize {
         self.session.take_flushed()
+    }
+
+    fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        Some(self.session.info())
     }
 }
 
