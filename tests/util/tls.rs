@@ -1,7 +1,10 @@
 //! A test PKI made at run time (no private key is ever checked in): a CA, a server
 //! certificate for `localhost`, 127.0.0.1 and ::1, and a client certificate, all
-//! signed by the CA; with the TLS configs the tests use, and a raw rustls client
-//! for the tests that need to see or break what goes over the wire.
+//! signed by the CA; with the TLS configs the tests use. Then our client and our
+//! server over TLS on one loop: both loop-driven handshakes ([`handshake_on`]), and
+//! an echo server with a recording client on top ([`echo_pair`], [`close_both`]).
+//! Last, a raw rustls client for the tests that need to see or break what goes over
+//! the wire ([`RawTls`]).
 //!
 //! The configs made here offer ChaCha20-Poly1305 only: ring's AES-GCM assembly
 //! makes valgrind's memcheck report the bytes it writes as uninitialised (a false
@@ -9,11 +12,15 @@
 //! valgrind. Each test of the crate's own builders (`ServerTls::builder`,
 //! `ClientTls::builder`) meets one of these, so ChaCha20 is what is agreed.
 
+use std::cell::{Cell, RefCell};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use net_websocket_ev::ev::Loop;
+use net_websocket_ev::handshake::{ClientRequest, Request, Response};
 use net_websocket_ev::tls::rustls::crypto::{ring, CryptoProvider};
 use net_websocket_ev::tls::rustls::pki_types::pem::PemObject;
 use net_websocket_ev::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -22,7 +29,13 @@ use net_websocket_ev::tls::rustls::{
     self, ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
 };
 use net_websocket_ev::tls::{ClientTls, ServerTls};
+use net_websocket_ev::websocket::upgrade::{
+    accept, upgrade, HandshakeOptions, UpgradeError, Upgraded,
+};
+use net_websocket_ev::{Client, OpCode, Params, Server, WebSocket};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+use super::run_until;
 
 /// ring with its ChaCha20-Poly1305 suites only (TLS 1.3 and 1.2).
 pub fn chacha_only() -> Arc<CryptoProvider> {
@@ -182,6 +195,174 @@ impl TestPki {
     pub fn client_tls_with_cert(&self) -> ClientTls {
         self.client_tls_showing(&self.client_cert, &self.client_key)
     }
+}
+
+/// What one side's handshake ended with, once it did (`None` before).
+pub type Outcome<H> = Rc<RefCell<Option<Result<Upgraded<H>, UpgradeError>>>>;
+
+/// A connected pair of TCP sockets: `(client, server)`; with `small`, both have
+/// small buffers ([`super::small_buffers`]).
+pub fn tcp(small: bool) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    if small {
+        super::small_buffers(&listener); // inherited by the accepted socket
+    }
+    let addr = listener.local_addr().unwrap();
+    let client = if small {
+        super::connect_with_small_buffers(addr)
+    } else {
+        TcpStream::connect(addr).unwrap()
+    };
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
+/// Both handshakes over TLS on `lp` on the given sockets: the server's and the
+/// client's outcome, once both are known.
+pub fn handshake_on(
+    lp: &Loop,
+    (client_stream, server_stream): (TcpStream, TcpStream),
+    server_tls: ServerTls,
+    client_tls: ClientTls,
+    server_name: &str,
+) -> (Outcome<Request>, Outcome<Response>) {
+    let served: Outcome<Request> = Rc::default();
+    let s = served.clone();
+    let options = HandshakeOptions {
+        server_tls: Some(server_tls),
+        ..Default::default()
+    };
+    accept(lp, server_stream, options, move |r| {
+        *s.borrow_mut() = Some(r)
+    });
+    let (mut request, ..) = ClientRequest::from_url("wss://localhost/t").unwrap();
+    request.tls_server_name = Some(server_name.into());
+    let connected: Outcome<Response> = Rc::default();
+    let c = connected.clone();
+    let options = HandshakeOptions {
+        client_tls: Some(client_tls),
+        ..Default::default()
+    };
+    upgrade(lp, client_stream, &request, options, move |r| {
+        *c.borrow_mut() = Some(r)
+    });
+    run_until(lp, "both handshakes", || {
+        served.borrow().is_some() && connected.borrow().is_some()
+    });
+    (served, connected)
+}
+
+/// Both handshakes with the test PKI's configs over a fresh TCP connection.
+pub fn handshake(
+    lp: &Loop,
+    pki: &TestPki,
+    server_name: &str,
+) -> (Outcome<Request>, Outcome<Response>) {
+    handshake_on(
+        lp,
+        tcp(false),
+        pki.server_tls(),
+        pki.client_tls(),
+        server_name,
+    )
+}
+
+/// The two sides of a successful handshake.
+pub fn unwrap_both(
+    (served, connected): (Outcome<Request>, Outcome<Response>),
+) -> (Upgraded<Request>, Upgraded<Response>) {
+    let served = served
+        .borrow_mut()
+        .take()
+        .unwrap()
+        .expect("server handshake");
+    let connected = connected
+        .borrow_mut()
+        .take()
+        .unwrap()
+        .expect("client handshake");
+    // What this module's configs arrange, for valgrind's sake (see the module doc).
+    let suite = served
+        .tls
+        .as_ref()
+        .unwrap()
+        .rustls()
+        .negotiated_cipher_suite();
+    assert!(
+        format!("{suite:?}").contains("CHACHA20"),
+        "{suite:?} agreed: a config outside util::tls?"
+    );
+    (served, connected)
+}
+
+/// What one side's callbacks saw (messages whole; not [`super::Seen`], the raw
+/// peer's record of frames).
+#[derive(Default)]
+pub struct Seen {
+    /// Every message, in order.
+    pub msgs: RefCell<Vec<(OpCode, Vec<u8>)>>,
+    /// The code `on_close` got.
+    pub close: Cell<Option<u16>>,
+}
+
+impl Seen {
+    /// `params` recording every message and the close.
+    pub fn record(self: &Rc<Self>, params: Params) -> Params {
+        let (m, c) = (self.clone(), self.clone());
+        params
+            .on_msg_recv(move |_, _, op, msg, _| m.msgs.borrow_mut().push((op, msg.to_vec())))
+            .on_close(move |_, code| c.close.set(Some(code)))
+    }
+
+    /// The messages seen so far.
+    pub fn count(&self) -> usize {
+        self.msgs.borrow().len()
+    }
+}
+
+/// `params` echoing every data message, recording the close.
+pub fn echo(params: Params, seen: &Rc<Seen>) -> Params {
+    let c = seen.clone();
+    params
+        .on_msg_recv(|ws, _, op, msg, _| {
+            if matches!(op, OpCode::Text | OpCode::Binary) {
+                ws.queue_msg(msg, op).unwrap();
+            }
+        })
+        .on_close(move |_, code| c.close.set(Some(code)))
+}
+
+/// An echo server and a recording client over TLS on `lp`: `(server, client, what
+/// the server's close got, what the client saw)`.
+pub fn echo_pair(
+    lp: &Loop,
+    ends: (Upgraded<Request>, Upgraded<Response>),
+    tweak_server: impl FnOnce(Params) -> Params,
+    tweak_client: impl FnOnce(Params) -> Params,
+) -> (WebSocket, WebSocket, Rc<Seen>, Rc<Seen>) {
+    let (served, connected) = ends;
+    assert!(served.tls.is_some() && connected.tls.is_some());
+    let (server_seen, client_seen) = (Rc::new(Seen::default()), Rc::new(Seen::default()));
+    let server = Server::new(tweak_server(echo(
+        served.into_params().event_loop(lp),
+        &server_seen,
+    )))
+    .unwrap();
+    let client = Client::new(tweak_client(
+        client_seen.record(connected.into_params().event_loop(lp)),
+    ))
+    .unwrap();
+    (server, client, server_seen, client_seen)
+}
+
+/// Clean close from the client; both ends see 1000.
+pub fn close_both(lp: &Loop, client: &WebSocket, server_seen: &Seen, client_seen: &Seen) {
+    client.close(Some(1000), "bye").unwrap();
+    run_until(lp, "the close", || {
+        client_seen.close.get().is_some() && server_seen.close.get().is_some()
+    });
+    assert_eq!(client_seen.close.get(), Some(1000));
+    assert_eq!(server_seen.close.get(), Some(1000));
 }
 
 /// A rustls client (or server) over a non-blocking socket of the test's, pumped by
