@@ -1,0 +1,301 @@
+//! The opening handshake driven from the loop: [`accept`] (server) and [`upgrade`]
+//! (client) read and write a non-blocking socket with a timeout, on top of the pure
+//! parsers in [`crate::handshake`], and hand over the socket with any bytes that
+//! arrived after the handshake. With TLS (feature `tls`: a server given
+//! `HandshakeOptions::server_tls`, a client with a `wss://` request) the TLS
+//! handshake runs first, on the same watcher and within the same timeout.
+
+use std::fmt;
+use std::io;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::ev::Loop;
+use crate::handshake::{
+    self, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
+};
+
+use super::Params;
+#[cfg(feature = "tls")]
+use crate::tls::{self, ClientTls, ServerTls, Session};
+#[cfg(feature = "deflate")]
+use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
+
+mod driver;
+
+use driver::{ClientSide, Driver, Link, ServerSide};
+
+/// Default time allowed for a whole opening handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Picks a subprotocol from the client's offer (`None`: no protocol header).
+pub type ProtocolSelector = Box<dyn Fn(&Request) -> Option<String>>;
+
+/// Limits and choices of a loop-driven handshake.
+pub struct HandshakeOptions {
+    /// Largest request or response head accepted (default 8 KiB).
+    pub max_header_size: usize,
+    /// Time for the whole handshake (default [`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub timeout: Duration,
+    /// Server: chooses the subprotocol; it must be one the client offered.
+    pub select_protocol: Option<ProtocolSelector>,
+    /// permessage-deflate (RFC 7692): a client offers it, a server accepts the
+    /// first acceptable offer, both with these settings; what was agreed is in
+    /// [`Upgraded::compression`]. `None` (the default): no compression, in
+    /// both roles (a server then answers every browser without it, paying no
+    /// CPU or memory for it).
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<PerMessageDeflate>,
+    /// Server ([`accept`]): TLS first, with this configuration (`wss://`); `None`
+    /// (the default): plain `ws://`. Garbage instead of a ClientHello, a failed TLS
+    /// handshake or a stalled one (the timeout counts from the first byte) closes
+    /// the socket with [`UpgradeError::Tls`] or [`UpgradeError::Timeout`].
+    #[cfg(feature = "tls")]
+    pub server_tls: Option<ServerTls>,
+    /// Client ([`upgrade`]) with a `wss://` request: the TLS configuration (roots,
+    /// a CA, a client certificate). `None` (the default): [`ClientTls::default`],
+    /// the built-in Mozilla roots.
+    #[cfg(feature = "tls")]
+    pub client_tls: Option<ClientTls>,
+}
+
+impl Default for HandshakeOptions {
+    fn default() -> Self {
+        HandshakeOptions {
+            max_header_size: handshake::DEFAULT_MAX_HEADER_SIZE,
+            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            select_protocol: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
+            #[cfg(feature = "tls")]
+            server_tls: None,
+            #[cfg(feature = "tls")]
+            client_tls: None,
+        }
+    }
+}
+
+impl fmt::Debug for HandshakeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandshakeOptions")
+            .field("max_header_size", &self.max_header_size)
+            .field("timeout", &self.timeout)
+            .field("select_protocol", &self.select_protocol.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a handshake failed; the socket has been closed (a server answered a bad
+/// request with 400 or 426 first).
+#[derive(Debug)]
+pub enum UpgradeError {
+    /// The peer's request or response broke a rule.
+    Handshake(HandshakeError),
+    /// The peer closed the connection before the handshake was complete.
+    Eof,
+    /// The handshake did not finish within the timeout.
+    Timeout,
+    /// A socket error.
+    Io(io::Error),
+    /// The TLS handshake failed (a certificate that does not verify, garbage instead
+    /// of a ClientHello, an alert from the peer): rustls's error.
+    #[cfg(feature = "tls")]
+    Tls(tls::rustls::Error),
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpgradeError::Handshake(err) => write!(f, "handshake refused: {err}"),
+            UpgradeError::Eof => f.write_str("peer closed the connection during the handshake"),
+            UpgradeError::Timeout => f.write_str("handshake timed out"),
+            UpgradeError::Io(err) => write!(f, "handshake I/O error: {err}"),
+            #[cfg(feature = "tls")]
+            UpgradeError::Tls(err) => write!(f, "TLS handshake failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for UpgradeError {}
+
+impl From<io::Error> for UpgradeError {
+    /// A socket error, or the TLS error it carries.
+    fn from(err: io::Error) -> UpgradeError {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls::tls_error(&err) {
+            return UpgradeError::Tls(tls.clone());
+        }
+        UpgradeError::Io(err)
+    }
+}
+
+/// A completed handshake: the socket, what was agreed, and the bytes that followed.
+#[derive(Debug)]
+pub struct Upgraded<T> {
+    /// The socket, non-blocking, ready for [`Params::new`].
+    pub stream: TcpStream,
+    /// The client's request (server side) or the server's response (client side).
+    pub head: T,
+    /// The subprotocol agreed on, if any.
+    pub protocol: Option<String>,
+    /// Bytes that arrived after the handshake: the first WebSocket frames.
+    pub leftover: Vec<u8>,
+    /// The loop the handshake ran on; the connection stays on it.
+    pub event_loop: Loop,
+    /// permessage-deflate as agreed (see [`HandshakeOptions::deflate`]).
+    #[cfg(feature = "deflate")]
+    pub compression: Option<Compression>,
+    /// The TLS session over `stream` (`wss://`), or `None`: every later byte goes
+    /// through it, so it must go with the stream ([`into_params`](Self::into_params)
+    /// takes both). The peer's certificates and the SNI name are in
+    /// [`Session::rustls`].
+    #[cfg(feature = "tls")]
+    pub tls: Option<Session>,
+}
+
+impl<T> Upgraded<T> {
+    /// Parameters for [`Server::new`](super::Server::new) or
+    /// [`Client::new`](super::Client::new) carrying the socket, the leftover bytes and
+    /// the handshake's loop.
+    pub fn into_params(self) -> Params {
+        let params = Params::new(self.stream)
+            .initial_data(self.leftover)
+            .event_loop(&self.event_loop);
+        #[cfg(feature = "deflate")]
+        let params = match self.compression {
+            Some(agreed) => params.compression(agreed),
+            None => params,
+        };
+        #[cfg(feature = "tls")]
+        let params = match self.tls {
+            Some(session) => params.tls(session),
+            None => params,
+        };
+        params
+    }
+}
+
+/// Server side: reads the client's Upgrade request from `stream` on the loop,
+/// answers 101 (or 400/426 and closes), then calls `done`.
+///
+/// ```no_run
+/// use net_websocket_ev::{ev::Loop, websocket::upgrade, Params, Server};
+/// # let (lp, stream): (Loop, std::net::TcpStream) = unimplemented!();
+/// upgrade::accept(&lp, stream, Default::default(), |result| match result {
+///     Ok(upgraded) => {
+///         Server::new(upgraded.into_params().on_msg_recv(|ws, _, op, msg, _| {
+///             ws.queue_msg(msg, op).ok();
+///         }))
+///         .unwrap();
+///     }
+///     Err(err) => eprintln!("{err}"),
+/// });
+/// ```
+pub fn accept(
+    lp: &Loop,
+    stream: TcpStream,
+    options: HandshakeOptions,
+    done: impl FnOnce(Result<Upgraded<Request>, UpgradeError>) + 'static,
+) {
+    let side = ServerSide {
+        parser: ServerHandshake::new(options.max_header_size),
+        select: options.select_protocol,
+        #[cfg(feature = "deflate")]
+        deflate: options.deflate,
+    };
+    #[cfg(feature = "tls")]
+    let tls = match options.server_tls.as_ref().map(Session::server).transpose() {
+        Ok(session) => session,
+        Err(err) => return done(Err(tls_setup_error(err))),
+    };
+    let link = Link {
+        stream,
+        #[cfg(feature = "tls")]
+        tls,
+    };
+    Driver::start(lp, link, options.timeout, Vec::new(), side, Box::new(done));
+}
+
+/// A TLS session that could not be made (a bad server name) as an upgrade error.
+#[cfg(feature = "tls")]
+fn tls_setup_error(err: tls::TlsError) -> UpgradeError {
+    match err {
+        tls::TlsError::Rustls(err) => UpgradeError::Tls(err),
+        err => UpgradeError::Io(io::Error::new(io::ErrorKind::InvalidInput, err)),
+    }
+}
+
+/// Client side: sends `request` on `stream` (already connected), reads and validates
+/// the server's 101 response on the loop, then calls `done`. A `wss://` request
+/// ([`ClientRequest::tls_server_name`]) runs TLS first, with
+/// `HandshakeOptions::client_tls` (feature `tls`; without it such a request fails
+/// with [`HandshakeError::Malformed`]).
+///
+/// ```no_run
+/// use net_websocket_ev::{ev::Loop, handshake::ClientRequest, websocket::upgrade, Client};
+/// use std::net::TcpStream;
+///
+/// let lp = Loop::default_loop().unwrap();
+/// let (request, host, port) = ClientRequest::from_url("ws://127.0.0.1:8080/chat").unwrap();
+/// let stream = TcpStream::connect((host.as_str(), port)).unwrap();
+/// upgrade::upgrade(&lp, stream, &request, Default::default(), |result| match result {
+///     Ok(upgraded) => {
+///         let ws = Client::new(upgraded.into_params()).unwrap();
+///         ws.queue_msg(b"hello", net_websocket_ev::OpCode::Text).unwrap();
+///     }
+///     Err(err) => eprintln!("{err}"),
+/// });
+/// lp.run();
+/// ```
+pub fn upgrade(
+    lp: &Loop,
+    stream: TcpStream,
+    request: &ClientRequest,
+    options: HandshakeOptions,
+    done: impl FnOnce(Result<Upgraded<Response>, UpgradeError>) + 'static,
+) {
+    #[cfg(feature = "deflate")]
+    let offered;
+    #[cfg(feature = "deflate")]
+    let request = match &options.deflate {
+        Some(deflate) => {
+            let mut with_offer = request.clone();
+            with_offer.offer_deflate(deflate);
+            offered = with_offer;
+            &offered
+        }
+        None => request,
+    };
+    let (bytes, key) = request.build();
+    let parser = ClientHandshake::new(key, request.protocols.clone(), options.max_header_size);
+    #[cfg(feature = "deflate")]
+    let parser = match options.deflate {
+        Some(deflate) => parser.with_deflate(deflate),
+        None => parser,
+    };
+    let side = ClientSide { parser };
+    let link = match &request.tls_server_name {
+        None => Link {
+            stream,
+            #[cfg(feature = "tls")]
+            tls: None,
+        },
+        #[cfg(feature = "tls")]
+        Some(name) => {
+            let config = options.client_tls.unwrap_or_default();
+            match Session::client(&config, name) {
+                Ok(session) => Link {
+                    stream,
+                    tls: Some(session),
+                },
+                Err(err) => return done(Err(tls_setup_error(err))),
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => {
+            let err = HandshakeError::Malformed("wss:// needs the cargo feature tls");
+            return done(Err(UpgradeError::Handshake(err)));
+        }
+    };
+    Driver::start(lp, link, options.timeout, bytes, side, Box::new(done));
+}
