@@ -375,3 +375,56 @@ fn configs_that_cannot_work_fail_to_build() {
         .cert_pem(pki.server_cert.as_bytes(), pki.client_key.as_bytes())
         .is_err());
 }
+
+/// `WebSocket::tls_info` and `Session::info`: what each side's session agreed on, the
+/// same before and after the handshake hands over; `None` for a plain connection and
+/// once closed.
+#[test]
+fn tls_info_reports_what_the_session_agreed() {
+    let lp = Loop::new().unwrap();
+    let pki = TestPki::new();
+    let ends = unwrap_both(handshake_on(
+        &lp,
+        tcp(false),
+        pki.server_tls_checking_clients(false),
+        pki.client_tls_with_cert(),
+        "localhost",
+    ));
+    let at_handshake = (
+        ends.0.tls.as_ref().unwrap().info(),
+        ends.1.tls.as_ref().unwrap().info(),
+    );
+    let (server, client, server_seen, client_seen) = echo_pair(&lp, ends, |p| p, |p| p);
+    let (on_server, on_client) = (server.tls_info().unwrap(), client.tls_info().unwrap());
+    assert_eq!((&on_server, &on_client), (&at_handshake.0, &at_handshake.1));
+    for info in [&on_server, &on_client] {
+        assert_eq!(
+            info.protocol_version,
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        assert_eq!(
+            info.cipher_suite,
+            Some(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256)
+        );
+        assert_eq!(info.alpn_protocol, None);
+        assert_eq!(info.peer_certificates.len(), 1);
+    }
+    // Each side holds the other's certificate; the server heard the name asked for.
+    let pem_der = |pem: &str| {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    };
+    assert_eq!(on_server.peer_certificates[0], pem_der(&pki.client_cert));
+    assert_eq!(on_client.peer_certificates[0], pem_der(&pki.server_cert));
+    assert_eq!(on_server.server_name.as_deref(), Some("localhost"));
+    assert_eq!(on_client.server_name, None);
+    close_both(&lp, &client, &server_seen, &client_seen);
+    assert_eq!(server.tls_info(), None);
+
+    // A plain connection has none.
+    let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let plain =
+        net_websocket_ev::Server::new(net_websocket_ev::Params::new(ours).event_loop(&lp)).unwrap();
+    assert_eq!(plain.tls_info(), None);
+    net_websocket_ev::websocket::abort_all(&lp);
+}
