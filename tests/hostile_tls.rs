@@ -325,7 +325,7 @@ fn assert_ended_by_tls(arena: &Arena, raw: &mut RawTls, port: u16) -> rustls::Er
         read_to_end(&mut raw.sock, &mut rest)
     });
     match ws.close_cause() {
-        Some(CloseCause::Tls(err)) => err,
+        Some(CloseCause::Tls(err)) => *err,
         other => panic!("expected a TLS cause, got {other:?}"),
     }
 }
@@ -432,8 +432,11 @@ fn a_fatal_alert_from_the_peer_ends_the_connection_with_1015() {
     let ws = arena.conn(port);
     assert_eq!(ws.as_raw_fd(), None);
     match ws.close_cause() {
-        Some(CloseCause::Tls(rustls::Error::AlertReceived(alert))) => {
-            assert_eq!(alert, rustls::AlertDescription::BadRecordMac)
+        Some(CloseCause::Tls(err)) if matches!(*err, rustls::Error::AlertReceived(_)) => {
+            assert_eq!(
+                *err,
+                rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac)
+            )
         }
         other => panic!("expected the alert as the cause, got {other:?}"),
     }

@@ -35,9 +35,10 @@ pub enum CloseCause {
     /// A socket error (a reset, say).
     Io(io::ErrorKind),
     /// The TLS session failed (a bad record, a fatal alert from the peer): the
-    /// connection ended at once and `on_close` got 1015. Feature `tls`.
+    /// connection ended at once and `on_close` got 1015. Feature `tls`. (Boxed: the
+    /// cause lives in every connection, and rustls's error is ten times its size.)
     #[cfg(feature = "tls")]
-    Tls(crate::tls::rustls::Error),
+    Tls(Box<crate::tls::rustls::Error>),
     /// [`abort`](super::WebSocket::abort) or [`abort_all`](super::abort_all).
     Aborted,
     /// Reading was shut down and the send queue drained, or both directions were
@@ -65,7 +66,7 @@ impl CloseCause {
     pub(super) fn from_io(err: &io::Error) -> CloseCause {
         #[cfg(feature = "tls")]
         if let Some(tls) = crate::tls::tls_error(err) {
-            return CloseCause::Tls(tls.clone());
+            return CloseCause::Tls(Box::new(tls.clone()));
         }
         CloseCause::Io(err.kind())
     }
