@@ -26,7 +26,7 @@ use net_websocket_ev::{
     websocket, Client, CloseCause, Error, Fragment, OpCode, Server, Waited, WebSocket,
 };
 use util::tls::{
-    close_both, echo, echo_pair, handshake, handshake_on, tcp, unwrap_both, Outcome, RawTls, Seen,
+    close_both, echo, echo_pair, handshake_on, tcp, tls_pair, unwrap_both, Outcome, RawTls, Seen,
     TestPki,
 };
 use util::{masked_frame, run_for, run_until, LoopClock};
@@ -54,7 +54,7 @@ fn utf8_text(len: usize) -> String {
 fn echo_over_tls() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let (served, connected) = unwrap_both(handshake(&lp, &pki, "localhost"));
+    let (served, connected) = tls_pair(&lp, &pki, false);
     assert_eq!(served.head.path, "/t");
     let (_server, client, server_seen, client_seen) =
         echo_pair(&lp, (served, connected), |p| p, |p| p);
@@ -246,7 +246,7 @@ fn producer(data: Vec<u8>) -> impl FnMut(&WebSocket, &mut [u8]) -> Fragment {
 fn messages_of_several_mib_fragmented_and_whole() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let ends = unwrap_both(handshake(&lp, &pki, "localhost"));
+    let ends = tls_pair(&lp, &pki, false);
     // Pieces of an odd size: characters are cut between frames, and (16 KiB records)
     // between TLS records.
     let (_server, client, server_seen, client_seen) =
@@ -277,7 +277,7 @@ fn messages_of_several_mib_fragmented_and_whole() {
 fn stop_read_with_plaintext_held_by_tls_then_start_read() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let (served, connected) = unwrap_both(handshake(&lp, &pki, "localhost"));
+    let (served, connected) = tls_pair(&lp, &pki, false);
     let got = Rc::new(Seen::default());
     let g = got.clone();
     let server = Server::new(served.into_params().event_loop(&lp).on_msg_recv(
@@ -323,7 +323,7 @@ fn stop_read_with_plaintext_held_by_tls_then_start_read() {
 fn stop_write_then_start_write() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let ends = unwrap_both(handshake(&lp, &pki, "localhost"));
+    let ends = tls_pair(&lp, &pki, false);
     let echoed = Rc::new(Cell::new(0usize));
     let e = echoed.clone();
     let (server, client, server_seen, client_seen) = echo_pair(
@@ -361,13 +361,7 @@ fn wait_and_wait_blocking_mean_everything_left_the_tls_session() {
     let pki = TestPki::new();
     // Small socket buffers: when the send queue empties, rustls still holds records
     // (up to 64 KiB) that the socket has not taken.
-    let ends = unwrap_both(handshake_on(
-        &lp,
-        tcp(true),
-        pki.server_tls(),
-        pki.client_tls(),
-        "localhost",
-    ));
+    let ends = tls_pair(&lp, &pki, true);
     let (server, client, server_seen, client_seen) = echo_pair(&lp, ends, |p| p, |p| p);
     // wait(cb): once it fires, writing stops; everything must still arrive (nothing
     // was left inside the TLS session).
@@ -402,7 +396,7 @@ fn wait_and_wait_blocking_mean_everything_left_the_tls_session() {
 fn close_timeout_when_the_tls_peer_stops_answering() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let ends = unwrap_both(handshake(&lp, &pki, "localhost"));
+    let ends = tls_pair(&lp, &pki, false);
     let (server, client, server_seen, _) = echo_pair(
         &lp,
         ends,
@@ -429,13 +423,7 @@ fn close_timeout_when_the_tls_peer_stops_answering() {
 fn close_timeout_when_the_tls_peer_stops_reading() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let ends = unwrap_both(handshake_on(
-        &lp,
-        tcp(true),
-        pki.server_tls(),
-        pki.client_tls(),
-        "localhost",
-    ));
+    let ends = tls_pair(&lp, &pki, true);
     let (server, client, server_seen, _) = echo_pair(
         &lp,
         ends,
@@ -464,13 +452,7 @@ fn the_close_timeout_counts_records_leaving_the_tls_session() {
     const PAYLOAD: usize = 200 << 10;
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let (served, connected) = unwrap_both(handshake_on(
-        &lp,
-        tcp(true),
-        pki.server_tls(),
-        pki.client_tls(),
-        "localhost",
-    ));
+    let (served, connected) = tls_pair(&lp, &pki, true);
     let closed = Rc::new(Cell::new(None));
     let c = closed.clone();
     let server = Server::new(
@@ -511,7 +493,7 @@ fn the_close_timeout_counts_records_leaving_the_tls_session() {
 fn keepalive_and_idle_timeout_over_tls() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let (served, connected) = unwrap_both(handshake(&lp, &pki, "localhost"));
+    let (served, connected) = tls_pair(&lp, &pki, false);
     let server_seen = Rc::new(Seen::default());
     let server = Server::new(
         server_seen.record(
@@ -566,13 +548,7 @@ fn keepalive_and_idle_timeout_over_tls() {
 fn backpressure_with_a_peer_that_does_not_read() {
     let lp = Loop::new().unwrap();
     let pki = TestPki::new();
-    let ends = unwrap_both(handshake_on(
-        &lp,
-        tcp(true),
-        pki.server_tls(),
-        pki.client_tls(),
-        "localhost",
-    ));
+    let ends = tls_pair(&lp, &pki, true);
     const LIMIT: usize = 256 * 1024;
     const SIZE: usize = 32 * 1024;
     let (server, client, server_seen, client_seen) =

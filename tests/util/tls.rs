@@ -267,6 +267,18 @@ pub fn handshake(
     )
 }
 
+/// Both ends of a successful handshake with the test PKI's configs, for
+/// `localhost`, over a fresh TCP connection (with small buffers if `small`).
+pub fn tls_pair(lp: &Loop, pki: &TestPki, small: bool) -> (Upgraded<Request>, Upgraded<Response>) {
+    unwrap_both(handshake_on(
+        lp,
+        tcp(small),
+        pki.server_tls(),
+        pki.client_tls(),
+        "localhost",
+    ))
+}
+
 /// The two sides of a successful handshake.
 pub fn unwrap_both(
     (served, connected): (Outcome<Request>, Outcome<Response>),
