@@ -5,8 +5,11 @@
 # object (a Server or Client on a fresh loop over a real unix socket pair, driven by
 # a script: re-entrant callbacks, frames and garbage from the peer, shutdowns, method
 # calls; what it writes must parse as frames of its role, and no fd may outlive an
-# input). object runs a few thousand inputs a second (a socket pair and a loop per
-# input), the others far more.
+# input); tls (a wss:// server fed by a rustls client whose records the script
+# splits, delays and corrupts, with key updates, close_notify and stop_read leaving
+# plaintext inside rustls: echoes intact and in order, on_close once, 1015 exactly for
+# a TLS failure). object and tls run about a thousand inputs a second (a socket pair
+# and a loop per input, a TLS handshake for tls), the others far more.
 # Installs cargo-fuzz if missing. Only a stable toolchain is needed: cargo-fuzz passes
 # -Z flags to rustc, which RUSTC_BOOTSTRAP=1 lets a stable rustc accept.
 # FUZZ_SANITIZER=address (or none, the default: engine and handshake are safe Rust;
