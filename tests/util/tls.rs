@@ -483,3 +483,10 @@ impl RawTls {
         self.sock.write_all(bytes)
     }
 }
+
+/// Deterministic bytes: message `seed`'s content.
+pub fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i * 7 + i / 251 + seed * 13) as u8)
+        .collect()
+}
