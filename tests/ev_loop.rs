@@ -365,7 +365,7 @@ fn default_loop_passes_between_threads_once_released() {
     holder.join().unwrap();
 
     let lp = Loop::default_loop().unwrap();
-    run_a_zero_timer(&lp);
+    drop(run_a_zero_timer(&lp));
 }
 
 /// Runs `lp` with a zero timer started on it and checks that it fired; returns the

@@ -155,14 +155,14 @@ impl Loop {
     /// `ev_loop_destroy`) on another thread at the same time.
     ///
     /// ```
-    /// use net_websocket_ev::ev::Loop;
+    /// use net_websocket_ev::ev::{sys, Loop};
     /// // A loop created the way C code would create it.
-    /// let raw = unsafe { libev_sys::ev_loop_new(0) };
+    /// let raw = unsafe { sys::ev_loop_new(0) };
     /// // SAFETY: `raw` is valid and destroyed only after `lp` is gone.
     /// let lp = unsafe { Loop::from_raw(raw) }.unwrap();
     /// assert_eq!(lp.as_raw(), raw);
     /// drop(lp);
-    /// unsafe { libev_sys::ev_loop_destroy(raw) };
+    /// unsafe { sys::ev_loop_destroy(raw) };
     /// ```
     pub unsafe fn from_raw(raw: *mut sys::ev_loop) -> Result<Loop, LoopError> {
         let raw = NonNull::new(raw).ok_or(LoopError::Create)?;

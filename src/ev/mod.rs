@@ -41,6 +41,10 @@ mod event_loop;
 mod signals;
 mod watcher;
 
+/// The raw libev bindings (`libev-sys`) this layer wraps: for [`Loop::from_raw`] and
+/// [`Loop::as_raw`] with a loop that C code created or keeps using.
+pub use libev_sys as sys;
+
 pub use event_loop::{take_panic, Loop, LoopError, RunFlags};
 pub use watcher::{
     Events, Idle, IdleKind, Io, IoKind, Kind, Signal, SignalKind, Timer, TimerKind, Watcher,

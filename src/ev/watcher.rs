@@ -36,6 +36,7 @@ bitflags! {
 /// Dropping it stops the watcher. Its memory, which libev points into, lives in a
 /// shared allocation that stays put until the last reference (the owner, or a running
 /// callback) is gone.
+#[must_use = "a watcher stops when it is dropped: keep it for as long as it should run"]
 pub struct Watcher<K: Kind> {
     shared: Rc<Shared<K>>,
 }
