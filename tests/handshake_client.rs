@@ -490,3 +490,80 @@ fn an_answer_that_cannot_be_http_is_refused_at_once() {
     let mut hs = ClientHandshake::new(KEY.into(), offered(), DEFAULT_MAX_HEADER_SIZE);
     assert_eq!(hs.feed(b"HTT").map(|r| r.is_some()), Ok(false));
 }
+
+/// A request with CR or LF (or another control byte) in a field would inject headers
+/// of the user's choosing: `validate` refuses it, and every other field rule.
+#[test]
+fn validate_refuses_what_would_break_the_request() {
+    let base = || ClientRequest::from_url("ws://example.com/chat").unwrap().0;
+    assert_eq!(base().validate(), Ok(()));
+    let mut ok = base();
+    ok.protocols.push("chat.v2".into());
+    ok.headers
+        .push(("Origin".into(), "http://example.com".into()));
+    ok.headers.push(("X-Tabbed".into(), "a\tb".into()));
+    ok.headers
+        .push(("Sec-WebSocket-Extensions".into(), "x-ext".into()));
+    assert_eq!(ok.validate(), Ok(()));
+    let bad: Vec<(&str, Box<dyn Fn(&mut ClientRequest)>)> = vec![
+        (
+            "CRLF in a value",
+            Box::new(|r| r.headers.push(("X-Id".into(), "1\r\nX-Admin: yes".into()))),
+        ),
+        (
+            "LF in a value",
+            Box::new(|r| r.headers.push(("X-Id".into(), "1\nX".into()))),
+        ),
+        (
+            "NUL in a value",
+            Box::new(|r| r.headers.push(("X-Id".into(), "1\0".into()))),
+        ),
+        (
+            "CRLF in a name",
+            Box::new(|r| r.headers.push(("X\r\nY".into(), "1".into()))),
+        ),
+        (
+            "a space in a name",
+            Box::new(|r| r.headers.push(("X Y".into(), "1".into()))),
+        ),
+        (
+            "an empty name",
+            Box::new(|r| r.headers.push((String::new(), "1".into()))),
+        ),
+        (
+            "the handshake's own Host",
+            Box::new(|r| r.headers.push(("host".into(), "evil".into()))),
+        ),
+        (
+            "the handshake's own key",
+            Box::new(|r| r.headers.push(("Sec-WebSocket-Key".into(), "x".into()))),
+        ),
+        (
+            "a protocol that is not a token",
+            Box::new(|r| r.protocols.push("a b".into())),
+        ),
+        (
+            "an empty protocol",
+            Box::new(|r| r.protocols.push(String::new())),
+        ),
+        (
+            "CRLF in the path",
+            Box::new(|r| r.path = "/a\r\nX: y".into()),
+        ),
+        ("a space in the path", Box::new(|r| r.path = "/a b".into())),
+        (
+            "CRLF in the host",
+            Box::new(|r| r.host = "h\r\nX: y".into()),
+        ),
+        ("an empty host", Box::new(|r| r.host = String::new())),
+    ];
+    for (what, spoil) in bad {
+        let mut request = base();
+        spoil(&mut request);
+        assert!(
+            matches!(request.validate(), Err(HandshakeError::Malformed(_))),
+            "{what}: {:?}",
+            request.validate()
+        );
+    }
+}

@@ -381,3 +381,26 @@ fn refusal_survives_unread_bytes_after_a_bad_request() {
     );
     assert_eq!(err, None, "reset instead of a clean close after the 400");
 }
+
+/// `upgrade` refuses a request that `validate` refuses (a header injection) before
+/// writing a byte.
+#[test]
+fn upgrade_refuses_an_injected_header_and_writes_nothing() {
+    let lp = Loop::new().unwrap();
+    let (ours, mut peer) = tcp_pair();
+    let (mut request, ..) = ClientRequest::from_url("ws://localhost/x").unwrap();
+    request
+        .headers
+        .push(("X-Id".into(), "1\r\nX-Admin: yes".into()));
+    let out: Outcome<Response> = Rc::default();
+    let o = out.clone();
+    upgrade(&lp, ours, &request, HandshakeOptions::default(), move |r| {
+        *o.borrow_mut() = Some(r)
+    });
+    match out.borrow_mut().take() {
+        Some(Err(UpgradeError::Handshake(HandshakeError::Malformed(_)))) => {}
+        other => panic!("expected a refusal at once, got {other:?}"),
+    }
+    // The socket was dropped unwritten: the peer reads EOF, nothing before it.
+    assert!(read_to_eof(&lp, &mut peer).is_empty());
+}

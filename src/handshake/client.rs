@@ -12,8 +12,11 @@ use crate::proto::Compression;
 
 /// The request a client sends to open a WebSocket.
 ///
-/// Fields are written as given by [`build`](Self::build); they must not contain CR or
-/// LF (those from [`from_url`](Self::from_url) never do).
+/// Fields are written as given by [`build`](Self::build); [`validate`](Self::validate)
+/// says whether they can be (no CR, LF or other control byte anywhere: a header
+/// injection otherwise), and the loop-driven
+/// [`upgrade`](crate::websocket::upgrade::upgrade) refuses a request that fails it.
+/// Those from [`from_url`](Self::from_url) always pass.
 ///
 /// ```
 /// use net_websocket_ev::handshake::ClientRequest;
@@ -156,6 +159,61 @@ impl ClientRequest {
             tls_server_name: tls.then(|| host.to_owned()),
         };
         Ok((request, host.to_owned(), port))
+    }
+
+    /// Whether the request can be written as it is: a host and a path without
+    /// control bytes or spaces, subprotocols and header names that are tokens,
+    /// header values without control bytes other than tab, and none of the headers the
+    /// handshake writes itself (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key`,
+    /// `Sec-WebSocket-Version`, `Sec-WebSocket-Protocol`).
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::{ClientRequest, HandshakeError};
+    ///
+    /// let (mut request, ..) = ClientRequest::from_url("ws://example.com/").unwrap();
+    /// request.headers.push(("Origin".into(), "http://example.com".into()));
+    /// assert_eq!(request.validate(), Ok(()));
+    /// request.headers.push(("X-Id".into(), "1\r\nX-Admin: yes".into()));
+    /// assert!(matches!(request.validate(), Err(HandshakeError::Malformed(_))));
+    /// ```
+    pub fn validate(&self) -> Result<(), HandshakeError> {
+        use HandshakeError::Malformed;
+        let clean = |s: &str| !s.is_empty() && !s.bytes().any(|b| b == b' ' || head::is_control(b));
+        if !clean(&self.host) {
+            return Err(Malformed(
+                "request host is empty or has a space or control byte",
+            ));
+        }
+        if !self.path.is_empty() && !clean(&self.path) {
+            return Err(Malformed("request path has a space or control byte"));
+        }
+        if !self.protocols.iter().all(|p| head::is_token(p)) {
+            return Err(Malformed("a subprotocol is not a token"));
+        }
+        const OWN: [&str; 6] = [
+            "host",
+            "upgrade",
+            "connection",
+            "sec-websocket-key",
+            "sec-websocket-version",
+            "sec-websocket-protocol",
+        ];
+        for (name, value) in &self.headers {
+            if !head::is_token(name) {
+                return Err(Malformed("a request header name is not a token"));
+            }
+            if OWN.iter().any(|own| name.eq_ignore_ascii_case(own)) {
+                return Err(Malformed(
+                    "a request header repeats one the handshake writes",
+                ));
+            }
+            if value.bytes().any(|b| b != b'\t' && head::is_control(b)) {
+                return Err(Malformed(
+                    "a request header value has CR, LF or a control byte",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The request bytes, with a fresh random key (16 bytes from a CSPRNG, base64);

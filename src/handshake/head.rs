@@ -335,7 +335,7 @@ pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn is_control(b: u8) -> bool {
+pub(super) fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 

@@ -254,6 +254,9 @@ pub fn upgrade(
     options: HandshakeOptions,
     done: impl FnOnce(Result<Upgraded<Response>, UpgradeError>) + 'static,
 ) {
+    if let Err(err) = request.validate() {
+        return done(Err(UpgradeError::Handshake(err)));
+    }
     #[cfg(feature = "deflate")]
     let offered;
     #[cfg(feature = "deflate")]
