@@ -505,7 +505,8 @@ fn validate_refuses_what_would_break_the_request() {
     ok.headers
         .push(("Sec-WebSocket-Extensions".into(), "x-ext".into()));
     assert_eq!(ok.validate(), Ok(()));
-    let bad: Vec<(&str, Box<dyn Fn(&mut ClientRequest)>)> = vec![
+    type Spoil = Box<dyn Fn(&mut ClientRequest)>;
+    let bad: Vec<(&str, Spoil)> = vec![
         (
             "CRLF in a value",
             Box::new(|r| r.headers.push(("X-Id".into(), "1\r\nX-Admin: yes".into()))),
