@@ -24,7 +24,7 @@ use crate::proto::{OpCode, Produced, Receiver, RecvStatus, Role, SendStatus, Sen
 use super::deadlines::{Deadlines, Due};
 use super::dispatch::{call, Callbacks, Dispatch, Replies};
 use super::params::{Params, Producer};
-use super::transport::{Plain, Transport};
+use super::transport::{Parts, Transport};
 use super::{CloseCause, Error, Waited, WebSocket};
 
 mod io_events;
@@ -160,13 +160,12 @@ impl Conn {
             Some(lp) => lp,
             None => Loop::default_loop()?,
         };
-        #[cfg(feature = "tls")]
-        let transport: Box<dyn Transport> = match params.tls {
-            Some(session) => Box::new(super::transport::Tls::new(params.socket, session)?),
-            None => Box::new(Plain::new(params.socket)?),
+        let parts = Parts {
+            #[cfg(feature = "tls")]
+            tls: params.tls,
+            ..Parts::plain(params.socket)
         };
-        #[cfg(not(feature = "tls"))]
-        let transport: Box<dyn Transport> = Box::new(Plain::new(params.socket)?);
+        let transport = parts.open()?;
         let fd = transport.fd();
         let mut sender = Sender::new(role, &params.config);
         if let Some(genmask) = params.genmask {

@@ -27,8 +27,6 @@ pub use cause::{CloseCause, Waited};
 pub use error::Error;
 pub use params::{Params, DEFAULT_CLOSE_TIMEOUT};
 
-pub(crate) use transport::close_gently;
-
 use conn::Conn;
 
 /// Ends every connection on `lp` now, without a closing handshake, and returns how

@@ -45,20 +45,46 @@ pub(crate) trait Transport {
     fn has_buffered_input(&self) -> bool {
         false
     }
+    /// The socket and the session back, for whoever carries on with them (the
+    /// handshake hands them to the connection).
+    fn into_parts(self: Box<Self>) -> Parts;
 }
 
-/// A connected stream socket (TCP or Unix): `std`'s `TcpStream` gives safe
-/// read, write and shutdown on any stream socket fd.
-pub(crate) struct Plain(TcpStream);
+/// What a transport is made of: a connected stream socket and, with TLS, the
+/// session over it.
+pub(crate) struct Parts {
+    pub(crate) socket: TcpStream,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Session>,
+}
 
-impl Plain {
-    /// Takes ownership of a connected stream socket and makes it non-blocking.
-    pub(crate) fn new(fd: OwnedFd) -> io::Result<Plain> {
-        let socket = TcpStream::from(fd);
-        socket.set_nonblocking(true)?;
-        Ok(Plain(socket))
+impl Parts {
+    /// A connected stream socket (TCP or Unix, any `OwnedFd`: `std`'s `TcpStream`
+    /// gives safe read, write and shutdown on any stream socket fd), no TLS.
+    pub(crate) fn plain(socket: impl Into<OwnedFd>) -> Parts {
+        Parts {
+            socket: TcpStream::from(socket.into()),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The transport over these parts, the socket made non-blocking.
+    pub(crate) fn open(self) -> io::Result<Box<dyn Transport>> {
+        self.socket.set_nonblocking(true)?;
+        #[cfg(feature = "tls")]
+        if let Some(session) = self.tls {
+            return Ok(Box::new(Tls {
+                socket: self.socket,
+                session,
+            }));
+        }
+        Ok(Box::new(Plain(self.socket)))
     }
 }
+
+/// A connected stream socket, no TLS.
+struct Plain(TcpStream);
 
 impl Transport for Plain {
     #[inline]
@@ -84,24 +110,17 @@ impl Transport for Plain {
             close_gently(&self.0);
         }
     }
+
+    fn into_parts(self: Box<Self>) -> Parts {
+        Parts::plain(self.0)
+    }
 }
 
-/// A TLS session over a connected TCP socket.
+/// A TLS session over a connected socket.
 #[cfg(feature = "tls")]
-pub(crate) struct Tls {
+struct Tls {
     socket: TcpStream,
     session: crate::tls::Session,
-}
-
-#[cfg(feature = "tls")]
-impl Tls {
-    /// Takes ownership of a connected socket with its session and makes it
-    /// non-blocking.
-    pub(crate) fn new(fd: OwnedFd, session: crate::tls::Session) -> io::Result<Tls> {
-        let socket = TcpStream::from(fd);
-        socket.set_nonblocking(true)?;
-        Ok(Tls { socket, session })
-    }
 }
 
 #[cfg(feature = "tls")]
@@ -149,12 +168,19 @@ impl Transport for Tls {
     fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
         Some(self.session.info())
     }
+
+    fn into_parts(self: Box<Self>) -> Parts {
+        Parts {
+            socket: self.socket,
+            tls: Some(self.session),
+        }
+    }
 }
 
 /// Closes a socket the peer may still be writing to (we failed the connection, gave
 /// up waiting, stopped reading for good, or refused a handshake): shuts down writing
 /// and reads what is already there first, up to a bound.
-pub(crate) fn close_gently(socket: &TcpStream) {
+fn close_gently(socket: &TcpStream) {
     const DRAIN_LIMIT: usize = 64 * 1024;
     let _ = socket.shutdown(Shutdown::Write);
     let mut scratch = [0u8; 4096];

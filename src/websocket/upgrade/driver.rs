@@ -1,69 +1,20 @@
 //! One loop-driven handshake in progress: the [`Driver`] reads and writes the
-//! socket (through the TLS session, if any) on one io watcher with a timer, and the
-//! [`Side`] (server or client) parses the peer's head and says what to answer.
+//! socket (through the TLS session, if any: the connection's own [`Transport`]) on
+//! one io watcher with a timer, and the [`Side`] (server or client) parses the
+//! peer's head and says what to answer.
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
+use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::ev::{Events, Io, Loop, Timer};
 use crate::handshake::{self, ClientHandshake, HandshakeError, Request, Response, ServerHandshake};
-#[cfg(feature = "tls")]
-use crate::tls::Session;
-use crate::websocket::close_gently;
+use crate::websocket::transport::{Parts, Transport};
 #[cfg(feature = "deflate")]
 use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
 
 use super::{ProtocolSelector, UpgradeError, Upgraded};
-
-/// The socket and, with TLS, the session over it: what the handshake reads and
-/// writes through.
-pub(super) struct Link {
-    pub(super) stream: TcpStream,
-    #[cfg(feature = "tls")]
-    pub(super) tls: Option<Session>,
-}
-
-impl Link {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
-        if let Some(session) = &mut self.tls {
-            return session.read_via(&self.stream, buf);
-        }
-        (&self.stream).read(buf)
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(feature = "tls")]
-        if let Some(session) = &mut self.tls {
-            return session.write_via(&self.stream, buf);
-        }
-        (&self.stream).write(buf)
-    }
-
-    /// Writes what the TLS session holds; true once nothing is left.
-    fn flush(&mut self) -> io::Result<bool> {
-        #[cfg(feature = "tls")]
-        if let Some(session) = &mut self.tls {
-            session.flush_via(&self.stream)?;
-            return Ok(!session.wants_write());
-        }
-        Ok(true)
-    }
-
-    /// Ends the link after a failure: the TLS alert (or `close_notify`) as far as
-    /// the socket takes it, then the socket, gently.
-    fn close(self) {
-        #[cfg(feature = "tls")]
-        if let Some(mut session) = self.tls {
-            session.close_via(&self.stream);
-        }
-        close_gently(&self.stream);
-    }
-}
 
 /// What differs between the two sides of the handshake.
 pub(super) trait Side: 'static {
@@ -172,7 +123,7 @@ pub(super) type Done<H> = Box<dyn FnOnce(Result<Upgraded<H>, UpgradeError>)>;
 /// finishes once the head is parsed and everything is written.
 pub(super) struct Driver<S: Side> {
     lp: Loop,
-    link: Option<Link>,
+    link: Option<Box<dyn Transport>>,
     io: Option<Io>,
     timer: Option<Timer>,
     out: Vec<u8>,
@@ -190,17 +141,17 @@ pub(super) struct Driver<S: Side> {
 impl<S: Side> Driver<S> {
     pub(super) fn start(
         lp: &Loop,
-        link: Link,
+        parts: Parts,
         timeout: Duration,
         out: Vec<u8>,
         side: S,
         done: Done<S::Head>,
     ) {
-        if let Err(err) = link.stream.set_nonblocking(true) {
-            done(Err(UpgradeError::Io(err)));
-            return;
-        }
-        let fd = link.stream.as_raw_fd();
+        let link = match parts.open() {
+            Ok(link) => link,
+            Err(err) => return done(Err(UpgradeError::Io(err))),
+        };
+        let fd = link.fd();
         let driver = Rc::new(RefCell::new(Driver {
             lp: lp.clone(),
             link: Some(link),
@@ -315,7 +266,7 @@ impl<S: Side> Driver<S> {
             }
         }
         match link.flush() {
-            Ok(flushed) => self.flushed = flushed,
+            Ok(()) => self.flushed = !link.wants_write(),
             Err(err) => self.failure = Some(UpgradeError::from(err)),
         }
     }
@@ -329,17 +280,18 @@ impl<S: Side> Driver<S> {
         }
         let outcome = if let Some(failure) = d.failure.take() {
             if let Some(link) = d.link.take() {
-                link.close();
+                link.close(true); // the peer may still be sending
             }
             Some(Err(failure))
         } else if d.parsed.is_some() && all_written {
             let (head, agreed) = d.parsed.take().expect("checked above");
             let leftover = d.side.leftover();
             d.link.take().map(|link| {
+                let parts = link.into_parts();
                 Ok(Upgraded {
-                    stream: link.stream,
+                    stream: parts.socket,
                     #[cfg(feature = "tls")]
-                    tls: link.tls,
+                    tls: parts.tls,
                     head,
                     protocol: agreed.protocol,
                     leftover,

@@ -23,7 +23,8 @@ use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
 
 mod driver;
 
-use driver::{ClientSide, Driver, Link, ServerSide};
+use super::transport::Parts;
+use driver::{ClientSide, Driver, ServerSide};
 
 /// Default time allowed for a whole opening handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -208,12 +209,12 @@ pub fn accept(
         Ok(session) => session,
         Err(err) => return done(Err(tls_setup_error(err))),
     };
-    let link = Link {
-        stream,
+    let parts = Parts {
         #[cfg(feature = "tls")]
         tls,
+        ..Parts::plain(stream)
     };
-    Driver::start(lp, link, options.timeout, Vec::new(), side, Box::new(done));
+    Driver::start(lp, parts, options.timeout, Vec::new(), side, Box::new(done));
 }
 
 /// A TLS session that could not be made (a bad server name) as an upgrade error.
@@ -277,19 +278,15 @@ pub fn upgrade(
         None => parser,
     };
     let side = ClientSide { parser };
-    let link = match &request.tls_server_name {
-        None => Link {
-            stream,
-            #[cfg(feature = "tls")]
-            tls: None,
-        },
+    let parts = match &request.tls_server_name {
+        None => Parts::plain(stream),
         #[cfg(feature = "tls")]
         Some(name) => {
             let config = options.client_tls.unwrap_or_default();
             match Session::client(&config, name) {
-                Ok(session) => Link {
-                    stream,
+                Ok(session) => Parts {
                     tls: Some(session),
+                    ..Parts::plain(stream)
                 },
                 Err(err) => return done(Err(tls_setup_error(err))),
             }
@@ -300,5 +297,5 @@ pub fn upgrade(
             return done(Err(UpgradeError::Handshake(err)));
         }
     };
-    Driver::start(lp, link, options.timeout, bytes, side, Box::new(done));
+    Driver::start(lp, parts, options.timeout, bytes, side, Box::new(done));
 }
