@@ -270,11 +270,7 @@ fn connect(
     };
     let _ = stream.set_nodelay(true);
     totals.borrow_mut().connecting += 1;
-    let request = ClientRequest {
-        host: format!("{}:{}", o.host, o.port),
-        path: "/".into(),
-        ..ClientRequest::default()
-    };
+    let request = ClientRequest::new(format!("{}:{}", o.host, o.port), "/");
     let (lp2, o2, totals2, open2, sending2) = (
         lp.clone(),
         o.clone(),

@@ -397,7 +397,10 @@ fn signal_numbers_outside_the_valid_range_are_refused() {
     let high = Signal::new(&lp, libc::SIGRTMAX(), |_| {}).unwrap();
     drop((low, high));
     let err: Box<dyn std::error::Error> = Box::new(WatcherError::InvalidSignal(0));
-    assert_eq!(err.to_string(), "signal 0 cannot be watched");
+    assert_eq!(
+        err.to_string(),
+        "signal 0 cannot be watched (1 to SIGRTMAX, not SIGKILL or SIGSTOP)"
+    );
 }
 
 #[test]

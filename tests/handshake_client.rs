@@ -151,13 +151,9 @@ fn urls() {
 
 #[test]
 fn built_request() {
-    let request = ClientRequest {
-        host: "localhost:8080".into(),
-        path: "/chat".into(),
-        protocols: offered(),
-        headers: vec![("Origin".into(), "http://localhost".into())],
-        tls_server_name: None,
-    };
+    let mut request = ClientRequest::new("localhost:8080", "/chat");
+    request.protocols = offered();
+    let request = request.header("Origin", "http://localhost");
     assert_eq!(
         String::from_utf8(request.build_with_key(KEY)).unwrap(),
         "GET /chat HTTP/1.1\r\n\
@@ -170,10 +166,7 @@ fn built_request() {
          Origin: http://localhost\r\n\
          \r\n"
     );
-    let empty_path = ClientRequest {
-        host: "h".into(),
-        ..Default::default()
-    };
+    let empty_path = ClientRequest::new("h", "");
     assert!(empty_path
         .build_with_key(KEY)
         .starts_with(b"GET / HTTP/1.1\r\n"));

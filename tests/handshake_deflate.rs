@@ -137,11 +137,7 @@ fn offers() {
 
 #[test]
 fn request_carries_the_offer() {
-    let mut request = ClientRequest {
-        host: "example.com".into(),
-        path: "/".into(),
-        ..Default::default()
-    };
+    let mut request = ClientRequest::new("example.com", "/");
     request.offer_deflate(&takeover());
     let text = String::from_utf8(request.build_with_key(KEY)).unwrap();
     assert!(text.ends_with(

@@ -116,7 +116,7 @@ fn our_close_sends_queued_data_first_and_reads_until_the_peer_closes() {
     s.ws.queue_text("one").unwrap();
     s.ws.queue_binary(&[2; 100_000]).unwrap();
     s.ws.close(Some(4000), "done").unwrap();
-    assert!(matches!(s.ws.queue_text("late"), Err(Error::Queue(_))));
+    assert!(matches!(s.ws.queue_text("late"), Err(Error::Closed)));
     s.until("our close at the peer", |p, _| p.close_received());
     assert_eq!(s.peer.data_msgs().len(), 2);
     assert_eq!(s.peer.data_msgs()[0], (OpCode::Text, b"one".to_vec()));

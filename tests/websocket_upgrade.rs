@@ -282,11 +282,7 @@ fn peer_hanging_up_during_the_handshake_is_eof() {
 fn start_upgrade(lp: &Loop, ours: TcpStream) -> Outcome<Response> {
     let out: Outcome<Response> = Rc::default();
     let o = out.clone();
-    let request = ClientRequest {
-        host: "localhost".into(),
-        path: "/x".into(),
-        ..Default::default()
-    };
+    let request = ClientRequest::new("localhost", "/x");
     upgrade(lp, ours, &request, HandshakeOptions::default(), move |r| {
         *o.borrow_mut() = Some(r)
     });

@@ -459,9 +459,13 @@ impl fmt::Debug for Loop {
 impl fmt::Display for LoopError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            LoopError::Create => "libev could not create an event loop",
+            LoopError::Create => {
+                "libev could not create an event loop (no usable backend, or out of file \
+                 descriptors)"
+            }
             LoopError::DefaultLoopInUse => {
-                "libev's default loop is in use by another thread (a loop belongs to one thread)"
+                "libev's default loop is in use by another thread (a loop belongs to one \
+                 thread): give this thread a loop of its own with Loop::new()"
             }
         })
     }

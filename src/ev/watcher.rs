@@ -141,7 +141,10 @@ pub const MAX_FD: RawFd = (1 << 24) - 1;
 /// let lp = Loop::new().unwrap();
 /// let err = Io::new(&lp, -1, Events::READ, |_| {}).unwrap_err();
 /// assert_eq!(err, WatcherError::InvalidFd(-1));
-/// assert_eq!(err.to_string(), "invalid file descriptor -1 for an io watcher");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid file descriptor -1 for an io watcher (0 to 16777215)"
+/// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -664,19 +667,23 @@ impl<K: Kind> fmt::Debug for WatcherHandle<K> {
 impl fmt::Display for WatcherError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WatcherError::InvalidFd(fd) => {
-                write!(f, "invalid file descriptor {fd} for an io watcher")
-            }
-            WatcherError::InvalidSignal(signum) => {
-                write!(f, "signal {signum} cannot be watched")
-            }
+            WatcherError::InvalidFd(fd) => write!(
+                f,
+                "invalid file descriptor {fd} for an io watcher (0 to {MAX_FD})"
+            ),
+            WatcherError::InvalidSignal(signum) => write!(
+                f,
+                "signal {signum} cannot be watched (1 to SIGRTMAX, not SIGKILL or SIGSTOP)"
+            ),
             WatcherError::SignalInUse(signum) => write!(
                 f,
-                "signal {signum} is watched on another loop (libev delivers a signal to one loop)"
+                "signal {signum} is watched on another loop: libev delivers a signal to one \
+                 loop, so watch it there (or drop that loop's signal watchers first)"
             ),
             WatcherError::SignalNeedsDefaultLoop(signum) => write!(
                 f,
-                "signal {signum} belongs to libev's default loop and cannot be watched on another"
+                "signal {signum} belongs to libev's default loop: watch it on \
+                 Loop::default_loop()"
             ),
         }
     }

@@ -18,6 +18,9 @@ use crate::proto::Compression;
 /// [`upgrade`](crate::websocket::upgrade::upgrade) refuses a request that fails it.
 /// Those from [`from_url`](Self::from_url) always pass.
 ///
+/// Non-exhaustive (fields may be added): build one with [`from_url`](Self::from_url)
+/// or [`new`](Self::new) and the setters, then change the public fields as needed.
+///
 /// ```
 /// use net_websocket_ev::handshake::ClientRequest;
 ///
@@ -32,6 +35,7 @@ use crate::proto::Compression;
 /// assert!(text.ends_with("\r\nOrigin: http://localhost\r\n\r\n"));
 /// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ClientRequest {
     /// The `Host` header: the host, with `:port` when the port is not 80 (an IPv6
     /// address in brackets).
@@ -50,6 +54,57 @@ pub struct ClientRequest {
 }
 
 impl ClientRequest {
+    /// A plain `ws://` request with this `Host` header value (the host, with `:port`
+    /// when the port is not 80) and request target (path and query; empty means `/`):
+    /// no subprotocols, no extra headers. [`from_url`](Self::from_url) fills in both
+    /// from a URL.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::ClientRequest;
+    ///
+    /// let request = ClientRequest::new("localhost:9001", "/chat")
+    ///     .protocol("chat")
+    ///     .header("Origin", "http://localhost");
+    /// assert_eq!(request.validate(), Ok(()));
+    /// let text = String::from_utf8(request.build().0).unwrap();
+    /// assert!(text.starts_with("GET /chat HTTP/1.1\r\nHost: localhost:9001\r\n"));
+    /// assert!(text.contains("\r\nSec-WebSocket-Protocol: chat\r\n"));
+    /// ```
+    pub fn new(host: impl Into<String>, path: impl Into<String>) -> ClientRequest {
+        ClientRequest {
+            host: host.into(),
+            path: path.into(),
+            ..ClientRequest::default()
+        }
+    }
+
+    /// Adds `protocol` to the subprotocols offered, after those already there
+    /// ([`protocols`](Self::protocols)).
+    pub fn protocol(mut self, protocol: impl Into<String>) -> ClientRequest {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Adds a header to send after the handshake's own ([`headers`](Self::headers)).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> ClientRequest {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Makes it a `wss://` request: the TLS server name to check the certificate
+    /// against and to send as SNI ([`tls_server_name`](Self::tls_server_name)).
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::ClientRequest;
+    ///
+    /// let request = ClientRequest::new("example.com", "/feed").tls("example.com");
+    /// assert_eq!(request.tls_server_name.as_deref(), Some("example.com"));
+    /// ```
+    pub fn tls(mut self, server_name: impl Into<String>) -> ClientRequest {
+        self.tls_server_name = Some(server_name.into());
+        self
+    }
+
     /// The request for a `ws://host[:port][/path][?query]` URL, with the host and port
     /// to connect to (an IPv6 address without its brackets; port 80 by default).
     ///
@@ -231,8 +286,7 @@ impl ClientRequest {
     /// ```
     /// use net_websocket_ev::handshake::ClientRequest;
     ///
-    /// let request = ClientRequest { host: "server.example.com".into(), path: "/chat".into(),
-    ///     ..Default::default() };
+    /// let request = ClientRequest::new("server.example.com", "/chat");
     /// assert_eq!(
     ///     request.build_with_key("dGhlIHNhbXBsZSBub25jZQ=="),
     ///     b"GET /chat HTTP/1.1\r\n\
@@ -294,7 +348,11 @@ impl ClientRequest {
 }
 
 /// A server's validated `101 Switching Protocols` answer.
+///
+/// Non-exhaustive (fields may be added): read its fields; only the handshake builds
+/// one.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Response {
     /// The status code: always 101 once validated.
     pub status: u16,

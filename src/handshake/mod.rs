@@ -81,7 +81,21 @@ pub fn accept_key(key: &[u8]) -> String {
 ///
 /// On the server side, [`http_status`](Self::http_status) gives the status to answer
 /// with and [`error_response`] the whole answer.
+///
+/// Non-exhaustive: new checks may add variants (match with a `_` arm).
+///
+/// ```
+/// use net_websocket_ev::handshake::HandshakeError;
+///
+/// let err = HandshakeError::BadStatus(404);
+/// assert_eq!(
+///     err.to_string(),
+///     "the server answered status 404, not 101: check the URL's path and the request's \
+///      headers (Origin, subprotocols)"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// No end of the head (an empty line) within `limit` bytes.
     HeaderTooLarge {
@@ -157,37 +171,49 @@ impl HandshakeError {
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HandshakeError::HeaderTooLarge { limit } => {
-                write!(f, "handshake head larger than {limit} bytes")
-            }
+            HandshakeError::HeaderTooLarge { limit } => write!(
+                f,
+                "handshake head not complete within {limit} bytes: raise max_header_size \
+                 if the peer is trusted"
+            ),
             HandshakeError::Malformed(what) => write!(f, "malformed handshake: {what}"),
-            HandshakeError::NotGet => f.write_str("method is not GET"),
+            HandshakeError::NotGet => f.write_str("request method is not GET"),
             HandshakeError::NotHttp11 => f.write_str("HTTP version is not HTTP/1.1"),
-            HandshakeError::MissingHost => f.write_str("missing Host header"),
-            HandshakeError::MissingUpgrade => f.write_str("missing \"Upgrade: websocket\""),
+            HandshakeError::MissingHost => f.write_str("request without a Host header"),
+            HandshakeError::MissingUpgrade => {
+                f.write_str("no \"Upgrade: websocket\" header: not a WebSocket handshake")
+            }
             HandshakeError::MissingConnectionUpgrade => {
-                f.write_str("missing \"Connection: Upgrade\"")
+                f.write_str("no \"Connection: Upgrade\" header: not a WebSocket handshake")
             }
             HandshakeError::UnsupportedVersion(None) => {
-                f.write_str("missing Sec-WebSocket-Version (13 is supported)")
+                f.write_str("no Sec-WebSocket-Version header (version 13 is supported)")
             }
             HandshakeError::UnsupportedVersion(Some(version)) => write!(
                 f,
-                "unsupported Sec-WebSocket-Version {version:?} (13 is supported)"
+                "unsupported Sec-WebSocket-Version {version:?} (version 13 is supported)"
             ),
             HandshakeError::BadKey => {
-                f.write_str("Sec-WebSocket-Key missing or not base64 of 16 bytes")
+                f.write_str("Sec-WebSocket-Key missing, repeated, or not the base64 of 16 bytes")
             }
-            HandshakeError::BadStatus(status) => {
-                write!(f, "server answered status {status}, not 101")
-            }
-            HandshakeError::BadAccept => f.write_str("missing or wrong Sec-WebSocket-Accept"),
-            HandshakeError::UnrequestedProtocol(protocol) => {
-                write!(f, "server selected subprotocol {protocol:?}, not offered")
-            }
-            HandshakeError::UnrequestedExtension(extension) => {
-                write!(f, "server answered extension {extension:?}, not offered")
-            }
+            HandshakeError::BadStatus(status) => write!(
+                f,
+                "the server answered status {status}, not 101: check the URL's path and the \
+                 request's headers (Origin, subprotocols)"
+            ),
+            HandshakeError::BadAccept => f.write_str(
+                "Sec-WebSocket-Accept missing or wrong for our key: the server (or a proxy \
+                 on the way) does not speak RFC 6455",
+            ),
+            HandshakeError::UnrequestedProtocol(protocol) => write!(
+                f,
+                "the server selected subprotocol {protocol:?}, which the request did not offer"
+            ),
+            HandshakeError::UnrequestedExtension(extension) => write!(
+                f,
+                "the server answered with extension {extension:?}, which the request did not \
+                 offer"
+            ),
             HandshakeError::BadExtension(what) => {
                 write!(f, "bad Sec-WebSocket-Extensions answer: {what}")
             }

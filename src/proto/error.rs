@@ -3,7 +3,19 @@ use std::fmt;
 
 /// A rule of RFC 6455 the peer's bytes broke. Every variant maps to the close code
 /// sent in answer ([`ProtocolError::close_code`]).
+///
+/// Non-exhaustive: new limits may add variants (match with a `_` arm, or use
+/// [`close_code`](Self::close_code)).
+///
+/// ```
+/// use net_websocket_ev::proto::ProtocolError;
+///
+/// let err = ProtocolError::MessageTooBig;
+/// assert_eq!(err.close_code(), 1009);
+/// assert!(err.to_string().contains("max_recv_size"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// A server got a frame without a mask.
     UnmaskedFrame,
@@ -59,28 +71,50 @@ impl ProtocolError {
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProtocolError::UnmaskedFrame => f.write_str("unmasked frame from a client"),
-            ProtocolError::MaskedFrame => f.write_str("masked frame from a server"),
-            ProtocolError::ReservedBits => f.write_str("reserved bits set"),
+            ProtocolError::UnmaskedFrame => {
+                f.write_str("unmasked frame from a client (a client must mask every frame)")
+            }
+            ProtocolError::MaskedFrame => {
+                f.write_str("masked frame from a server (a server must not mask)")
+            }
+            ProtocolError::ReservedBits => f.write_str(
+                "reserved bits set that no negotiated extension allows (RSV1 needs permessage-deflate)",
+            ),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op}"),
-            ProtocolError::ControlFrameTooLong => f.write_str("control frame over 125 bytes"),
-            ProtocolError::FragmentedControlFrame => f.write_str("fragmented control frame"),
+            ProtocolError::ControlFrameTooLong => {
+                f.write_str("control frame with over 125 bytes of payload")
+            }
+            ProtocolError::FragmentedControlFrame => {
+                f.write_str("fragmented control frame (FIN clear on a ping, pong or close)")
+            }
             ProtocolError::UnexpectedContinuation => {
-                f.write_str("continuation frame with no message in progress")
+                f.write_str("continuation frame with no fragmented message in progress")
             }
-            ProtocolError::ExpectedContinuation => {
-                f.write_str("new data frame inside a fragmented message")
+            ProtocolError::ExpectedContinuation => f.write_str(
+                "new text or binary frame before the fragmented message in progress ended",
+            ),
+            ProtocolError::NonMinimalLength => {
+                f.write_str("payload length not in its shortest encoding")
             }
-            ProtocolError::NonMinimalLength => f.write_str("payload length not minimally encoded"),
             ProtocolError::LengthMsbSet => {
-                f.write_str("64-bit payload length with the top bit set")
+                f.write_str("64-bit payload length with the most significant bit set")
             }
-            ProtocolError::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
-            ProtocolError::CloseOneByte => f.write_str("close frame with a 1-byte payload"),
-            ProtocolError::InvalidCloseCode(code) => write!(f, "close code {code} not allowed"),
-            ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
-            ProtocolError::MessageTooBig => f.write_str("message larger than max_recv_size"),
-            ProtocolError::BadCompressedData => f.write_str("invalid deflate data in a message"),
+            ProtocolError::InvalidUtf8 => f.write_str("received text is not valid UTF-8"),
+            ProtocolError::CloseOneByte => {
+                f.write_str("close frame with a 1-byte payload (a code takes 2)")
+            }
+            ProtocolError::InvalidCloseCode(code) => {
+                write!(f, "close code {code} is not allowed on the wire")
+            }
+            ProtocolError::InvalidCloseReason => {
+                f.write_str("close reason is not valid UTF-8")
+            }
+            ProtocolError::MessageTooBig => f.write_str(
+                "message larger than max_recv_size: raise max_recv_size to accept it",
+            ),
+            ProtocolError::BadCompressedData => {
+                f.write_str("compressed message is not a valid deflate stream")
+            }
         }
     }
 }
@@ -88,10 +122,24 @@ impl fmt::Display for ProtocolError {
 impl std::error::Error for ProtocolError {}
 
 /// An illegal call on the [`Sender`](super::Sender) (or [`Engine`](super::Engine))
-/// in its current state.
+/// in its current state. Each message says what to do instead.
+///
+/// Non-exhaustive: new limits may add variants.
+///
+/// ```
+/// use net_websocket_ev::proto::Error;
+///
+/// assert_eq!(
+///     Error::InvalidOpcode(8).to_string(),
+///     "opcode 8 (close) cannot be queued: use close()"
+/// );
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// A close is queued or sent, or writing was shut down (the Perl module's -302).
+    /// The connection object reports it as
+    /// [`websocket::Error::Closed`](crate::websocket::Error::Closed).
     Closed,
     /// The opcode cannot be queued this way (continuation, close, or a control
     /// opcode for a fragmented message): use `queue_close` for close.
@@ -127,29 +175,55 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Closed => f.write_str("connection closing: nothing more can be queued"),
-            Error::InvalidOpcode(op) => write!(f, "opcode {op} cannot be queued"),
-            Error::ControlTooLong(len) => {
-                write!(f, "control payload of {len} bytes (at most 125)")
+            Error::Closed => f.write_str(
+                "the connection is closing (close queued or sent, or writing shut down): \
+                 nothing more can be queued",
+            ),
+            Error::InvalidOpcode(0) => f.write_str(
+                "opcode 0 (continuation) cannot be queued: send a message in pieces \
+                 with queue_fragmented()",
+            ),
+            Error::InvalidOpcode(8) => {
+                f.write_str("opcode 8 (close) cannot be queued: use close()")
             }
-            Error::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
-            Error::InvalidCloseCode(code) => write!(f, "close code {code} not allowed"),
-            Error::ReasonTooLong(len) => write!(f, "close reason of {len} bytes (at most 123)"),
-            Error::InvalidCloseReason => {
-                f.write_str("close reason must be UTF-8 and comes with a code")
+            Error::InvalidOpcode(op @ (9 | 10)) => write!(
+                f,
+                "opcode {op} (control) cannot be fragmented: queue it whole with queue_msg()"
+            ),
+            Error::InvalidOpcode(op) => write!(
+                f,
+                "opcode {op} cannot be queued: use text (1), binary (2), ping (9) or pong (10)"
+            ),
+            Error::ControlTooLong(len) => write!(
+                f,
+                "control payload of {len} bytes (at most 125): send the data as a text or \
+                 binary message"
+            ),
+            Error::InvalidUtf8 => f.write_str("text is not valid UTF-8: queue it as binary"),
+            Error::InvalidCloseCode(code) => write!(
+                f,
+                "close code {code} may not be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            ),
+            Error::ReasonTooLong(len) => {
+                write!(f, "close reason of {len} bytes (at most 123): shorten it")
             }
-            Error::QueueFull { queued, limit } => {
-                write!(
-                    f,
-                    "send queue full: {queued} bytes over the limit of {limit}"
-                )
-            }
-            Error::FragmentedNotPending => {
-                f.write_str("no fragmented message is waiting for a piece")
-            }
-            Error::FragmentTooLong { len, max } => {
-                write!(f, "fragment of {len} bytes (at most {max})")
-            }
+            Error::InvalidCloseReason => f.write_str(
+                "close reason must be valid UTF-8 and needs a close code: pass Some(code)",
+            ),
+            Error::QueueFull { queued, limit } => write!(
+                f,
+                "the send queue is full ({queued} bytes with this message, limit {limit}): \
+                 wait() for it to drain or raise max_queued_bytes"
+            ),
+            Error::FragmentedNotPending => f.write_str(
+                "no fragmented message is waiting for a piece: push a fragment only after \
+                 SendStatus::NeedFragment",
+            ),
+            Error::FragmentTooLong { len, max } => write!(
+                f,
+                "fragment of {len} bytes (at most {max}, the fragment_size): push a \
+                 shorter piece"
+            ),
         }
     }
 }

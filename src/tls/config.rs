@@ -19,6 +19,22 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 type PickCert = dyn Fn(Option<&str>) -> Option<Arc<CertifiedKey>> + Send + Sync;
 
 /// Why a TLS configuration could not be built.
+///
+/// [`Io`](Self::Io) and [`Rustls`](Self::Rustls) say what failed and return the
+/// underlying error from [`source`](std::error::Error::source).
+///
+/// ```
+/// use net_websocket_ev::tls::ServerTls;
+/// use std::error::Error as _;
+///
+/// let err = ServerTls::from_pem_files("no/such/cert.pem", "no/such/key.pem").unwrap_err();
+/// assert_eq!(err.to_string(), "cannot read no/such/cert.pem");
+/// let cause = err.source().expect("the I/O error");
+/// assert_eq!(
+///     cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+///     Some(std::io::ErrorKind::NotFound)
+/// );
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum TlsError {
@@ -29,7 +45,9 @@ pub enum TlsError {
         /// What went wrong.
         error: io::Error,
     },
-    /// PEM input held no certificate, no private key, or something unparsable.
+    /// PEM input held no certificate, no private key, or something unparsable; or
+    /// the configuration lacks a part (a server's certificate, a client's trusted
+    /// roots), or a server name is not valid. The text names the problem.
     Pem(String),
     /// rustls refused the configuration (a key that does not fit the certificate,
     /// an unsupported key type, an invalid CA, a bad server name).
@@ -39,9 +57,9 @@ pub enum TlsError {
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TlsError::Io { path, error } => write!(f, "cannot read {}: {error}", path.display()),
+            TlsError::Io { path, .. } => write!(f, "cannot read {}", path.display()),
             TlsError::Pem(what) => f.write_str(what),
-            TlsError::Rustls(err) => write!(f, "TLS configuration refused: {err}"),
+            TlsError::Rustls(_) => f.write_str("rustls refused the TLS configuration"),
         }
     }
 }
@@ -265,9 +283,12 @@ impl ServerTlsBuilder {
 
     /// The configuration (TLS 1.2 and 1.3, rustls's safe defaults).
     pub fn build(self) -> Result<ServerTls, TlsError> {
-        let cert = self
-            .cert
-            .ok_or_else(|| TlsError::Pem("a TLS server needs a certificate (or sni)".into()))?;
+        let cert = self.cert.ok_or_else(|| {
+            TlsError::Pem(
+                "a TLS server needs a certificate: call cert_pem_files(), cert_pem() or sni()"
+                    .into(),
+            )
+        })?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?;
         let builder = match self.client_roots {
@@ -485,7 +506,8 @@ impl ClientTlsBuilder {
         roots.roots.extend(self.extra.roots);
         if roots.is_empty() && !self.skip_verification {
             return Err(TlsError::Pem(
-                "no trusted root: add a CA or choose roots".into(),
+                "no trusted root: add a CA (ca_pem_file(), ca_pem()) or choose roots (roots())"
+                    .into(),
             ));
         }
         let builder = ClientConfig::builder_with_provider(provider())

@@ -45,8 +45,12 @@ impl Session {
     /// A client session to `server_name` (a DNS name or an IP address, without port
     /// or brackets): the name the server's certificate must carry, also sent as SNI.
     pub fn client(tls: &ClientTls, server_name: &str) -> Result<Session, TlsError> {
-        let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|_| TlsError::Pem(format!("{server_name:?} is not a valid server name")))?;
+        let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+            TlsError::Pem(format!(
+                "{server_name:?} is not a valid server name: give a DNS name or an IP \
+                 address, without port or brackets"
+            ))
+        })?;
         Ok(Session::from(ClientConnection::new(
             tls.config.clone(),
             name,

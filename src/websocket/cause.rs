@@ -85,7 +85,7 @@ impl fmt::Display for CloseCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CloseCause::PeerClose => f.write_str("the peer closed the connection"),
-            CloseCause::LocalClose => f.write_str("closed by us"),
+            CloseCause::LocalClose => f.write_str("we closed the connection (close())"),
             CloseCause::ProtocolError(err) => {
                 write!(
                     f,
@@ -97,13 +97,17 @@ impl fmt::Display for CloseCause {
                 f.write_str("a fragmented-message producer failed: close 1011")
             }
             CloseCause::IdleTimeout => f.write_str("idle timeout: close 1001"),
-            CloseCause::CloseTimeout => f.write_str("the closing handshake timed out"),
+            CloseCause::CloseTimeout => {
+                f.write_str("the closing made no progress for the close timeout")
+            }
             CloseCause::Eof => f.write_str("the peer ended the connection without a close frame"),
             CloseCause::Io(kind) => write!(f, "socket error: {kind}"),
             #[cfg(feature = "tls")]
             CloseCause::Tls(err) => write!(f, "TLS failure ({err}): close 1015"),
-            CloseCause::Aborted => f.write_str("aborted"),
-            CloseCause::Shutdown => f.write_str("both directions shut down"),
+            CloseCause::Aborted => f.write_str("aborted (abort() or abort_all())"),
+            CloseCause::Shutdown => f.write_str(
+                "shut down: reading ended and the send queue drained, or both directions ended",
+            ),
         }
     }
 }
