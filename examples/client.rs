@@ -32,6 +32,8 @@
 
 #[path = "shared/deflate_flag.rs"]
 mod deflate_flag;
+#[path = "shared/report.rs"]
+mod report;
 #[path = "shared/tls_flag.rs"]
 mod tls_flag;
 
@@ -48,6 +50,7 @@ use net_websocket_ev::ev::{Events, Io, Loop, Timer};
 use net_websocket_ev::handshake::ClientRequest;
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
 use net_websocket_ev::{Client, OpCode, Params, WebSocket};
+use report::Report;
 
 struct Options {
     url: String,
@@ -262,7 +265,7 @@ fn run_connection(
                         eprintln!("extension permessage-deflate");
                     }
                     Client::new(setup(upgraded.into_params().event_loop(&lp2)))
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| Report(&e).to_string())
                 });
                 match started {
                     Ok(ws) => opened(&ws),
@@ -323,7 +326,7 @@ fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
                         .on_msg_recv(|ws, _rsv, opcode, msg, _status| {
                             if matches!(opcode, OpCode::Text | OpCode::Binary) {
                                 if let Err(err) = ws.queue_msg(msg, opcode) {
-                                    eprintln!("client: echo failed: {err}");
+                                    eprintln!("client: echo failed: {}", Report(&err));
                                 }
                             }
                         })
@@ -467,7 +470,7 @@ fn send(ws: &WebSocket, session: &Rc<RefCell<Session>>, opcode: OpCode, data: Ve
     match ws.queue_msg(&data, opcode) {
         Ok(()) => session.borrow_mut().sent.push_back((opcode, data)),
         Err(err) => {
-            eprintln!("client: cannot send: {err}");
+            eprintln!("client: cannot send: {}", Report(&err));
             session.borrow_mut().failures += 1;
         }
     }
@@ -480,7 +483,7 @@ fn maybe_close(ws: &WebSocket, options: &Options, session: &Rc<RefCell<Session>>
         s.closing = true;
         drop(s);
         if let Err(err) = ws.close(Some(options.close_code), &options.close_reason) {
-            eprintln!("client: close failed: {err}");
+            eprintln!("client: close failed: {}", Report(&err));
         }
     }
 }

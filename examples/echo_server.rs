@@ -29,6 +29,8 @@
 
 #[path = "shared/deflate_flag.rs"]
 mod deflate_flag;
+#[path = "shared/report.rs"]
+mod report;
 #[path = "shared/tls_flag.rs"]
 mod tls_flag;
 
@@ -43,6 +45,7 @@ use std::time::Duration;
 use net_websocket_ev::ev::{Events, Io, Loop, Signal, WatcherError};
 use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
 use net_websocket_ev::{Error, OpCode, Params, Server, WebSocket};
+use report::Report;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -267,7 +270,7 @@ fn serve(
             upgrade::accept(&accept_lp, stream, handshake, move |result| match result {
                 Ok(upgraded) => {
                     if let Err(err) = Server::new(echo_params(upgraded.into_params(), &options)) {
-                        eprintln!("echo_server: {err}");
+                        eprintln!("echo_server: {}", Report(&err));
                     }
                 }
                 Err(err) => trace_line(options.trace, || {
@@ -344,7 +347,7 @@ fn echo(ws: &WebSocket, opcode: OpCode, msg: &[u8], commands: bool) {
         _ => Ok(()),
     };
     if let Err(err) = result {
-        eprintln!("echo_server: echo failed: {err}");
+        eprintln!("echo_server: echo failed: {}", Report(&err));
     }
 }
 

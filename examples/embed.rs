@@ -12,6 +12,9 @@
 //! `--seconds N` makes the host stop its loop after N seconds (for tests); otherwise
 //! Ctrl-C stops it.
 
+#[path = "shared/report.rs"]
+mod report;
+
 use std::cell::Cell;
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
@@ -147,7 +150,7 @@ fn main() -> ExitCode {
                         CONNECTIONS.store(closed.get(), std::sync::atomic::Ordering::Relaxed);
                     });
                 if let Err(err) = Server::new(params) {
-                    eprintln!("embed: {err}");
+                    eprintln!("embed: {}", report::Report(&err));
                 }
             });
         }

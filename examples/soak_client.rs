@@ -10,6 +10,9 @@
 //! Prints a summary line; exits 0 only if every connection was established, every
 //! message came back in order, and every connection ended with code 1000.
 
+#[path = "shared/report.rs"]
+mod report;
+
 use std::cell::{Cell, RefCell};
 use std::net::TcpStream;
 use std::process::ExitCode;
@@ -334,7 +337,7 @@ fn connect(
         let ws = match Client::new(params) {
             Ok(ws) => ws,
             Err(err) => {
-                eprintln!("soak_client: {err}");
+                eprintln!("soak_client: {}", report::Report(&err));
                 totals2.borrow_mut().failed += 1;
                 return;
             }

@@ -78,7 +78,8 @@ impl fmt::Display for ProtocolError {
                 f.write_str("masked frame from a server (a server must not mask)")
             }
             ProtocolError::ReservedBits => f.write_str(
-                "reserved bits set that no negotiated extension allows (RSV1 needs permessage-deflate)",
+                "reserved bits set that no negotiated extension allows, or on a control or \
+                 continuation frame",
             ),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op}"),
             ProtocolError::ControlFrameTooLong => {
@@ -106,12 +107,10 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidCloseCode(code) => {
                 write!(f, "close code {code} is not allowed on the wire")
             }
-            ProtocolError::InvalidCloseReason => {
-                f.write_str("close reason is not valid UTF-8")
+            ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
+            ProtocolError::MessageTooBig => {
+                f.write_str("message larger than max_recv_size: raise max_recv_size to accept it")
             }
-            ProtocolError::MessageTooBig => f.write_str(
-                "message larger than max_recv_size: raise max_recv_size to accept it",
-            ),
             ProtocolError::BadCompressedData => {
                 f.write_str("compressed message is not a valid deflate stream")
             }
@@ -138,8 +137,7 @@ impl std::error::Error for ProtocolError {}
 #[non_exhaustive]
 pub enum Error {
     /// A close is queued or sent, or writing was shut down (the Perl module's -302).
-    /// The connection object reports it as
-    /// [`websocket::Error::Closed`](crate::websocket::Error::Closed).
+    /// The connection object reports it as `websocket::Error::Closed`.
     Closed,
     /// The opcode cannot be queued this way (continuation, close, or a control
     /// opcode for a fragmented message): use `queue_close` for close.
