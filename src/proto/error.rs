@@ -39,6 +39,11 @@ pub enum ProtocolError {
     /// A compressed message (permessage-deflate) that is not a valid deflate
     /// stream.
     BadCompressedData,
+    /// A data message in more frames than `Config::max_fragments`.
+    TooManyFragments {
+        /// `Config::max_fragments`.
+        limit: u32,
+    },
 }
 
 impl ProtocolError {
@@ -51,6 +56,7 @@ impl ProtocolError {
             | ProtocolError::InvalidCloseReason
             | ProtocolError::BadCompressedData => 1007,
             ProtocolError::MessageTooBig => 1009,
+            ProtocolError::TooManyFragments { .. } => 1009,
             _ => 1002,
         }
     }
@@ -81,6 +87,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
             ProtocolError::MessageTooBig => f.write_str("message larger than max_recv_size"),
             ProtocolError::BadCompressedData => f.write_str("invalid deflate data in a message"),
+            ProtocolError::TooManyFragments { limit } => {
+                write!(f, "message in more than {limit} frames (max_fragments)")
+            }
         }
     }
 }
