@@ -5,7 +5,7 @@
 mod engine_util;
 use engine_util as util;
 
-use net_websocket_ev::proto::{Config, RecvStatus, Role, Rsv};
+use net_websocket_ev::proto::{Config, ProtocolError, RecvStatus, Role, Rsv};
 use util::*;
 
 const ROLES: [Role; 2] = [Role::Server, Role::Client];
@@ -621,4 +621,200 @@ fn limits_can_change_between_messages() {
     r.set_config(&c);
     r.feed(&frame_to(role, true, 2, &[0; 20]), &mut rec, &mut replies);
     assert_eq!(replies.0, vec![Rep::Fail(1009)]);
+}
+
+/// A data message of `frames` frames of one byte each (`op` first, then
+/// continuations), with a ping after its first frame.
+fn fragments(role: Role, op: u8, frames: usize) -> Vec<u8> {
+    let mut input = Vec::new();
+    for i in 0..frames {
+        input.extend(frame_to(
+            role,
+            i + 1 == frames,
+            if i == 0 { op } else { 0 },
+            b"a",
+        ));
+        if i == 0 {
+            input.extend(frame_to(role, true, 9, b"p"));
+        }
+    }
+    input
+}
+
+#[test]
+fn max_fragments_counts_the_frames_of_each_message() {
+    for buffering in [true, false] {
+        let config = Config {
+            max_fragments: Some(3),
+            buffering,
+            ..Config::default()
+        };
+        for role in ROLES {
+            // Three frames (a ping between them not counted), twice: each message
+            // counts from one.
+            let input = cat(&[fragments(role, 1, 3), fragments(role, 2, 3)]);
+            let out = converse_all(role, &config, &input);
+            let data: &[u8] = if buffering { b"aaa" } else { b"" };
+            let msgs: Vec<&Ev> = out
+                .events
+                .iter()
+                .filter(|e| matches!(e, Ev::Msg(_, 1 | 2, ..)))
+                .collect();
+            assert_eq!(msgs, [&msg(1, data), &msg(2, data)]);
+            assert_eq!(summary(&out.sent), vec![(true, 10, b"p".to_vec()); 2]);
+            assert!(out.engine.want_read());
+            // A fourth frame is refused from its header with 1009: nothing of it
+            // reaches the handler.
+            let out = expect_fail(role, &config, &fragments(role, 2, 4), 1009);
+            assert_eq!(out.events.iter().filter(|e| **e == Ev::End).count(), 4);
+            assert_eq!(out.events.last(), Some(&Ev::End), "{:?}", out.events);
+            assert_eq!(
+                out.engine.receiver().failed(),
+                Some(&ProtocolError::TooManyFragments { limit: 3 })
+            );
+        }
+    }
+}
+
+#[test]
+fn max_fragments_zero_counts_as_one_and_none_is_unlimited() {
+    assert_eq!(Config::default().max_fragments, None);
+    let one = Config {
+        max_fragments: Some(0),
+        ..Config::default()
+    };
+    for role in ROLES {
+        let out = converse_all(role, &one, &frame_to(role, true, 2, b"whole"));
+        assert_eq!(out.events, whole(2, b"whole"));
+        let out = expect_fail(role, &one, &fragments(role, 2, 2), 1009);
+        assert_eq!(
+            out.engine.receiver().failed(),
+            Some(&ProtocolError::TooManyFragments { limit: 1 })
+        );
+        // The default takes a thousand fragments.
+        let out = converse(
+            role,
+            &Config::default(),
+            &fragments(role, 1, 1000),
+            Split::Whole,
+        );
+        assert_eq!(out.events.last(), Some(&msg(1, &[b'a'; 1000])));
+        assert!(out.engine.want_read());
+    }
+}
+
+#[test]
+fn max_fragments_of_65536_takes_autobahn_9_x_and_no_more() {
+    // Autobahn 9.3.1 and 9.4.1 send 4 MiB in 64-byte fragments: 65,536 frames
+    // (here of one byte, to keep the test small).
+    let config = Config {
+        max_fragments: Some(1 << 16),
+        ..Config::default()
+    };
+    let role = Role::Server;
+    let out = converse(role, &config, &fragments(role, 2, 1 << 16), Split::Whole);
+    assert_eq!(out.events.last(), Some(&msg(2, &[b'a'; 1 << 16])));
+    let out = converse(
+        role,
+        &config,
+        &fragments(role, 2, (1 << 16) + 1),
+        Split::Whole,
+    );
+    assert_eq!(out.close_sent(), Some(1009));
+}
+
+#[test]
+fn limits_can_change_between_messages_max_fragments_too() {
+    use net_websocket_ev::proto::Receiver;
+    let role = Role::Client;
+    let mut r = Receiver::new(role, &Config::default());
+    let mut rec = Recorder::default();
+    let mut replies = Replies::default();
+    r.feed(&fragments(role, 2, 5), &mut rec, &mut replies);
+    let mut c = r.config().clone();
+    c.max_fragments = Some(4);
+    r.set_config(&c);
+    r.feed(&fragments(role, 2, 4), &mut rec, &mut replies);
+    assert_eq!(replies.0, vec![Rep::Pong(b"p".to_vec()); 2]);
+    r.feed(&fragments(role, 2, 5), &mut rec, &mut replies);
+    assert_eq!(replies.0.last(), Some(&Rep::Fail(1009)));
+}
+
+/// `message_in_progress` after each piece of `input` fed to a fresh receiver,
+/// with `take_message_started`.
+fn progress(role: Role, input: &[u8], split: Split) -> Vec<(bool, bool)> {
+    use net_websocket_ev::proto::Receiver;
+    let mut r = Receiver::new(role, &Config::default());
+    let mut rec = Recorder::default();
+    let mut replies = Replies::default();
+    pieces(input, split)
+        .into_iter()
+        .map(|piece| {
+            r.feed(piece, &mut rec, &mut replies);
+            (r.message_in_progress(), r.take_message_started())
+        })
+        .collect()
+}
+
+#[test]
+fn a_message_is_in_progress_from_its_first_byte_to_its_last() {
+    for role in ROLES {
+        let head = frame_to(role, false, 1, b"ab");
+        let ping = frame_to(role, true, 9, b"p");
+        let tail = frame_to(role, true, 0, b"cd");
+        let input = cat(&[head.clone(), ping.clone(), tail.clone()]);
+        let seen = progress(role, &input, Split::Bytes);
+        let last = seen.len() - 1;
+        for (i, &(in_progress, started)) in seen.iter().enumerate() {
+            // In progress from the first byte to the one before the last; begun
+            // at the first byte only (the ping and the continuation are inside).
+            assert_eq!(in_progress, i < last, "byte {i}");
+            assert_eq!(started, i == 0, "byte {i}");
+        }
+        // A control frame between messages counts as a message of its own.
+        let seen = progress(role, &ping, Split::Bytes);
+        assert_eq!(seen[0], (true, true));
+        assert!(seen[1..seen.len() - 1].iter().all(|&s| s == (true, false)));
+        assert_eq!(seen.last(), Some(&(false, false)));
+        // One read that ends a message and begins the next says so.
+        let next = frame_to(role, true, 2, b"xyz");
+        let input = cat(&[head.clone(), tail.clone(), next[..3].to_vec()]);
+        let cut = head.len() + 1;
+        let seen = progress(role, &input, Split::Whole);
+        assert_eq!(seen, [(true, true)]);
+        let seen = {
+            use net_websocket_ev::proto::Receiver;
+            let mut r = Receiver::new(role, &Config::default());
+            let (mut rec, mut replies) = (Recorder::default(), Replies::default());
+            r.feed(&input[..cut], &mut rec, &mut replies);
+            let first = (r.message_in_progress(), r.take_message_started());
+            r.feed(&input[cut..], &mut rec, &mut replies);
+            let second = (r.message_in_progress(), r.take_message_started());
+            r.feed(&next[3..], &mut rec, &mut replies);
+            let third = (r.message_in_progress(), r.take_message_started());
+            [first, second, third]
+        };
+        assert_eq!(seen, [(true, true), (true, true), (false, false)]);
+    }
+}
+
+#[test]
+fn nothing_is_in_progress_once_reading_is_over() {
+    for role in ROLES {
+        // A violation in the middle of a fragmented message.
+        let input = cat(&[
+            frame_to(role, false, 1, b"ab"),
+            frame_to(role, true, 2, b"x"),
+        ]);
+        let out = expect_fail(role, &Config::default(), &input, 1002);
+        assert!(!out.engine.message_in_progress());
+        // A close between fragments ends it too.
+        let input = cat(&[
+            frame_to(role, false, 1, b"ab"),
+            frame_to(role, true, 8, &close_payload(1000, b"")),
+        ]);
+        let out = converse_all(role, &Config::default(), &input);
+        assert!(out.engine.close_received());
+        assert!(!out.engine.message_in_progress());
+    }
 }

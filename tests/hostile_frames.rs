@@ -1,8 +1,9 @@
 //! Hostile frames after a valid handshake, over real loopback sockets: a frame that
 //! declares 2^62 (and 2^63) bytes, a fragmented message just over the limit, invalid
-//! UTF-8 split across fragments, random garbage, a reset in the middle of a frame, and
-//! 10,000 pings in a burst. Each asserts what the peer and the server see, while a
-//! well-behaved client on the same loop keeps getting its echoes.
+//! UTF-8 split across fragments, random garbage, a reset in the middle of a frame,
+//! 10,000 pings in a burst, and a message trickling a byte at a time. Each asserts
+//! what the peer and the server see, while a well-behaved client on the same loop
+//! keeps getting its echoes.
 
 #[path = "util/arena.rs"]
 mod arena;
@@ -11,10 +12,11 @@ mod util;
 use std::cell::Cell;
 use std::net::Shutdown;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use arena::{garbage, port_of, Arena, Outbox};
 use net_websocket_ev::OpCode;
-use util::masked_frame;
+use util::{masked_frame, LoopClock};
 
 const LIMIT: usize = 1 << 20; // the arena's max_recv_size
 
@@ -270,5 +272,51 @@ fn ten_thousand_pings_in_a_burst_are_all_answered_in_order() {
     }
     assert_eq!(arena.seen.borrow().messages[&port], PINGS as usize);
     assert_eq!(arena.close_of(port), None);
+    arena.assert_serving(&mut good);
+}
+
+#[test]
+fn a_message_trickling_a_byte_at_a_time_is_cut_at_the_message_timeout() {
+    // 1 MiB declared, then a byte every 50 ms: each byte is "received" (an idle
+    // timeout would never fire), and the message timeout (scaled down from
+    // seconds to 0.3 s) ends it.
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let arena = Arena::with_params(|p| p.message_timeout(Some(TIMEOUT)));
+    let mut good = arena.good_client();
+    let mut bad = arena.upgraded();
+    let port = port_of(&bad.sock);
+    let clock = LoopClock::start(&arena.lp);
+    let start = Instant::now();
+    let mut wire = huge_header(2, LIMIT as u64);
+    wire.resize(wire.len() + 1000, 0x55);
+    let head = huge_header(2, LIMIT as u64).len();
+    let mut sent = 0;
+    arena.run_until("the server's close", Some(&mut good), || {
+        let due = head + (start.elapsed().as_millis() / 50) as usize;
+        while sent < due.min(wire.len()) && !bad.close_received() {
+            bad.send_raw(&wire[sent..=sent]);
+            sent += 1;
+        }
+        bad.pump();
+        bad.close_received()
+    });
+    assert!(
+        clock.elapsed() >= TIMEOUT,
+        "cut after {:?}",
+        clock.elapsed()
+    );
+    assert!(sent < wire.len(), "the whole trickle went out");
+    assert_eq!(bad.close_code(), 1008);
+    arena.run_until("on_close", Some(&mut good), || {
+        arena.close_of(port).is_some()
+    });
+    assert_eq!(arena.close_of(port), Some(1006));
+    assert_eq!(
+        arena.conn(port).close_cause(),
+        Some(net_websocket_ev::CloseCause::MessageTimeout)
+    );
+    assert_eq!(arena.seen.borrow().messages.get(&port), None);
+    // The good client's messages arrive in time, connection after connection
+    // lifetime: it is never cut.
     arena.assert_serving(&mut good);
 }

@@ -574,6 +574,23 @@ impl ClientHandshake {
         self
     }
 
+    /// Refuses an answer with more than `count` header lines
+    /// ([`HandshakeError::TooManyHeaders`]) as soon as the line past the limit
+    /// arrives. Default [`DEFAULT_MAX_HEADERS`](super::DEFAULT_MAX_HEADERS).
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::{ClientHandshake, HandshakeError};
+    ///
+    /// let mut hs = ClientHandshake::new("dGhlIHNhbXBsZSBub25jZQ==".into(), Vec::new(), 8192)
+    ///     .with_max_headers(1);
+    /// let err = hs.feed(b"HTTP/1.1 101 Switching Protocols\r\nA: 1\r\nB: 2\r\n").unwrap_err();
+    /// assert_eq!(err, HandshakeError::TooManyHeaders { limit: 1 });
+    /// ```
+    pub fn with_max_headers(mut self, count: usize) -> Self {
+        self.buffer.set_max_headers(count);
+        self
+    }
+
     /// Appends `data`: `Ok(None)` while the answer is incomplete, `Ok(Some(response))`
     /// once it is complete and valid, then [`take_leftover`](Self::take_leftover) gives
     /// the bytes that followed it. After an error, every call returns that error again;

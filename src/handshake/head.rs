@@ -4,7 +4,7 @@
 
 use std::mem;
 
-use super::HandshakeError;
+use super::{HandshakeError, DEFAULT_MAX_HEADERS};
 
 /// Header fields as received: names as sent, values without surrounding whitespace.
 pub(super) type Headers = Vec<(String, String)>;
@@ -17,7 +17,10 @@ pub(super) struct HeadBuffer {
     buf: Vec<u8>,
     /// How much of `buf` has been searched for the end of the head already.
     searched: usize,
+    /// The lines (start line included) that end before `searched`.
+    lines: usize,
     max_header_size: usize,
+    max_headers: usize,
     state: State,
 }
 
@@ -33,9 +36,17 @@ impl HeadBuffer {
         HeadBuffer {
             buf: Vec::new(),
             searched: 0,
+            lines: 0,
             max_header_size,
+            max_headers: DEFAULT_MAX_HEADERS,
             state: State::Reading,
         }
+    }
+
+    /// Refuses a head with more than `count` header fields (see
+    /// [`locate_counting`]).
+    pub(super) fn set_max_headers(&mut self, count: usize) {
+        self.max_headers = count;
     }
 
     /// Appends `data`; once the head is complete, returns what `parse` makes of it.
@@ -58,8 +69,9 @@ impl HeadBuffer {
             State::Failed(err) => return Err(err.clone()),
         }
         self.buf.extend_from_slice(data);
+        let limits = (self.max_header_size, self.max_headers);
         let parsed = match start(&self.buf)
-            .and_then(|()| locate(&self.buf, self.searched, self.max_header_size))
+            .and_then(|()| locate_counting(&self.buf, self.searched, &mut self.lines, limits))
         {
             Ok(None) => {
                 self.searched = self.buf.len();
@@ -97,10 +109,26 @@ impl HeadBuffer {
 
 /// The length of the head at the start of `buf` (blank line included), `None` if it
 /// is not complete yet. Lines of `buf` before `from` are known not to end the head.
+/// A head of more than [`DEFAULT_MAX_HEADERS`] header lines after `from` is refused
+/// (the stateless parsers start from 0).
 pub(super) fn locate(
     buf: &[u8],
     from: usize,
     max_header_size: usize,
+) -> Result<Option<usize>, HandshakeError> {
+    locate_counting(buf, from, &mut 0, (max_header_size, DEFAULT_MAX_HEADERS))
+}
+
+/// [`locate`] for a head searched piece by piece: `lines` counts the lines that
+/// end before `from` (the start line included) and is brought up to date. A head
+/// with more than `max_headers` header lines is refused as soon as the line past
+/// the limit ends, before the head does: a count, not only a size, bounds what a
+/// peer makes the parser build (each line becomes a pair of strings).
+pub(super) fn locate_counting(
+    buf: &[u8],
+    from: usize,
+    lines: &mut usize,
+    (max_header_size, max_headers): (usize, usize),
 ) -> Result<Option<usize>, HandshakeError> {
     let window = &buf[..buf.len().min(max_header_size)];
     let mut i = from.min(window.len());
@@ -115,6 +143,10 @@ pub(super) fn locate(
         };
         if empty {
             return Ok(Some(lf + 1));
+        }
+        *lines += 1;
+        if *lines > max_headers.saturating_add(1) {
+            return Err(HandshakeError::TooManyHeaders { limit: max_headers });
         }
         i = lf + 1;
     }
@@ -385,6 +417,59 @@ mod tests {
             })
         );
         assert_eq!(locate(&head[..10], 0, head.len() - 1), Ok(None));
+    }
+
+    #[test]
+    fn header_lines_are_counted_across_pieces() {
+        let head = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\nC: 3\r\n\r\n";
+        let limits = |n| (100, n);
+        assert_eq!(
+            locate_counting(head, 0, &mut 0, limits(3)),
+            Ok(Some(head.len()))
+        );
+        let too_many = Err(HandshakeError::TooManyHeaders { limit: 2 });
+        assert_eq!(locate_counting(head, 0, &mut 0, limits(2)), too_many);
+        // Piece by piece, refused when the line past the limit ends, before the
+        // blank line comes.
+        for max in [2, 3] {
+            let mut lines = 0;
+            let mut searched = 0;
+            let mut outcome = Ok(None);
+            for end in 1..=head.len() {
+                outcome = locate_counting(&head[..end], searched, &mut lines, limits(max));
+                if outcome != Ok(None) {
+                    let refused_at = head.len() - 2; // the LF that ends "C: 3"
+                    let at = if max == 2 { refused_at } else { head.len() };
+                    assert_eq!(end, at, "max {max}");
+                    break;
+                }
+                searched = end;
+            }
+            let want = if max == 2 {
+                too_many.clone()
+            } else {
+                Ok(Some(head.len()))
+            };
+            assert_eq!(outcome, want);
+        }
+        // None at all, and the stateless default.
+        assert_eq!(
+            locate_counting(b"X\r\n\r\n", 0, &mut 0, limits(0)),
+            Ok(Some(5))
+        );
+        let mut many = b"X\r\n".to_vec();
+        for _ in 0..DEFAULT_MAX_HEADERS {
+            many.extend_from_slice(b"a:\n");
+        }
+        let at_default = [many.as_slice(), b"\n"].concat();
+        assert_eq!(locate(&at_default, 0, 8192), Ok(Some(at_default.len())));
+        many.extend_from_slice(b"a:\n\n");
+        assert_eq!(
+            locate(&many, 0, 8192),
+            Err(HandshakeError::TooManyHeaders {
+                limit: DEFAULT_MAX_HEADERS
+            })
+        );
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Default limit on the size of a request or response head, blank line included.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 8192;
 
+/// Default limit on the number of header lines of a request or response head (the
+/// start line not counted): 100, as Apache's `LimitRequestFields` and hyper's
+/// parser. A browser sends about 15. [`ServerHandshake::with_max_headers`] and
+/// [`ClientHandshake::with_max_headers`] change it; [`parse_request`] and
+/// [`parse_response`] use it.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key`: base64(sha1(key + GUID)).
 ///
 /// ```
@@ -133,6 +140,12 @@ pub enum HandshakeError {
     /// Client: the server's permessage-deflate answer breaks RFC 7692 or settles on
     /// what we cannot do. The text names the problem.
     BadExtension(String),
+    /// More than `limit` header lines ([`DEFAULT_MAX_HEADERS`] unless set with
+    /// `with_max_headers`); a server answers 431.
+    TooManyHeaders {
+        /// The most header lines allowed.
+        limit: usize,
+    },
 }
 
 impl HandshakeError {
@@ -151,6 +164,7 @@ impl HandshakeError {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             HandshakeError::UnsupportedVersion(_) => Some(426),
+            HandshakeError::TooManyHeaders { .. } => Some(431),
             HandshakeError::HeaderTooLarge { .. }
             | HandshakeError::Malformed(_)
             | HandshakeError::NotGet
@@ -216,6 +230,9 @@ impl fmt::Display for HandshakeError {
             ),
             HandshakeError::BadExtension(what) => {
                 write!(f, "bad Sec-WebSocket-Extensions answer: {what}")
+            }
+            HandshakeError::TooManyHeaders { limit } => {
+                write!(f, "more than {limit} header lines")
             }
         }
     }

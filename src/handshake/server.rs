@@ -275,10 +275,10 @@ pub fn response_with_extensions(
 pub fn error_response(err: &HandshakeError) -> Vec<u8> {
     // Errors only a client can have never reach a server; 400 is still a sane answer.
     let status = err.http_status().unwrap_or(400);
-    let reason = if status == 426 {
-        "Upgrade Required"
-    } else {
-        "Bad Request"
+    let reason = match status {
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        _ => "Bad Request",
     };
     let body = format!("{err}\n");
     let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
@@ -320,6 +320,24 @@ impl ServerHandshake {
         ServerHandshake {
             buffer: HeadBuffer::new(max_header_size),
         }
+    }
+
+    /// Refuses a request with more than `count` header lines
+    /// ([`HandshakeError::TooManyHeaders`], answered with 431 by [`error_response`])
+    /// as soon as the line past the limit arrives. Default
+    /// [`DEFAULT_MAX_HEADERS`](super::DEFAULT_MAX_HEADERS).
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::{error_response, HandshakeError, ServerHandshake};
+    ///
+    /// let mut hs = ServerHandshake::new(8192).with_max_headers(2);
+    /// let err = hs.feed(b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n").unwrap_err();
+    /// assert_eq!(err, HandshakeError::TooManyHeaders { limit: 2 });
+    /// assert!(error_response(&err).starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+    /// ```
+    pub fn with_max_headers(mut self, count: usize) -> Self {
+        self.buffer.set_max_headers(count);
+        self
     }
 
     /// Appends `data`: `Ok(None)` while the request is incomplete, `Ok(Some(request))`

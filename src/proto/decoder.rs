@@ -41,6 +41,8 @@ pub(super) struct Decoder {
     msg_op: Option<OpCode>,
     msg_rsv: Rsv,
     msg_len: u64,
+    /// Frames of the data message so far (for `Config::max_fragments`).
+    msg_frames: u32,
     msg_buffered: bool,
     check_utf8: bool,
     utf8: Utf8Validator,
@@ -75,6 +77,9 @@ pub(super) struct Decoder {
     failed: Option<ProtocolError>,
     shut: bool,
     status_code_received: u16,
+    /// A message (or a control frame between messages) began arriving since
+    /// `take_message_started` was last called.
+    started: bool,
 }
 
 /// Where the decoder is. A pause can stop between any two handler events: the
@@ -102,6 +107,7 @@ impl Decoder {
             msg_op: None,
             msg_rsv: Rsv::empty(),
             msg_len: 0,
+            msg_frames: 0,
             msg_buffered: true,
             check_utf8: false,
             utf8: Utf8Validator::default(),
@@ -122,6 +128,7 @@ impl Decoder {
             failed: None,
             shut: false,
             status_code_received: 1006,
+            started: false,
         }
     }
 
@@ -135,6 +142,7 @@ impl Decoder {
         self.config = config.clone();
         self.pos = 0;
         self.end = 0;
+        self.started = false;
     }
 
     /// Between messages with nothing kept, no buffer and nothing ended: a fresh
@@ -275,6 +283,25 @@ impl Decoder {
 
     pub(super) fn status_code_received(&self) -> u16 {
         self.status_code_received
+    }
+
+    /// Whether part of a message has arrived and the rest has not: a frame's
+    /// header or payload is cut, or a fragmented data message waits for its
+    /// next frame. A message whose last byte has arrived is not in progress,
+    /// even while a pause keeps it from the handler.
+    pub(super) fn message_in_progress(&self) -> bool {
+        if !self.want_read() {
+            return false;
+        }
+        let frame_cut = self.hdr_len > 0 || self.stage == Stage::Payload;
+        let data_ended = matches!(self.stage, Stage::End | Stage::Message)
+            && !self.frame_op.is_control()
+            && self.frame.fin;
+        frame_cut || self.msg_op.is_some() && !data_ended
+    }
+
+    pub(super) fn take_message_started(&mut self) -> bool {
+        std::mem::take(&mut self.started)
     }
 
     pub(super) fn set_config(&mut self, config: &Config) {
@@ -433,6 +460,9 @@ impl Decoder {
                 Stage::Header => {
                     if pos == buf.len() {
                         break RecvStatus::WouldBlock;
+                    }
+                    if self.hdr_len == 0 && self.msg_op.is_none() {
+                        self.started = true;
                     }
                     match self.read_header(&buf[pos..]) {
                         Ok((used, done)) => {
@@ -605,6 +635,14 @@ impl Decoder {
             }
             _ => {}
         }
+        if op == OpCode::Continuation {
+            if let Some(limit) = self.config.max_fragments.map(|l| l.max(1)) {
+                if self.msg_frames >= limit {
+                    return Err(ProtocolError::TooManyFragments { limit });
+                }
+            }
+            self.msg_frames = self.msg_frames.saturating_add(1);
+        }
         let buffered = if first_data {
             self.config.buffering
         } else {
@@ -625,6 +663,7 @@ impl Decoder {
             self.msg_op = Some(op);
             self.msg_rsv = f.rsv;
             self.msg_len = 0;
+            self.msg_frames = 1;
             self.msg_buffered = self.config.buffering;
             self.msg_compressed = compressed;
             // RSV1 without compression: a user's own extension owns the payload.

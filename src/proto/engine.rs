@@ -191,6 +191,12 @@ impl Engine {
         self.sender.queued_bytes()
     }
 
+    /// Whether part of a message has arrived and the rest has not
+    /// ([`Receiver::message_in_progress`]).
+    pub fn message_in_progress(&self) -> bool {
+        self.receiver.message_in_progress()
+    }
+
     /// Whether a valid close was received.
     pub fn close_received(&self) -> bool {
         self.receiver.close_received()

@@ -51,6 +51,11 @@ pub enum ProtocolError {
     /// A compressed message (permessage-deflate) that is not a valid deflate
     /// stream.
     BadCompressedData,
+    /// A data message in more frames than `Config::max_fragments`.
+    TooManyFragments {
+        /// `Config::max_fragments`.
+        limit: u32,
+    },
 }
 
 impl ProtocolError {
@@ -63,6 +68,7 @@ impl ProtocolError {
             | ProtocolError::InvalidCloseReason
             | ProtocolError::BadCompressedData => 1007,
             ProtocolError::MessageTooBig => 1009,
+            ProtocolError::TooManyFragments { .. } => 1009,
             _ => 1002,
         }
     }
@@ -114,6 +120,10 @@ impl fmt::Display for ProtocolError {
             ProtocolError::BadCompressedData => {
                 f.write_str("compressed message is not a valid deflate stream")
             }
+            ProtocolError::TooManyFragments { limit } => write!(
+                f,
+                "message in more than {limit} frames: raise max_fragments to accept it"
+            ),
         }
     }
 }

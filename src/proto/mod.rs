@@ -148,6 +148,15 @@ pub struct Config {
     /// Needs the cargo feature `deflate` (on by default); without it this is
     /// ignored, and the handshake neither offers nor accepts compression.
     pub compression: Option<Compression>,
+    /// The most frames a data message may come in (its first frame and its
+    /// continuations; control frames between them are not counted); the frame
+    /// past it is refused from its header with close 1009
+    /// ([`ProtocolError::TooManyFragments`]). A message of exactly this many
+    /// frames is accepted, and `Some(0)` counts as `Some(1)` (every message has
+    /// a frame). `None` (the default, as wslay and the Perl module): no limit.
+    /// It applies with buffering off too. Autobahn's 9.x cases send 4 MiB in
+    /// 64-byte fragments: 65,536 frames.
+    pub max_fragments: Option<u32>,
 }
 
 impl Default for Config {
@@ -159,6 +168,7 @@ impl Default for Config {
             fragment_size: 4096,
             max_queued_bytes: 16 << 20,
             compression: None,
+            max_fragments: None,
         }
     }
 }

@@ -138,6 +138,52 @@ impl Receiver {
         self.decoder.as_ref().is_some_and(|d| d.close_received())
     }
 
+    /// Whether part of a message has arrived and the rest has not: a frame's
+    /// header or payload is cut short by the end of the input so far, or a
+    /// fragmented data message waits for its next frame (a control frame
+    /// between its fragments does not end it). A control frame between
+    /// messages counts as a one-frame message. False once reading is over.
+    ///
+    /// With [`Receiver::take_message_started`] it lets a caller with a clock
+    /// bound the time a message takes to arrive (the connection's
+    /// `message_timeout`): the engine itself reads no clock.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::{Config, Handler, Receiver, Reply, ReplySink, Role};
+    ///
+    /// struct Ignore;
+    /// impl Handler for Ignore {}
+    /// impl ReplySink for Ignore {
+    ///     fn reply(&mut self, _: Reply<'_>) {}
+    /// }
+    /// let mut r = Receiver::new(Role::Client, &Config::default());
+    /// assert!(!r.message_in_progress());
+    /// r.feed(b"\x01\x02h", &mut Ignore, &mut Ignore); // text, FIN clear, 1 of 2 bytes
+    /// assert!(r.message_in_progress() && r.take_message_started());
+    /// r.feed(b"i\x89\x00", &mut Ignore, &mut Ignore); // the rest, then a ping between fragments
+    /// assert!(r.message_in_progress() && !r.take_message_started());
+    /// r.feed(b"\x80\x00", &mut Ignore, &mut Ignore); // the last (empty) fragment
+    /// assert!(!r.message_in_progress());
+    /// ```
+    pub fn message_in_progress(&self) -> bool {
+        self.decoder
+            .as_ref()
+            .is_some_and(|d| d.message_in_progress())
+    }
+
+    /// Whether a message (or a control frame between messages) began arriving
+    /// since the last call: its first header byte was processed. Clears the
+    /// flag. A caller that checks [`Receiver::message_in_progress`] after each
+    /// read tells by it a new message from the one it saw in progress before
+    /// (one read can end a message and begin the next). A message that began
+    /// and ended within one read may or may not leave the flag set; it is no
+    /// longer in progress either way.
+    pub fn take_message_started(&mut self) -> bool {
+        self.decoder
+            .as_mut()
+            .is_some_and(|d| d.take_message_started())
+    }
+
     /// The violation that ended reading, if any.
     pub fn failed(&self) -> Option<&ProtocolError> {
         self.decoder.as_ref().and_then(|d| d.failed())

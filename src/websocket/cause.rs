@@ -28,6 +28,10 @@ pub enum CloseCause {
     ProducerError,
     /// Nothing arrived for the idle timeout: we sent close 1001.
     IdleTimeout,
+    /// A message took longer than the message timeout to arrive
+    /// ([`Params::message_timeout`](super::Params::message_timeout)): we sent
+    /// close 1008 and stopped reading.
+    MessageTimeout,
     /// The closing made no progress for the close timeout.
     CloseTimeout,
     /// The peer ended the TCP connection without a close frame.
@@ -97,6 +101,9 @@ impl fmt::Display for CloseCause {
                 f.write_str("a fragmented-message producer failed: close 1011")
             }
             CloseCause::IdleTimeout => f.write_str("idle timeout: close 1001"),
+            CloseCause::MessageTimeout => {
+                f.write_str("a message took longer than the message timeout: close 1008")
+            }
             CloseCause::CloseTimeout => {
                 f.write_str("the closing made no progress for the close timeout")
             }

@@ -73,6 +73,7 @@ impl Params {
                 close: Some(DEFAULT_CLOSE_TIMEOUT),
                 idle: None,
                 keepalive: None,
+                message: None,
             },
             initial_data: Vec::new(),
             on_msg_recv: None,
@@ -198,6 +199,56 @@ impl Params {
     /// closed. Skipped while the send queue is full. `None` (the default) sends none.
     pub fn keepalive(mut self, period: Option<Duration>) -> Params {
         self.timeouts.keepalive = period;
+        self
+    }
+
+    /// How long a message may take to arrive, from the read that brought its
+    /// first byte (a frame header) to the one that brings its last: past it the
+    /// peer gets close 1008 (policy violation), reading ends, and
+    /// [`CloseCause::MessageTimeout`](super::CloseCause::MessageTimeout) says
+    /// why. It covers every frame of a fragmented message, and the control frames
+    /// between them neither restart nor trip it; a control frame between
+    /// messages is bounded alone (it is a message of one frame). The clock is
+    /// suspended while reading is stopped ([`WebSocket::stop_read`](super::WebSocket::stop_read))
+    /// and goes on at the resume. A peer that declares 1 MiB and sends a byte a
+    /// second is thus cut after `timeout`, while the idle timeout (which each
+    /// byte resets) would never fire. Choose it above the largest message over
+    /// the slowest link you serve: 64 MiB at 1 MB/s takes a minute.
+    /// `None` (the default, as the original) or zero: no limit.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use net_websocket_ev::{Params, Server};
+    /// # let stream: std::net::TcpStream = unimplemented!();
+    /// let ws = Server::new(
+    ///     Params::new(stream)
+    ///         .max_recv_size(1 << 20)
+    ///         .message_timeout(Some(Duration::from_secs(30))),
+    /// )
+    /// .unwrap();
+    /// ```
+    pub fn message_timeout(mut self, timeout: Option<Duration>) -> Params {
+        self.timeouts.message = timeout;
+        self
+    }
+
+    /// The most frames a data message may come in (its first frame and its
+    /// continuations; control frames between them are not counted): the frame
+    /// past it is refused with close 1009, the code for a message too big to
+    /// process (as `max_recv_size` refuses one too big in bytes), and
+    /// [`CloseCause::ProtocolError`](super::CloseCause::ProtocolError) carries
+    /// [`ProtocolError::TooManyFragments`](crate::proto::ProtocolError::TooManyFragments).
+    /// `Some(0)` counts as `Some(1)`. `None` (the default, as the original): no
+    /// limit. On the open internet take at least 65,536 if Autobahn's 9.x cases
+    /// must pass (4 MiB in 64-byte fragments).
+    ///
+    /// ```no_run
+    /// use net_websocket_ev::{Params, Server};
+    /// # let stream: std::net::TcpStream = unimplemented!();
+    /// let ws = Server::new(Params::new(stream).max_fragments(Some(1 << 16))).unwrap();
+    /// ```
+    pub fn max_fragments(mut self, frames: Option<u32>) -> Params {
+        self.config.max_fragments = frames;
         self
     }
 

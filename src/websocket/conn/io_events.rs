@@ -127,8 +127,20 @@ impl Conn {
             }
             Ok(_) => {}
         }
+        self.note_message_progress(&mut receiver);
         *self.receiver.borrow_mut() = Some(receiver);
         self.apply_read_shutdown();
+    }
+
+    /// After a read: tells the message timeout whether a message is arriving.
+    #[inline]
+    fn note_message_progress(&self, receiver: &mut Receiver) {
+        let mut deadlines = self.deadlines.borrow_mut();
+        if deadlines.watch_message() {
+            let started = receiver.take_message_started();
+            let in_progress = receiver.message_in_progress();
+            deadlines.on_message_progress(in_progress, started, self.lp.now());
+        }
     }
 
     pub(super) fn apply_read_shutdown(&self) {

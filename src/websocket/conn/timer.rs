@@ -60,6 +60,16 @@ impl Conn {
                     self.begin_closing(CloseCause::IdleTimeout);
                 }
             }
+            Due::MessageTimeout => {
+                // The peer is failing us: close 1008 after what is queued (as for a
+                // protocol violation), and read no more of it.
+                if let Ok(mut sender) = self.sender() {
+                    sender.fail(1008);
+                }
+                self.begin_closing(CloseCause::MessageTimeout);
+                self.read_shutdown_pending.set(true);
+                self.apply_read_shutdown();
+            }
             Due::Ping => {
                 // A full queue skips this ping: the peer is not reading anyway.
                 if let Ok(mut sender) = self.sender() {
