@@ -507,6 +507,20 @@ pub(crate) unsafe fn shield(lp: *mut sys::ev_loop, body: impl FnOnce()) {
 ///
 /// [`Loop::run`] resumes it by itself; call this when foreign code ran the loop, then
 /// `std::panic::resume_unwind` the payload (or report it).
+///
+/// ```
+/// use net_websocket_ev::ev::{self, sys, Idle, Loop};
+/// let lp = Loop::new().unwrap();
+/// let idle = Idle::new(&lp, |_| panic!("in a callback"));
+/// idle.start();
+/// // Foreign code runs the loop through the raw API; the panic breaks it out...
+/// // SAFETY: `lp` is a valid loop of this thread.
+/// unsafe { sys::ev_run(lp.as_raw(), 0) };
+/// // ...and waits here, instead of unwinding through C.
+/// let payload = ev::take_panic().expect("the callback panicked");
+/// assert_eq!(payload.downcast_ref::<&str>(), Some(&"in a callback"));
+/// assert!(ev::take_panic().is_none()); // taken once
+/// ```
 pub fn take_panic() -> Option<Box<dyn Any + Send>> {
     PARKED_PANIC.with(|slot| slot.borrow_mut().take())
 }

@@ -306,22 +306,66 @@ impl<K: Kind> Watcher<K> {
     }
 
     /// Starts the watcher (no-op if it is active).
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::from_millis(1), Duration::ZERO, |_| println!("fired"));
+    /// assert!(!timer.is_active()); // created stopped
+    /// timer.start();
+    /// assert!(timer.is_active());
+    /// lp.run(); // fires; a one-shot timer then stops by itself
+    /// assert!(!timer.is_active());
+    /// ```
     pub fn start(&self) {
         self.shared.start();
     }
 
     /// Stops the watcher and clears its pending events (no-op if it is not active).
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::from_secs(60), Duration::ZERO, |_| unreachable!());
+    /// timer.start();
+    /// timer.stop();
+    /// lp.run(); // returns at once: no watcher is active
+    /// ```
     pub fn stop(&self) {
         self.shared.stop();
     }
 
     /// Whether the watcher is started.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Idle, Loop};
+    /// let lp = Loop::new().unwrap();
+    /// let idle = Idle::new(&lp, |_| {});
+    /// assert!(!idle.is_active());
+    /// idle.start();
+    /// assert!(idle.is_active());
+    /// ```
     pub fn is_active(&self) -> bool {
         self.shared.is_active()
     }
 
     /// Makes the loop call this watcher's callback with `events` on its next iteration,
     /// as if they had occurred (libev's `ev_feed_event`); works on a stopped watcher.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Events, Io, Loop, RunFlags};
+    /// use std::{cell::Cell, os::unix::{io::AsRawFd, net::UnixStream}, rc::Rc};
+    /// let lp = Loop::new().unwrap();
+    /// let (a, _b) = UnixStream::pair().unwrap();
+    /// let got = Rc::new(Cell::new(Events::empty()));
+    /// let seen = got.clone();
+    /// let io = Io::new(&lp, a.as_raw_fd(), Events::READ, move |events| seen.set(events)).unwrap();
+    /// io.feed_event(Events::READ); // "readable", though nothing arrived and it is stopped
+    /// lp.run_with(RunFlags::NoWait);
+    /// assert_eq!(got.get(), Events::READ);
+    /// ```
     pub fn feed_event(&self, events: Events) {
         // SAFETY: an initialised watcher of this loop; while the event is pending libev
         // keeps a pointer to it, and stopping the watcher (done by the owner's Drop)
@@ -336,11 +380,46 @@ impl<K: Kind> Watcher<K> {
     }
 
     /// Replaces the callback (also from inside the running callback).
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Idle, Loop};
+    /// use std::{cell::Cell, rc::Rc};
+    /// let lp = Loop::new().unwrap();
+    /// let idle = Idle::new(&lp, |_| {});
+    /// // The callback that needs its own watcher's handle is set once the watcher exists.
+    /// let handle = idle.handle();
+    /// let calls = Rc::new(Cell::new(0));
+    /// let count = calls.clone();
+    /// idle.set_callback(move |_| {
+    ///     count.set(count.get() + 1);
+    ///     if count.get() == 3 {
+    ///         handle.stop();
+    ///     }
+    /// });
+    /// idle.start();
+    /// lp.run();
+    /// assert_eq!(calls.get(), 3);
+    /// ```
     pub fn set_callback(&self, callback: impl FnMut(Events) + 'static) {
         *self.shared.callback.borrow_mut() = Some(Box::new(callback));
     }
 
     /// A non-owning handle, for callbacks.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Idle, Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let busy = Idle::new(&lp, |_| {}); // background work while the loop has nothing else
+    /// let busy_handle = busy.handle(); // does not keep `busy` alive
+    /// let deadline = Timer::new(&lp, Duration::from_millis(1), Duration::ZERO, move |_| {
+    ///     busy_handle.stop();
+    /// });
+    /// busy.start();
+    /// deadline.start();
+    /// lp.run(); // the idle watcher runs until the timer stops it
+    /// assert!(!busy.is_active());
+    /// ```
     pub fn handle(&self) -> WatcherHandle<K> {
         WatcherHandle {
             shared: Rc::downgrade(&self.shared),
@@ -348,6 +427,13 @@ impl<K: Kind> Watcher<K> {
     }
 
     /// The loop this watcher belongs to.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Idle, Loop};
+    /// let lp = Loop::new().unwrap();
+    /// let idle = Idle::new(&lp, |_| {});
+    /// assert!(idle.event_loop().same_as(&lp));
+    /// ```
     pub fn event_loop(&self) -> &Loop {
         &self.shared.lp
     }
@@ -403,6 +489,19 @@ impl<K: Kind> Drop for Shared<K> {
 
 impl<K: Kind> WatcherHandle<K> {
     /// Starts the watcher, if its owner still exists.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::from_secs(60), Duration::ZERO, |_| {});
+    /// let handle = timer.handle();
+    /// handle.start();
+    /// assert!(timer.is_active());
+    /// drop(timer);
+    /// handle.start(); // no-op: the owner is gone
+    /// assert!(!handle.is_active());
+    /// ```
     pub fn start(&self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.start();
@@ -410,6 +509,17 @@ impl<K: Kind> WatcherHandle<K> {
     }
 
     /// Stops the watcher, if its owner still exists.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::from_secs(60), Duration::ZERO, |_| {});
+    /// let handle = timer.handle();
+    /// timer.start();
+    /// handle.stop();
+    /// assert!(!timer.is_active());
+    /// ```
     pub fn stop(&self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.stop();
@@ -417,11 +527,35 @@ impl<K: Kind> WatcherHandle<K> {
     }
 
     /// Whether the watcher exists and is started.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::from_secs(60), Duration::ZERO, |_| {});
+    /// let handle = timer.handle();
+    /// assert!(!handle.is_active());
+    /// timer.start();
+    /// assert!(handle.is_active());
+    /// drop(timer); // dropping the owner stops it
+    /// assert!(!handle.is_active());
+    /// ```
     pub fn is_active(&self) -> bool {
         self.shared.upgrade().is_some_and(|s| s.is_active())
     }
 
     /// Whether the owning handle has been dropped.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, Timer};
+    /// use std::time::Duration;
+    /// let lp = Loop::new().unwrap();
+    /// let timer = Timer::new(&lp, Duration::from_secs(60), Duration::ZERO, |_| {});
+    /// let handle = timer.handle();
+    /// assert!(!handle.is_dropped());
+    /// drop(timer);
+    /// assert!(handle.is_dropped());
+    /// ```
     pub fn is_dropped(&self) -> bool {
         self.shared.upgrade().map_or(true, |s| !s.owned.get())
     }
@@ -486,6 +620,19 @@ impl Watcher<IoKind> {
 
     /// Changes the events, keeping the fd; an active watcher is restarted only when the
     /// events actually change, so re-arming after every event costs nothing.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Events, Io, Loop};
+    /// use std::os::unix::{io::AsRawFd, net::UnixStream};
+    /// let lp = Loop::new().unwrap();
+    /// let (socket, _peer) = UnixStream::pair().unwrap();
+    /// let io = Io::new(&lp, socket.as_raw_fd(), Events::READ, |_| {}).unwrap();
+    /// io.start();
+    /// // Something to write: also wake up when the socket is writable.
+    /// io.set_events(Events::READ | Events::WRITE);
+    /// assert_eq!(io.events(), Events::READ | Events::WRITE);
+    /// assert!(io.is_active()); // still started
+    /// ```
     pub fn set_events(&self, events: Events) {
         if events != self.events() {
             let bits = (events & (Events::READ | Events::WRITE)).bits() as c_int;
@@ -495,12 +642,30 @@ impl Watcher<IoKind> {
     }
 
     /// The watched fd.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Events, Io, Loop};
+    /// use std::os::unix::{io::AsRawFd, net::UnixStream};
+    /// let lp = Loop::new().unwrap();
+    /// let (socket, _peer) = UnixStream::pair().unwrap();
+    /// let io = Io::new(&lp, socket.as_raw_fd(), Events::READ, |_| {}).unwrap();
+    /// assert_eq!(io.fd(), socket.as_raw_fd());
+    /// ```
     pub fn fd(&self) -> RawFd {
         // SAFETY: reading a field of our initialised watcher.
         unsafe { (*self.shared.raw.get()).fd }
     }
 
     /// The events waited for.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Events, Io, Loop};
+    /// use std::os::unix::{io::AsRawFd, net::UnixStream};
+    /// let lp = Loop::new().unwrap();
+    /// let (socket, _peer) = UnixStream::pair().unwrap();
+    /// let io = Io::new(&lp, socket.as_raw_fd(), Events::READ, |_| {}).unwrap();
+    /// assert_eq!(io.events(), Events::READ);
+    /// ```
     pub fn events(&self) -> Events {
         // SAFETY: reading a field of our initialised watcher.
         let bits = unsafe { (*self.shared.raw.get()).events } & !sys::EV__IOFDSET;

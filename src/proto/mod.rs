@@ -89,11 +89,23 @@ impl OpCode {
     }
 
     /// Whether this is a control opcode (close, ping, pong).
+    ///
+    /// ```
+    /// use net_websocket_ev::OpCode;
+    /// assert!(OpCode::Ping.is_control());
+    /// assert!(!OpCode::Text.is_control());
+    /// ```
     pub fn is_control(self) -> bool {
         self.as_u8() & 0x8 != 0
     }
 
     /// The 4-bit wire value.
+    ///
+    /// ```
+    /// use net_websocket_ev::OpCode;
+    /// assert_eq!(OpCode::Binary.as_u8(), 2);
+    /// assert_eq!(OpCode::from_u8(OpCode::Pong.as_u8()), Some(OpCode::Pong));
+    /// ```
     pub fn as_u8(self) -> u8 {
         self as u8
     }
@@ -102,6 +114,14 @@ impl OpCode {
 bitflags::bitflags! {
     /// The reserved header bits of a frame, with wslay's values (header bits 6..4
     /// shifted down by 4).
+    ///
+    /// ```
+    /// use net_websocket_ev::Rsv;
+    /// let bits = Rsv::RSV1 | Rsv::RSV3;
+    /// assert!(bits.contains(Rsv::RSV1) && !bits.contains(Rsv::RSV2));
+    /// assert_eq!(bits.bits(), 0b101); // Perl's $rsv
+    /// // An extension of your own that sets RSV2: Params::new(fh).allowed_rsv(Rsv::RSV2)
+    /// ```
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
     pub struct Rsv: u8 {
         /// RSV1 (used by permessage-deflate).
@@ -268,7 +288,31 @@ pub enum RecvStatus {
 }
 
 /// What a fragmented-message producer returns after filling a prefix of the
-/// buffer it was given; [`Sender::push_produced`] carries it out.
+/// buffer it was given; [`Sender::push_produced`] carries it out. Perl's
+/// `WS_FRAGMENTED_DATA`, `WS_FRAGMENTED_EOF` and `WS_FRAGMENTED_ERROR`, with the
+/// length written.
+///
+/// ```
+/// use net_websocket_ev::Fragment;
+///
+/// // A producer sending `data` in pieces of whatever size it is offered.
+/// let data = b"a long message".to_vec();
+/// let mut sent = 0;
+/// let mut producer = move |buf: &mut [u8]| {
+///     let n = (data.len() - sent).min(buf.len());
+///     buf[..n].copy_from_slice(&data[sent..sent + n]);
+///     sent += n;
+///     if sent == data.len() {
+///         Fragment::Eof(n)
+///     } else {
+///         Fragment::Data(n)
+///     }
+/// };
+/// let mut buf = [0; 8];
+/// assert_eq!(producer(&mut buf), Fragment::Data(8));
+/// assert_eq!(producer(&mut buf), Fragment::Eof(6));
+/// // On a connection: ws.queue_fragmented(move |_ws, buf| producer(buf), OpCode::Binary)
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fragment {
     /// `n` bytes of the message; `Data(0)` sends nothing: the producer is asked

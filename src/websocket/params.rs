@@ -64,6 +64,20 @@ impl Params {
     ///
     /// A raw fd is passed as `unsafe { OwnedFd::from_raw_fd(fd) }` (you promise it is
     /// yours to give).
+    ///
+    /// ```
+    /// use net_websocket_ev::{Params, Server};
+    /// use std::os::fd::{FromRawFd, OwnedFd};
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// let (socket, _peer) = UnixStream::pair()?;
+    /// let ws = Server::new(Params::new(socket))?; // on libev's default loop
+    /// # let fd = { use std::os::fd::IntoRawFd; UnixStream::pair()?.0.into_raw_fd() };
+    /// // Perl's `fd`: a raw fd from elsewhere, now the connection's to close.
+    /// // SAFETY: `fd` is an open socket that nothing else will use or close.
+    /// let params = Params::new(unsafe { OwnedFd::from_raw_fd(fd) });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(socket: impl Into<OwnedFd>) -> Params {
         Params {
             socket: socket.into(),
@@ -90,6 +104,20 @@ impl Params {
     /// Perl `buffering` (default true). False: messages are not assembled, `on_msg_recv`
     /// gets an empty message for data and the data comes through the frame callbacks;
     /// `max_recv_size` then limits each frame.
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// use std::io::Write;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// // Stream messages of any size to a file instead of assembling them in memory.
+    /// let mut file = Vec::new(); // a std::fs::File
+    /// let params = Params::new(socket)
+    ///     .buffering(false)
+    ///     .max_recv_size(1 << 20) // now a limit per frame
+    ///     .on_frame_recv_chunk(move |_ws, piece| {
+    ///         file.write_all(piece).ok();
+    ///     });
+    /// ```
     pub fn buffering(mut self, on: bool) -> Params {
         self.config.buffering = on;
         self
@@ -98,6 +126,12 @@ impl Params {
     /// Perl `max_recv_size`: the largest message (buffering) or frame (no buffering)
     /// accepted; over it the peer gets close 1009. Default 64 MiB (wslay's 2 GiB let one
     /// connection pin 2 GiB).
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let params = Params::new(socket).max_recv_size(16 << 20); // larger messages: close 1009
+    /// ```
     pub fn max_recv_size(mut self, bytes: u64) -> Params {
         self.config.max_recv_size = bytes;
         self
@@ -105,6 +139,18 @@ impl Params {
 
     /// Perl `on_msg_recv($rsv, $opcode, $msg, $status_code)`: each complete text,
     /// binary, ping and pong message (never close); the status code is always 0.
+    ///
+    /// ```
+    /// use net_websocket_ev::{OpCode, Params};
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let params = Params::new(socket).on_msg_recv(|ws, _rsv, opcode, msg, _status_code| {
+    ///     match opcode {
+    ///         OpCode::Text => drop(ws.queue_msg(msg, opcode)), // echo
+    ///         OpCode::Binary => println!("{} bytes", msg.len()),
+    ///         _ => {} // ping (already answered) or pong
+    ///     }
+    /// });
+    /// ```
     pub fn on_msg_recv(
         mut self,
         callback: impl FnMut(&WebSocket, Rsv, OpCode, &[u8], u16) + 'static,
@@ -115,6 +161,14 @@ impl Params {
 
     /// Perl `on_frame_recv_start($fin, $rsv, $opcode, $payload_length)`: every frame,
     /// control frames included; continuation frames report [`OpCode::Continuation`].
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let params = Params::new(socket).on_frame_recv_start(|_ws, fin, _rsv, opcode, len| {
+    ///     println!("{opcode:?} frame of {len} bytes{}", if fin { ", final" } else { "" });
+    /// });
+    /// ```
     pub fn on_frame_recv_start(
         mut self,
         callback: impl FnMut(&WebSocket, bool, Rsv, OpCode, u64) + 'static,
@@ -125,6 +179,17 @@ impl Params {
 
     /// Perl `on_frame_recv_chunk($data)`: payload pieces as they arrive; an empty frame
     /// gives one empty chunk.
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// use std::{cell::Cell, rc::Rc};
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let received = Rc::new(Cell::new(0));
+    /// let count = received.clone();
+    /// let params = Params::new(socket)
+    ///     .buffering(false)
+    ///     .on_frame_recv_chunk(move |_ws, piece| count.set(count.get() + piece.len()));
+    /// ```
     pub fn on_frame_recv_chunk(
         mut self,
         callback: impl FnMut(&WebSocket, &[u8]) + 'static,
@@ -134,6 +199,13 @@ impl Params {
     }
 
     /// Perl `on_frame_recv_end()`: the end of each frame.
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let mut frames = 0;
+    /// let params = Params::new(socket).on_frame_recv_end(move |_ws| frames += 1);
+    /// ```
     pub fn on_frame_recv_end(mut self, callback: impl FnMut(&WebSocket) + 'static) -> Params {
         self.on_frame_recv_end = Some(Box::new(callback));
         self
@@ -141,6 +213,14 @@ impl Params {
 
     /// Perl `on_close($code)`: once, after the socket is closed, with the code of the
     /// peer's close frame, 1005 if it had none, 1006 if none came.
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let params = Params::new(socket).on_close(|ws, code| {
+    ///     println!("closed with {code}: {:?}", ws.close_cause());
+    /// });
+    /// ```
     pub fn on_close(mut self, callback: impl FnMut(&WebSocket, u16) + 'static) -> Params {
         self.on_close = Some(Box::new(callback));
         self
@@ -149,6 +229,14 @@ impl Params {
     /// Perl `genmask` (client only): fills the 4 mask bytes of each frame. The default is
     /// a CSPRNG. It must not call the connection's methods (they return
     /// [`Error::Busy`](super::Error::Busy) there).
+    ///
+    /// ```
+    /// use net_websocket_ev::{Client, Params};
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// // A fixed key, for test vectors only: the default is random, as RFC 6455 asks.
+    /// let ws = Client::new(Params::new(socket).genmask(|mask| *mask = [1, 2, 3, 4]))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn genmask(mut self, callback: impl FnMut(&mut [u8; 4]) + 'static) -> Params {
         self.genmask = Some(Box::new(callback));
         self
@@ -158,6 +246,15 @@ impl Params {
     /// a time: from another thread meanwhile, `Server::new` fails with
     /// [`Error::Loop`](super::Error::Loop)). A loop created by foreign code is adopted
     /// with [`Loop::from_raw`].
+    ///
+    /// ```
+    /// use net_websocket_ev::{ev::Loop, Params, Server};
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let lp = Loop::new()?; // e.g. one loop per thread
+    /// let ws = Server::new(Params::new(socket).event_loop(&lp))?;
+    /// assert!(ws.event_loop().same_as(&lp));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn event_loop(mut self, lp: &Loop) -> Params {
         self.event_loop = Some(lp.clone());
         self
@@ -165,6 +262,26 @@ impl Params {
 
     /// Bytes that arrived after the opening handshake (they belong to the WebSocket);
     /// they are processed from the loop before anything read from the socket.
+    ///
+    /// ```
+    /// use net_websocket_ev::ev::{Loop, RunFlags};
+    /// use net_websocket_ev::{Params, Server};
+    /// use std::{cell::RefCell, rc::Rc};
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let lp = Loop::new()?;
+    /// // A client's first frame, read together with its handshake: "hi", masked (key 0).
+    /// let leftover = vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
+    /// let got = Rc::new(RefCell::new(Vec::new()));
+    /// let g = got.clone();
+    /// let params = Params::new(socket)
+    ///     .event_loop(&lp)
+    ///     .initial_data(leftover)
+    ///     .on_msg_recv(move |_ws, _, _, msg, _| g.borrow_mut().extend_from_slice(msg));
+    /// Server::new(params)?;
+    /// lp.run_with(RunFlags::NoWait);
+    /// assert_eq!(*got.borrow(), b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn initial_data(mut self, bytes: Vec<u8>) -> Params {
         self.initial_data = bytes;
         self
@@ -177,6 +294,13 @@ impl Params {
     /// behind a large queue on a slow but live link is not cut off, and a peer that
     /// neither reads nor answers is dropped `timeout` after it stopped reading.
     /// `None` waits forever, as the original did. Default [`DEFAULT_CLOSE_TIMEOUT`].
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// use std::time::Duration;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let params = Params::new(socket).close_timeout(Some(Duration::from_secs(3)));
+    /// ```
     pub fn close_timeout(mut self, timeout: Option<Duration>) -> Params {
         self.timeouts.close = timeout;
         self
@@ -188,6 +312,16 @@ impl Params {
     /// "Received" means a frame began or a piece of payload arrived (any frame: a
     /// pong to a keepalive ping counts). The clock is suspended while reading is
     /// stopped. `None` (the default, as the original) never closes an idle connection.
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// use std::time::Duration;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// // Ping after 20 s of silence; a peer silent for 60 s (no pong either) is closed.
+    /// let params = Params::new(socket)
+    ///     .keepalive(Some(Duration::from_secs(20)))
+    ///     .idle_timeout(Some(Duration::from_secs(60)));
+    /// ```
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Params {
         self.timeouts.idle = timeout;
         self
@@ -197,6 +331,14 @@ impl Params {
     /// then again every `period` while the silence lasts. With an idle timeout longer
     /// than this, a live peer's pongs keep the connection open and a dead one is
     /// closed. Skipped while the send queue is full. `None` (the default) sends none.
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// use std::time::Duration;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// // Keeps NAT and proxy mappings alive; with an idle timeout, also finds dead peers.
+    /// let params = Params::new(socket).keepalive(Some(Duration::from_secs(30)));
+    /// ```
     pub fn keepalive(mut self, period: Option<Duration>) -> Params {
         self.timeouts.keepalive = period;
         self
@@ -254,6 +396,17 @@ impl Params {
 
     /// The send-queue high-water mark in bytes: a queueing call that would exceed it
     /// fails with a `QueueFull` error instead of memory growing without bound.
+    ///
+    /// ```
+    /// use net_websocket_ev::{ev::Loop, Params, Server};
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let lp = Loop::new()?;
+    /// let ws = Server::new(Params::new(socket).event_loop(&lp).max_queued_bytes(1024))?;
+    /// ws.stop_write()?;
+    /// ws.queue_binary(&[0; 1000])?;
+    /// assert!(ws.queue_binary(&[0; 1000]).is_err()); // it would pass 1 KiB
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_queued_bytes(mut self, bytes: usize) -> Params {
         self.config.max_queued_bytes = bytes;
         self
@@ -261,6 +414,12 @@ impl Params {
 
     /// The buffer size offered to a `queue_fragmented` producer per frame (default 4096,
     /// as the original).
+    ///
+    /// ```
+    /// use net_websocket_ev::Params;
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let params = Params::new(socket).fragment_size(64 << 10); // frames of up to 64 KiB
+    /// ```
     pub fn fragment_size(mut self, bytes: usize) -> Params {
         self.config.fragment_size = bytes.max(1);
         self
@@ -270,6 +429,13 @@ impl Params {
     /// with RSV1 allowed and set, text is not checked as UTF-8. Default none.
     /// With compression negotiated (`Params::compression`), RSV1 means a
     /// compressed message whatever this says.
+    ///
+    /// ```
+    /// use net_websocket_ev::{Params, Rsv};
+    /// # let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// // An extension of your own, agreed in the handshake, that marks frames with RSV2.
+    /// let params = Params::new(socket).allowed_rsv(Rsv::RSV2);
+    /// ```
     pub fn allowed_rsv(mut self, bits: Rsv) -> Params {
         self.config.allowed_rsv = bits;
         self
