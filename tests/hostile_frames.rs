@@ -3,6 +3,7 @@
 //! UTF-8 split across fragments, random garbage, a reset in the middle of a frame, and
 //! 10,000 pings in a burst. Each asserts what the peer and the server see, while a
 //! well-behaved client on the same loop keeps getting its echoes.
+#![cfg(feature = "ev")]
 
 #[path = "util/arena.rs"]
 mod arena;

@@ -2,6 +2,7 @@
 //! slowloris sending one byte at a time, a head whose headers never end, one endless
 //! header line. Each is cut off by a limit while a well-behaved client on the same loop
 //! keeps getting its echoes.
+#![cfg(feature = "ev")]
 
 #[path = "util/arena.rs"]
 mod arena;
