@@ -12,19 +12,40 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "format"
 cargo fmt --check
+# Both crates (--workspace: libev-sys too). Clippy's incompatible_msrv (on by default,
+# an error under -D warnings) refuses standard library items newer than each crate's
+# rust-version.
 step "clippy (every feature)"
-cargo clippy --all-features --all-targets -- -D warnings
-step "clippy with the default features (deflate, no tls)"
-cargo clippy --all-targets -- -D warnings
-step "clippy without default features (no deflate, no tls)"
-cargo clippy --no-default-features --all-targets -- -D warnings
+cargo clippy --workspace --all-features --all-targets -- -D warnings
+step "clippy with the default features (ev, deflate; no tls)"
+cargo clippy --workspace --all-targets -- -D warnings
+step "clippy without default features (no libev, no deflate, no tls)"
+cargo clippy --workspace --no-default-features --all-targets -- -D warnings
+step "MSRV: no dependency needs a newer Rust than our rust-version"
+# Dependencies as cargo's MSRV-aware resolver picks them (the default since cargo 1.84
+# for rust-version-aware projects), resolved in a copy so Cargo.lock stays as it is.
+msrv_dir=$(mktemp -d)
+git ls-files -z -- Cargo.toml build.rs README.md src tests examples vendor/libev-sys |
+    xargs -0 cp --parents -t "$msrv_dir"
+(cd "$msrv_dir" && CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback \
+    cargo metadata --quiet --format-version 1 --all-features) | python3 scripts/msrv.py
+rm -rf "$msrv_dir"
+step "tests without the libev layers (engine and handshake: no libev built or linked)"
+cargo test --no-default-features --lib --test 'engine_*' --test 'handshake_*' --test send_sync
 step "tests (every feature: deflate and tls)"
 cargo test --all-features --all-targets
 step "doc tests"
-cargo test --all-features --doc
+cargo test --workspace --all-features --doc
 step "docs build without warnings (every feature, and none)"
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --all-features
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --no-default-features
+step "docs.rs: the documentation builds without a system libev (DOCS_RS)"
+DOCS_RS=1 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --workspace --all-features \
+    --target-dir target/docsrs
+step "packaging: both crates as they would be published"
+# libev-sys is packaged first and the root crate verified against it (cargo >= 1.90).
+# --allow-dirty: also from a work tree with changes (a real publish needs a clean one).
+cargo publish --workspace --dry-run --allow-dirty
 step "valgrind: the libev layer and the FFI-touching tests"
 for file in tests/ev_loop.rs tests/websocket_*.rs tests/hostile_*.rs; do
     [ -e "$file" ] || continue

@@ -1,5 +1,6 @@
 //! The safe libev layer on real fds: io and timer callbacks, watchers that stop,
 //! restart or drop themselves and each other, adopted raw loops, panics.
+#![cfg(feature = "ev")]
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};

@@ -1,5 +1,6 @@
 //! The examples end to end, as a user runs them: `echo_server` (with its flags) and
 //! `embed` answering our own `client` example over loopback.
+#![cfg(feature = "ev")]
 
 #[path = "util/deadline.rs"]
 mod deadline;

@@ -1,5 +1,6 @@
 //! What the fuzz targets (`fuzz/fuzz_targets/`) found, reduced to the smallest
 //! reproduction, kept as regression tests (each failed before its fix).
+#![cfg(feature = "ev")]
 
 mod util;
 

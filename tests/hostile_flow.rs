@@ -9,6 +9,7 @@
 //! buffers make the bytes in flight before a stalled peer blocks few and fixed. When a
 //! timeout must be outrun (a live peer's pong before the idle timeout), the margin is
 //! many times the period.
+#![cfg(feature = "ev")]
 
 #[path = "util/arena.rs"]
 mod arena;

@@ -4,6 +4,7 @@
 //! 10,000 pings in a burst, and a message trickling a byte at a time. Each asserts
 //! what the peer and the server see, while a well-behaved client on the same loop
 //! keeps getting its echoes.
+#![cfg(feature = "ev")]
 
 #[path = "util/arena.rs"]
 mod arena;

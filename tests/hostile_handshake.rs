@@ -3,6 +3,7 @@
 //! header line, too many header lines (also fed to the pure parsers whole and one
 //! byte at a time). Each is cut off by a limit while a well-behaved client on the same loop
 //! keeps getting its echoes.
+#![cfg(feature = "ev")]
 
 #[path = "util/arena.rs"]
 mod arena;

@@ -1,6 +1,7 @@
 //! Performance shape of the whole object: echoing small messages over a real
 //! loopback socket on a real loop allocates nothing per message in steady state
 //! (a count from a counting global allocator, not a time).
+#![cfg(feature = "ev")]
 mod counting_alloc;
 mod util;
 

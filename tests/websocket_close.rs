@@ -1,6 +1,7 @@
 //! The end of a connection: the peer's close (with and without code), the peer
 //! vanishing, our close (data first, then close, read until the peer's close), the
 //! close timeout, methods after the end, and a panic in a callback.
+#![cfg(feature = "ev")]
 
 mod util;
 

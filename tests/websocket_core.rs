@@ -4,6 +4,7 @@
 //! while iterating, `wait_blocking` inside a callback), the close timeout counted
 //! from progress, pongs while our close waits, the peer's EOF with data queued,
 //! the loop of an upgraded connection, and what the user can ask once it ended.
+#![cfg(feature = "ev")]
 
 mod util;
 

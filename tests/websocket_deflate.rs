@@ -3,7 +3,7 @@
 //! messages, both directions); an idle connection costs the same heap with
 //! compression on (no context takeover) as without; with context takeover the
 //! per-connection cost is measured.
-#![cfg(feature = "deflate")]
+#![cfg(all(feature = "ev", feature = "deflate"))]
 
 mod counting_alloc;
 mod util;

@@ -1,6 +1,7 @@
 //! Flow control and the object's life: wait (callback and blocking), fragmented
 //! sending, pausing and resuming each direction, shutdown, re-entrant calls from
 //! every callback (dropping every handle too) and an adopted foreign loop.
+#![cfg(feature = "ev")]
 
 mod util;
 

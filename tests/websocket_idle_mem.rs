@@ -6,6 +6,7 @@
 //! target is about comes from `examples/echo_server` under the load generator's
 //! idle mode (see `BENCHMARKS.md`): it adds malloc's overhead and libev's per-fd
 //! entry to what is counted here.
+#![cfg(feature = "ev")]
 mod counting_alloc;
 
 use std::os::unix::net::UnixStream;

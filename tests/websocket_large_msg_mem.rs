@@ -1,5 +1,6 @@
 //! Memory after a large message, in process (a count from a counting global
 //! allocator, in a binary of its own so that no other test allocates meanwhile).
+#![cfg(feature = "ev")]
 mod counting_alloc;
 mod util;
 

@@ -1,6 +1,7 @@
 //! The object receiving and sending messages over a real socket and a real loop:
 //! echo, automatic pong, frame callbacks, no-buffering mode, the size limit, bytes
 //! that came with the handshake, protocol violations and client masking.
+#![cfg(feature = "ev")]
 
 mod util;
 

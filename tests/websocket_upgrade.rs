@@ -1,5 +1,6 @@
 //! The loop-driven opening handshakes (`websocket::upgrade::accept` and `upgrade`):
 //! good and bad requests and responses, byte splits, timeout, EOF, leftover bytes.
+#![cfg(feature = "ev")]
 
 mod util;
 

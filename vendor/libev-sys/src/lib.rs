@@ -294,7 +294,10 @@ pub unsafe fn ev_signal_init(
 ///
 /// # Safety
 /// `w` must point to writable memory of an `ev_idle` that is not started.
-pub unsafe fn ev_idle_init(w: *mut ev_idle, cb: unsafe extern "C" fn(*mut ev_loop, *mut ev_idle, c_int)) {
+pub unsafe fn ev_idle_init(
+    w: *mut ev_idle,
+    cb: unsafe extern "C" fn(*mut ev_loop, *mut ev_idle, c_int),
+) {
     (*w).active = 0;
     (*w).pending = 0;
     (*w).priority = 0;

@@ -1,0 +1,46 @@
+//! The sans-IO types that may move to another thread (`Send`) or be shared between
+//! threads (`Sync`), as quinn-proto's and rustls's are: checked at compile time (a type
+//! that loses either fails to build this file), without libev.
+//!
+//! Not listed: `proto::Engine` and `proto::Sender`, which are not `Send` yet (their
+//! boxed mask source and producers are `dyn FnMut` without `Send`, and the encoder
+//! keeps the thread's `ThreadRng`).
+
+use net_websocket_ev::handshake::{
+    ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
+};
+use net_websocket_ev::proto::{
+    Compression, Config, Error, Flow, OpCode, ProtocolError, Receiver, RecvStatus, Role, Rsv,
+    SendStatus, Utf8Validator, Window,
+};
+
+fn send_and_sync<T: Send + Sync>() {}
+
+#[test]
+fn the_receiver_and_its_values_are_send_and_sync() {
+    send_and_sync::<Receiver>();
+    send_and_sync::<Utf8Validator>();
+    send_and_sync::<Config>();
+    send_and_sync::<Compression>();
+    send_and_sync::<Window>();
+    send_and_sync::<Error>();
+    send_and_sync::<ProtocolError>();
+    send_and_sync::<OpCode>();
+    send_and_sync::<Rsv>();
+    send_and_sync::<Role>();
+    send_and_sync::<Flow>();
+    send_and_sync::<RecvStatus>();
+    send_and_sync::<SendStatus>();
+}
+
+#[test]
+fn the_handshake_types_are_send_and_sync() {
+    send_and_sync::<ClientRequest>();
+    send_and_sync::<ClientHandshake>();
+    send_and_sync::<Response>();
+    send_and_sync::<Request>();
+    send_and_sync::<ServerHandshake>();
+    send_and_sync::<HandshakeError>();
+    #[cfg(feature = "deflate")]
+    send_and_sync::<net_websocket_ev::handshake::deflate::PerMessageDeflate>();
+}
