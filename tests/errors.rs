@@ -1,6 +1,7 @@
 //! The shape of the errors: one "closed" error from every queue method, whatever
 //! closed the connection; a wrapper says what failed and returns the cause from
 //! `source()` without printing it again; messages say what to do.
+#![cfg(feature = "ev")]
 
 mod util;
 

@@ -3,6 +3,7 @@
 //! frame between its fragments neither restarts nor trips it; messages that
 //! arrive in time are unaffected, however long the connection lives), and a
 //! message in too many fragments is refused with 1009.
+#![cfg(feature = "ev")]
 
 mod util;
 
