@@ -3,8 +3,7 @@
 mod engine_util;
 use engine_util as util;
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use net_websocket_ev::proto::{
     Config, Engine, Error, Fragment, OpCode, Produced, Producer, Role, SendStatus, Sender,
@@ -205,7 +204,7 @@ fn producer_edge_cases() {
     );
 
     // Data(0): nothing now, asked again at the next send.
-    let calls = Rc::new(RefCell::new(0));
+    let calls = Shared::new(0);
     let c = calls.clone();
     e.queue_fragmented(
         OpCode::Binary,
@@ -282,7 +281,7 @@ fn producer_error_or_overlong_sends_1011_and_discards_the_rest() {
 
 /// A producer answering from a script, one answer per call, with `piece`
 /// copied in for `Data(n)` and `Eof(n)`; counts its calls.
-fn scripted(script: &[(Fragment, &[u8])], calls: Rc<RefCell<usize>>) -> Producer {
+fn scripted(script: &[(Fragment, &[u8])], calls: Shared<usize>) -> Producer {
     let mut script: Vec<(Fragment, Vec<u8>)> =
         script.iter().map(|(f, p)| (*f, p.to_vec())).collect();
     script.reverse();
@@ -398,7 +397,7 @@ fn an_engine_producer_of_bad_text_gets_1011() {
         ][..],
     ] {
         let mut e = Engine::new(Role::Server, Config::default());
-        let calls = Rc::new(RefCell::new(0));
+        let calls = Shared::new(0);
         e.queue_fragmented(OpCode::Text, scripted(script, calls.clone()))
             .unwrap();
         e.queue_msg(OpCode::Binary, b"dropped").unwrap();
@@ -426,7 +425,7 @@ fn feed_bytes(e: &mut Engine, input: &[u8], one_byte_at_a_time: bool) -> Recorde
 #[test]
 fn a_paused_producer_is_not_asked_again_until_resumed() {
     for one_byte_at_a_time in [false, true] {
-        let calls = Rc::new(RefCell::new(0));
+        let calls = Shared::new(0);
         let mut e = Engine::new(Role::Server, Config::default());
         let script = [
             (Fragment::Data(1), &b"a"[..]),
@@ -527,7 +526,7 @@ fn a_failure_close_or_a_close_reply_passes_a_paused_message() {
         (paused, &peer_close, 1001),
     ] {
         for one_byte_at_a_time in [false, true] {
-            let calls = Rc::new(RefCell::new(0));
+            let calls = Shared::new(0);
             let mut e = Engine::new(Role::Server, Config::default());
             e.queue_fragmented(OpCode::Binary, scripted(script, calls.clone()))
                 .unwrap();
@@ -544,13 +543,13 @@ fn a_failure_close_or_a_close_reply_passes_a_paused_message() {
             assert_eq!(frames[1].close().map(|c| c.0), Some(code));
             assert_eq!(frames.len(), 2, "{code}: the rest is dropped");
             assert!(e.close_sent() && !e.want_write());
-            assert_eq!(Rc::strong_count(&calls), 1, "the producer was dropped");
+            assert_eq!(Arc::strong_count(&calls.0), 1, "the producer was dropped");
         }
     }
     // A user close queued behind the paused message stops waiting when the peer
     // breaks the protocol (it is the close that goes out, with its code).
     let mut e = Engine::new(Role::Server, Config::default());
-    let calls = Rc::new(RefCell::new(0));
+    let calls = Shared::new(0);
     e.queue_fragmented(OpCode::Binary, scripted(paused, calls.clone()))
         .unwrap();
     e.queue_close(Some(4000), b"mine").unwrap();
@@ -563,7 +562,7 @@ fn a_failure_close_or_a_close_reply_passes_a_paused_message() {
     let frames = parse_frames(&wire);
     assert_eq!(frames.len(), 2);
     assert_eq!(frames[1].close(), Some((4000, b"mine".to_vec())));
-    assert_eq!(Rc::strong_count(&calls), 1, "the producer was dropped");
+    assert_eq!(Arc::strong_count(&calls.0), 1, "the producer was dropped");
 }
 
 #[test]
@@ -829,7 +828,7 @@ fn shutdown_write_drops_the_queue_at_once() {
 #[test]
 fn mask_source_is_called_once_per_frame() {
     let mut e = Engine::new(Role::Client, Config::default());
-    let calls = Rc::new(RefCell::new(0u8));
+    let calls = Shared::new(0u8);
     let c = calls.clone();
     e.set_mask_source(Box::new(move |key: &mut [u8; 4]| {
         *c.borrow_mut() += 1;
@@ -1080,4 +1079,28 @@ fn a_panicking_mask_source_costs_one_key_and_leaves_the_queue_whole() {
     assert!(frames[1].mask.is_some(), "the failed draw got a random key");
     assert_eq!(frames[2].mask, Some([9; 4]));
     assert_eq!((e.queued_count(), e.queued_bytes()), (0, 0));
+}
+
+/// State shared with a producer or a mask source, which are `Send`.
+#[derive(Debug, Default)]
+struct Shared<T>(Arc<Mutex<T>>);
+
+impl<T> Shared<T> {
+    fn new(value: T) -> Self {
+        Shared(Arc::new(Mutex::new(value)))
+    }
+
+    fn borrow(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap()
+    }
+
+    fn borrow_mut(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap()
+    }
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
 }

@@ -1,10 +1,8 @@
 //! The sans-IO types that may move to another thread (`Send`) or be shared between
 //! threads (`Sync`), as quinn-proto's and rustls's are: checked at compile time (a type
 //! that loses either fails to build this file), without libev.
-//!
-//! Not listed: `proto::Engine` and `proto::Sender`, which are not `Send` yet (their
-//! boxed mask source and producers are `dyn FnMut` without `Send`, and the encoder
-//! keeps the thread's `ThreadRng`).
+//! The engine and its sender are `Send` but not `Sync` (their mask source and
+//! producers are `FnMut + Send`), as rustls's connections are.
 
 use net_websocket_ev::handshake::{
     ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
@@ -15,6 +13,16 @@ use net_websocket_ev::proto::{
 };
 
 fn send_and_sync<T: Send + Sync>() {}
+
+fn send<T: Send>() {}
+
+#[test]
+fn the_engine_and_its_sender_can_move_to_another_thread() {
+    send::<net_websocket_ev::proto::Engine>();
+    send::<net_websocket_ev::proto::Sender>();
+    send::<net_websocket_ev::proto::MaskSource>();
+    send::<net_websocket_ev::proto::Producer>();
+}
 
 #[test]
 fn the_receiver_and_its_values_are_send_and_sync() {

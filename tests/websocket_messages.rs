@@ -319,7 +319,8 @@ fn invalid_utf8_text_is_1007() {
 fn client_masks_every_frame_with_genmask() {
     let lp = Loop::new().unwrap();
     let (ours, peer) = unix_pair();
-    let calls = Rc::new(RefCell::new(0u32));
+    // genmask is Send: its state is shared through an Arc.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let c = calls.clone();
     let got = Rc::new(RefCell::new(Vec::new()));
     let g = got.clone();
@@ -327,7 +328,7 @@ fn client_masks_every_frame_with_genmask() {
         Params::new(ours)
             .event_loop(&lp)
             .genmask(move |key| {
-                *c.borrow_mut() += 1;
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 *key = [1, 2, 3, 4];
             })
             .on_msg_recv(move |_ws, _, op, msg, _| g.borrow_mut().push((op, msg.to_vec()))),
@@ -353,7 +354,7 @@ fn client_masks_every_frame_with_genmask() {
         &peer.raw[..8],
         &[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]
     );
-    assert_eq!(*calls.borrow(), 2);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
     // The client accepts the server's unmasked frames.
     peer.send_msg(OpCode::Text, b"back");
     run_until(&lp, "reply at the client", || !got.borrow().is_empty());
@@ -405,11 +406,10 @@ fn queue_high_water_mark() {
 fn a_panicking_genmask_costs_one_mask_and_leaves_the_connection_whole() {
     let lp = Loop::new().unwrap();
     let (ours, peer) = unix_pair();
-    let calls = Rc::new(std::cell::Cell::new(0u32));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let c = calls.clone();
     let ws = Client::new(Params::new(ours).event_loop(&lp).genmask(move |key| {
-        c.set(c.get() + 1);
-        if c.get() == 2 {
+        if c.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == 2 {
             panic!("genmask failed");
         }
         *key = [1, 2, 3, 4];
@@ -438,7 +438,7 @@ fn a_panicking_genmask_costs_one_mask_and_leaves_the_connection_whole() {
         .collect();
     assert_eq!(peer.msgs(), expected);
     assert_eq!(
-        calls.get(),
+        calls.load(std::sync::atomic::Ordering::Relaxed),
         3,
         "one call per frame, the failed one included"
     );

@@ -37,7 +37,6 @@ pub(super) struct Encoder {
     mask_panic: Option<Box<dyn Any + Send>>,
     /// The thread's CSPRNG, held while a client has frames to mask (a handle:
     /// the generator's state is per thread).
-    rng: Option<rand::rngs::ThreadRng>,
     /// Pings and pongs waiting: they jump ahead of `items`.
     ctrl: VecDeque<Control>,
     ctrl_bytes: usize,
@@ -129,7 +128,6 @@ impl Encoder {
             max_queued_bytes,
             mask_source: None,
             mask_panic: None,
-            rng: None,
             ctrl: VecDeque::new(),
             ctrl_bytes: 0,
             items: VecDeque::new(),

@@ -35,11 +35,13 @@ pub use receiver::Receiver;
 pub use sender::Sender;
 pub use utf8::Utf8Validator;
 
-/// The source of a client's mask keys: fills the 4 bytes of one frame's key.
-pub type MaskSource = Box<dyn FnMut(&mut [u8; 4])>;
+/// The source of a client's mask keys: fills the 4 bytes of one frame's key. `Send`,
+/// so an [`Engine`] can move to another thread.
+pub type MaskSource = Box<dyn FnMut(&mut [u8; 4]) + Send>;
 
-/// A fragmented-message producer: fills a prefix of the buffer it is given.
-pub type Producer = Box<dyn FnMut(&mut [u8]) -> Fragment>;
+/// A fragmented-message producer: fills a prefix of the buffer it is given. `Send`,
+/// so an [`Engine`] can move to another thread.
+pub type Producer = Box<dyn FnMut(&mut [u8]) -> Fragment + Send>;
 
 /// Which end of the connection this engine is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -15,7 +15,7 @@ pub(crate) type FrameStart = Box<dyn FnMut(&WebSocket, bool, Rsv, OpCode, u64)>;
 pub(crate) type FrameChunk = Box<dyn FnMut(&WebSocket, &[u8])>;
 pub(crate) type FrameEnd = Box<dyn FnMut(&WebSocket)>;
 pub(crate) type OnClose = Box<dyn FnMut(&WebSocket, u16)>;
-pub(crate) type GenMask = Box<dyn FnMut(&mut [u8; 4])>;
+pub(crate) type GenMask = crate::proto::MaskSource;
 pub(crate) type Producer = Box<dyn FnMut(&WebSocket, &mut [u8]) -> Fragment>;
 
 /// The default close timeout: how long a closing connection may go without progress
@@ -228,7 +228,9 @@ impl Params {
 
     /// Perl `genmask` (client only): fills the 4 mask bytes of each frame. The default is
     /// a CSPRNG. It must not call the connection's methods (they return
-    /// [`Error::Busy`](super::Error::Busy) there).
+    /// [`Error::Busy`](super::Error::Busy) there). It is `Send`, as every part of the
+    /// sans-IO engine it goes into is (an [`Engine`](crate::proto::Engine) may move
+    /// between threads): share state with it through an `Arc`, not an `Rc`.
     ///
     /// ```
     /// use net_websocket_ev::{Client, Params};
@@ -237,7 +239,7 @@ impl Params {
     /// let ws = Client::new(Params::new(socket).genmask(|mask| *mask = [1, 2, 3, 4]))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn genmask(mut self, callback: impl FnMut(&mut [u8; 4]) + 'static) -> Params {
+    pub fn genmask(mut self, callback: impl FnMut(&mut [u8; 4]) + Send + 'static) -> Params {
         self.genmask = Some(Box::new(callback));
         self
     }

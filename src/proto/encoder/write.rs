@@ -255,8 +255,7 @@ impl Encoder {
 
     /// 4 bytes from the thread's CSPRNG.
     pub(super) fn random_key(&mut self) -> [u8; 4] {
-        let rng = self.rng.get_or_insert_with(rand::thread_rng);
-        rand::RngCore::next_u32(rng).to_ne_bytes()
+        rand::RngCore::next_u32(&mut rand::thread_rng()).to_ne_bytes()
     }
 
     /// The panic the mask source raised during the last call, if any.
