@@ -1,5 +1,6 @@
 //! Safe wrappers over libev: the [`Loop`] and its watchers ([`Io`], [`Timer`],
-//! [`Signal`], [`Idle`]), with Rust closures as callbacks.
+//! [`Signal`], [`Idle`], and [`Async`] to wake a loop from another thread), with Rust
+//! closures as callbacks.
 //!
 //! Every watcher is an owning handle: dropping it stops it. Its callback may stop,
 //! restart or drop its own watcher and any other (through a [`WatcherHandle`], which
@@ -37,6 +38,7 @@
 //! assert!(fired.get());
 //! ```
 
+mod async_watcher;
 mod event_loop;
 mod signals;
 mod watcher;
@@ -45,6 +47,7 @@ mod watcher;
 /// [`Loop::as_raw`] with a loop that C code created or keeps using.
 pub use libev_sys as sys;
 
+pub use async_watcher::{Async, AsyncSender};
 pub use event_loop::{take_panic, Loop, LoopError, RunFlags};
 pub use watcher::{
     Events, Idle, IdleKind, Io, IoKind, Kind, Signal, SignalKind, Timer, TimerKind, Watcher,

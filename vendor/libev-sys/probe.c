@@ -24,5 +24,8 @@ int main(void) {
     SIZE(ev_idle);
     OFF(ev_idle, active); OFF(ev_idle, pending); OFF(ev_idle, priority); OFF(ev_idle, data);
     OFF(ev_idle, cb);
+    SIZE(ev_async);
+    OFF(ev_async, active); OFF(ev_async, pending); OFF(ev_async, priority); OFF(ev_async, data);
+    OFF(ev_async, cb); OFF(ev_async, sent);
     return 0;
 }
