@@ -5,6 +5,8 @@
 //!   driven by one libev io watcher; [`Params`] are the Perl constructor's keys.
 //! - [`websocket::upgrade`] does the opening handshake on the loop; [`handshake`] has
 //!   the pure parsers and builders.
+//! - [`websocket::connect()`] connects to a `ws://` / `wss://` URL on the loop (names
+//!   resolved on a thread, every address tried, HTTP proxies).
 //! - [`proto`] is the sans-IO protocol engine; [`ev`] the safe libev layer.
 //! - `tls` (cargo feature `tls`): `wss://` with rustls, on the same io watcher.
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
