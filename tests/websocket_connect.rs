@@ -621,7 +621,9 @@ fn cancelling_while_connecting_and_after_the_callback() {
 }
 
 /// Proxies from the environment: one test, since variables are process-wide (the
-/// other tests here use `Proxy::Direct` and never read them).
+/// other tests here use `Proxy::Direct` and never read them). The server is reached
+/// by a name under `.test` (the resolver, or the proxy, maps it to 127.0.0.1):
+/// loopback addresses are never proxied from the environment.
 #[test]
 fn proxies_from_the_environment() {
     struct Unset;
@@ -636,34 +638,40 @@ fn proxies_from_the_environment() {
     let lp = Loop::new().unwrap();
     let server = EchoServer::start(&lp);
     let proxy = ConnectProxy::start(Answer::Tunnel, 1);
+    let addr = server.addr;
+    let by_name = || ConnectOptions::new().resolver(move |_, _| Ok(vec![addr]));
+    let url = format!("ws://echo.test:{}/", addr.port());
+    let echo = |options: ConnectOptions, url: &str| {
+        let connected = wait(&lp, &start(&lp, url, options)).expect("connected");
+        echo_over(&lp, connected);
+    };
 
     std::env::set_var("http_proxy", proxy.url());
-    let connected = wait(&lp, &start(&lp, &server.url(), ConnectOptions::new())).unwrap();
-    echo_over(&lp, connected);
+    echo(by_name(), &url);
     assert_eq!(proxy.heads().len(), 1, "went through http_proxy");
+    assert!(proxy.heads()[0].starts_with(&format!("CONNECT echo.test:{} ", addr.port())));
 
-    // no_proxy: the same server reached directly.
-    std::env::set_var("no_proxy", "example.com, 127.0.0.1");
-    let connected = wait(&lp, &start(&lp, &server.url(), ConnectOptions::new())).unwrap();
-    echo_over(&lp, connected);
+    // Reached directly: loopback, a host in no_proxy, `*`, Proxy::Direct.
+    echo(ConnectOptions::new(), &server.url());
+    std::env::set_var("no_proxy", "example.com, .echo.test");
+    echo(by_name(), &url);
     std::env::set_var("no_proxy", "*");
-    let connected = wait(&lp, &start(&lp, &server.url(), ConnectOptions::new())).unwrap();
-    echo_over(&lp, connected);
+    echo(by_name(), &url);
     std::env::remove_var("no_proxy");
-    // Proxy::Direct ignores the environment.
-    let connected = wait(&lp, &start(&lp, &server.url(), direct())).unwrap();
-    echo_over(&lp, connected);
+    std::env::set_var("NO_PROXY", "echo.test");
+    echo(by_name(), &url);
+    std::env::remove_var("NO_PROXY");
+    echo(by_name().proxy(Proxy::Direct), &url);
     websocket::abort_all(&lp);
     assert_eq!(proxy.finish().len(), 1, "the proxy saw only the first");
-    assert_eq!(server.accepted.get(), 4);
+    assert_eq!(server.accepted.get(), 6);
 
     // Upper-case HTTP_PROXY is not read (curl's rule); a bad http_proxy is an error.
     std::env::remove_var("http_proxy");
     std::env::set_var("HTTP_PROXY", "http://127.0.0.1:1");
-    let connected = wait(&lp, &start(&lp, &server.url(), ConnectOptions::new())).unwrap();
-    echo_over(&lp, connected);
+    echo(by_name(), &url);
     std::env::set_var("http_proxy", "ftp://proxy.example");
-    let err = websocket::connect(&lp, &server.url(), ConnectOptions::new(), |_| {}).unwrap_err();
+    let err = websocket::connect(&lp, &url, by_name(), |_| {}).unwrap_err();
     assert!(matches!(err, ConnectError::ProxyUrl { ref url, .. } if url == "ftp://proxy.example"));
     websocket::abort_all(&lp);
 }

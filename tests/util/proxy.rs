@@ -1,6 +1,8 @@
 //! A small HTTP `CONNECT` proxy on a thread, for the client connect tests: it serves
 //! a fixed number of connections, records each request head, and either refuses
 //! with a status or opens the tunnel and relays both ways until either side closes.
+//! It resolves the names under `.test` to 127.0.0.1 (the client's resolver is not
+//! asked for a target behind a proxy).
 //! Every blocking call is bounded by the tests' deadline.
 
 use std::io::{ErrorKind, Read, Write};
@@ -127,6 +129,11 @@ fn serve(mut client: TcpStream, head: &str, answer: Answer) -> Option<[JoinHandl
             None
         }
         Answer::Tunnel => {
+            // Names under `.test` (RFC 2606) stand for 127.0.0.1.
+            let target = match target.rsplit_once(':') {
+                Some((host, port)) if host.ends_with(".test") => format!("127.0.0.1:{port}"),
+                _ => target.to_owned(),
+            };
             let server = TcpStream::connect(target).expect("proxy: connect to target");
             server.set_read_timeout(Some(deadline())).unwrap();
             client

@@ -23,7 +23,8 @@ pub enum Proxy {
     /// commas, the hosts reached directly: `*` for all, a name for itself and its
     /// subdomains (`example.com` and `.example.com` both match `api.example.com`),
     /// an IP address for itself. Empty variables count as unset; `all_proxy` is not
-    /// read.
+    /// read. Unlike curl, and like Go's `net/http`, `localhost` and loopback
+    /// addresses are always reached directly.
     #[default]
     FromEnv,
     /// No proxy, whatever the environment says.
@@ -130,6 +131,9 @@ pub(super) fn from_env(
     host: &str,
     var: impl Fn(&str) -> Option<String>,
 ) -> Option<String> {
+    if is_loopback(host) {
+        return None;
+    }
     let set = |name: &str| var(name).filter(|value| !value.is_empty());
     let proxy = if tls {
         set("https_proxy").or_else(|| set("HTTPS_PROXY"))
@@ -141,6 +145,19 @@ pub(super) fn from_env(
         Some(list) if no_proxy_matches(&list, host) => None,
         _ => Some(proxy),
     }
+}
+
+/// `localhost` (or a name under it) or a loopback address: never proxied from the
+/// environment.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let lower = host.to_ascii_lowercase();
+    let name = lower.strip_suffix('.').unwrap_or(&lower);
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `host` is in a `no_proxy` list.
@@ -322,14 +339,27 @@ mod tests {
         assert!(direct("example.com", "API.Example.com"));
         assert!(direct(".example.com", "api.example.com"));
         assert!(direct("other, example.com", "api.example.com"));
-        assert!(direct("127.0.0.1", "127.0.0.1"));
-        assert!(direct("::1", "::1"));
-        assert!(direct("[::1]", "::1"));
+        assert!(direct("192.0.2.1", "192.0.2.1"));
+        assert!(direct("2001:db8::1", "2001:db8::1"));
+        assert!(direct("[2001:db8::1]", "2001:db8::1"));
         assert!(!direct("example.com", "badexample.com"));
         assert!(!direct("example.com", "example.com.evil"));
         assert!(!direct("*.example.com", "api.example.com")); // curl: no wildcards
         assert!(!direct("", "example.com"));
-        assert!(!direct("127.0.0.1", "127.0.0.10"));
+        assert!(!direct("192.0.2.1", "192.0.2.10"));
+        // Loopback is never proxied from the environment.
+        for host in [
+            "localhost",
+            "LocalHost.",
+            "a.localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(direct("", host), "{host}");
+        }
+        assert!(!direct("", "localhost.example"));
         // NO_PROXY too, when no_proxy is unset.
         let upper = [("http_proxy", "p:1"), ("NO_PROXY", "example.com")];
         assert!(from_env(false, "example.com", env(&upper)).is_none());
