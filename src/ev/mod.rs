@@ -9,7 +9,8 @@
 //!
 //! # Threads, arguments and process-wide state
 //! Safe code cannot make libev misbehave. Loops and watchers are neither `Send` nor
-//! `Sync`. libev's process-wide pieces are guarded: the default loop belongs to one
+//! `Sync`; the one way in from another thread is an [`AsyncSender`], which wakes its
+//! [`Async`] watcher's loop. libev's process-wide pieces are guarded: the default loop belongs to one
 //! thread at a time ([`Loop::default_loop`]), a signal to one loop at a time
 //! ([`Signal`]). Arguments libev would assert on are refused with a [`WatcherError`]
 //! (a negative fd, a bad signal number), and times are [`Duration`](std::time::Duration)s,

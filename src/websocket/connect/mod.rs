@@ -6,7 +6,7 @@
 //!    or [`ConnectOptions::resolver`]), which wakes the loop through an
 //!    [`ev::Async`](crate::ev::Async); an IP address is used as it is;
 //! 2. each address is tried in turn with a non-blocking TCP connect, until one
-//!    answers;
+//!    answers (the socket gets `TCP_NODELAY`: messages go out whole, at once);
 //! 3. through a proxy ([`Proxy`]), the proxy's name is resolved and connected to
 //!    instead, and a `CONNECT host:port` tunnel opened;
 //! 4. the opening handshake ([`upgrade::upgrade`]), with TLS first for `wss://`;
@@ -392,6 +392,7 @@ impl Connecting {
     /// let lp = Loop::new().unwrap();
     /// let pending = websocket::connect(&lp, "ws://127.0.0.1:9/", Default::default(), |_| {}).unwrap();
     /// assert!(pending.is_pending());
+    /// # pending.cancel();
     /// ```
     pub fn is_pending(&self) -> bool {
         self.inner
