@@ -454,6 +454,32 @@ fn through_a_proxy_from_the_options_with_basic_auth() {
 }
 
 #[test]
+fn a_proxy_by_name_is_resolved_by_our_resolver_the_target_by_the_proxy() {
+    let lp = Loop::new().unwrap();
+    let server = EchoServer::start(&lp);
+    let proxy = ConnectProxy::start(Answer::Tunnel, 1);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let names = asked.clone();
+    let proxy_addr = proxy.addr;
+    let options = ConnectOptions::new()
+        .proxy(Proxy::Http(format!("proxy.test:{}", proxy_addr.port())))
+        .resolver(move |host, port| {
+            names.lock().unwrap().push(format!("{host}:{port}"));
+            Ok(vec![proxy_addr])
+        });
+    let url = format!("ws://echo.test:{}/", server.addr.port());
+    let connected = wait(&lp, &start(&lp, &url, options)).expect("through the proxy");
+    echo_over(&lp, connected);
+    websocket::abort_all(&lp);
+    let heads = proxy.finish();
+    assert!(heads[0].starts_with(&format!("CONNECT echo.test:{} ", server.addr.port())));
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [format!("proxy.test:{}", proxy_addr.port())]
+    );
+}
+
+#[test]
 fn a_proxy_refusing_with_403_is_an_error_with_its_status() {
     let lp = Loop::new().unwrap();
     let proxy = ConnectProxy::start(Answer::Refuse(403), 1);
