@@ -22,20 +22,21 @@ fn byte_at(i: usize) -> u8 {
 
 /// The URL and `--size` (`BYTES`, `NKiB` or `NMiB`; 50 MiB by default).
 fn args() -> Option<(String, usize)> {
-    let mut args = std::env::args().skip(1);
-    let url = args.next()?;
-    let size = match (args.next().as_deref(), args.next(), args.next()) {
-        (None, ..) => 50 << 20,
-        (Some("--size"), Some(size), None) => match size.strip_suffix("MiB") {
-            Some(n) => n.parse::<usize>().ok()?.checked_mul(1 << 20)?,
-            None => match size.strip_suffix("KiB") {
-                Some(n) => n.parse::<usize>().ok()?.checked_mul(1 << 10)?,
-                None => size.parse().ok()?,
-            },
-        },
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let size = match args.as_slice() {
+        [_] => "50MiB",
+        [_, flag, size] if flag == "--size" => size,
         _ => return None,
     };
-    Some((url, size))
+    let (n, unit) = size.split_at(size.trim_end_matches(char::is_alphabetic).len());
+    let scale = [("", 1), ("KiB", 1 << 10), ("MiB", 1 << 20)]
+        .into_iter()
+        .find(|u| u.0 == unit)?
+        .1;
+    Some((
+        args[0].clone(),
+        n.parse::<usize>().ok()?.checked_mul(scale)?,
+    ))
 }
 
 /// An error with its causes (`Display` gives only the first).
