@@ -29,6 +29,11 @@
 //! `wss://` URLs (built with `--features tls`) check the server's certificate
 //! against the built-in Mozilla roots and, with `--ca FILE`, that CA too (PEM).
 //! `--insecure` accepts any certificate: for tests only.
+//!
+//! The connection is made on the loop by `websocket::connect`: the name is resolved
+//! on a thread, each address tried in turn. `--proxy URL` tunnels through an HTTP
+//! proxy (`http://[user:password@]host:port`), `--proxy direct` through none; by
+//! default `http_proxy` / `https_proxy` / `no_proxy` are read as curl reads them.
 
 #[path = "shared/deflate_flag.rs"]
 mod deflate_flag;
@@ -40,15 +45,14 @@ mod tls_flag;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
 use net_websocket_ev::ev::{Events, Io, Loop, Timer};
-use net_websocket_ev::handshake::ClientRequest;
-use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
+use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+use net_websocket_ev::websocket::{self, ConnectOptions, Proxy};
 use net_websocket_ev::{Client, OpCode, Params, WebSocket};
 use report::Report;
 
@@ -68,6 +72,8 @@ struct Options {
     deflate: Option<bool>,
     /// `--ca` and `--insecure`: whom wss:// trusts.
     tls: tls_flag::ClientTlsFlag,
+    /// `--proxy URL` (`direct`: none); the environment's by default.
+    proxy: Proxy,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -83,6 +89,7 @@ fn parse_args() -> Result<Options, String> {
         agent: "net-websocket-ev".into(),
         deflate: None,
         tls: tls_flag::ClientTlsFlag::default(),
+        proxy: Proxy::FromEnv,
     };
     let (mut ca, mut insecure) = (None, false);
     let mut args = std::env::args().skip(1);
@@ -125,6 +132,12 @@ fn parse_args() -> Result<Options, String> {
             "--deflate-takeover" => options.deflate = Some(true),
             "--ca" => ca = Some(value("--ca")?),
             "--insecure" => insecure = true,
+            "--proxy" => {
+                options.proxy = match value("--proxy")?.as_str() {
+                    "direct" => Proxy::Direct,
+                    url => Proxy::Http(url.to_owned()),
+                }
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             url if options.url.is_empty() && !url.starts_with("--") => options.url = url.into(),
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -140,7 +153,8 @@ fn parse_args() -> Result<Options, String> {
 const USAGE: &str =
     "usage: client ws[s]://HOST:PORT/PATH [--message TEXT]... [--binary-size BYTES]... \
     [--expect-echo] [--close-code CODE] [--close-reason TEXT] [--timeout SECS] \
-    [--max-queued-bytes BYTES] [--deflate | --deflate-takeover] [--ca FILE] [--insecure]\n       \
+    [--max-queued-bytes BYTES] [--deflate | --deflate-takeover] [--ca FILE] [--insecure] \
+    [--proxy URL|direct]\n       \
     client --autobahn ws://HOST:PORT [--agent NAME] [--timeout SECS] [--max-queued-bytes BYTES] \
     [--deflate | --deflate-takeover]";
 
@@ -234,11 +248,27 @@ fn run_connection(
     setup: impl FnOnce(Params) -> Params + 'static,
     opened: impl FnOnce(&WebSocket) + 'static,
 ) -> Result<(), String> {
-    let (request, host, port) = ClientRequest::from_url(url).map_err(|e| e.to_string())?;
-    let stream = TcpStream::connect((host.as_str(), port))
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-
+    let failed = Rc::new(RefCell::new(None));
+    let connect_options = ConnectOptions::new()
+        .handshake(handshake_options(options))
+        .connect_timeout(options.timeout)
+        .proxy(options.proxy.clone());
+    let lp2 = lp.clone();
+    let report = failed.clone();
+    websocket::connect(lp, url, connect_options, move |result| {
+        let started = result.map_err(|e| chain(&e)).and_then(|connected| {
+            #[cfg(feature = "deflate")]
+            if connected.compression.is_some() {
+                eprintln!("extension permessage-deflate");
+            }
+            Client::new(setup(connected.into_params().event_loop(&lp2))).map_err(|e| chain(&e))
+        });
+        match started {
+            Ok(ws) => opened(&ws),
+            Err(err) => *report.borrow_mut() = Some(err),
+        }
+    })
+    .map_err(|e| chain(&e))?;
     let timed_out = Rc::new(Cell::new(false));
     let deadline = Timer::new(lp, options.timeout, Duration::ZERO, {
         let (lp, timed_out) = (lp.clone(), timed_out.clone());
@@ -250,30 +280,6 @@ fn run_connection(
     deadline.start();
     lp.unref(); // the deadline alone must not keep the loop running
 
-    let failed = Rc::new(RefCell::new(None));
-    {
-        let (lp2, failed) = (lp.clone(), failed.clone());
-        upgrade::upgrade(
-            lp,
-            stream,
-            &request,
-            handshake_options(options),
-            move |result| {
-                let started = result.map_err(|e| e.to_string()).and_then(|upgraded| {
-                    #[cfg(feature = "deflate")]
-                    if upgraded.compression.is_some() {
-                        eprintln!("extension permessage-deflate");
-                    }
-                    Client::new(setup(upgraded.into_params().event_loop(&lp2)))
-                        .map_err(|e| Report(&e).to_string())
-                });
-                match started {
-                    Ok(ws) => opened(&ws),
-                    Err(err) => *failed.borrow_mut() = Some(err),
-                }
-            },
-        );
-    }
     lp.run();
     lp.add_ref();
     drop(deadline);
@@ -352,6 +358,17 @@ fn run_autobahn(base: &str, options: &Options) -> Result<ExitCode, String> {
     .map_err(|e| format!("updateReports: {e}"))?;
     println!("{count} cases run, reports updated");
     Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes, `: `-separated (`Display` gives only the first).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// The handshake's settings: compression as the options say.

@@ -28,7 +28,7 @@ fn example(name: &str) -> PathBuf {
         .join("examples");
     let path = dir.join(name);
     BUILD.call_once(|| {
-        if !["echo_server", "client", "embed"]
+        if !["echo_server", "client", "embed", "upload"]
             .iter()
             .all(|e| dir.join(e).exists())
         {
@@ -254,6 +254,30 @@ fn echo_server_closes_1009_over_max_recv_size() {
         "{}",
         stdout_of(&over)
     );
+    server.stop();
+}
+
+#[test]
+fn upload_sends_a_paused_fragmented_message_and_checks_the_echo() {
+    let server = Server::start("echo_server", &["--port", "0"]);
+    let output = Command::new(example("upload"))
+        .args([&server.url(), "--size", "300KiB"])
+        .output()
+        .expect("run upload example");
+    let out = stdout_of(&output);
+    // 64 KiB pieces (the producer's buffer): five, the last one short.
+    assert_eq!(
+        out,
+        "sent 307200 bytes in 5 pieces\necho 307200 bytes ok\nclosed 1000\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success());
+    let usage = Command::new(example("upload"))
+        .args([&server.url(), "--size", "lots"])
+        .output()
+        .expect("run upload example");
+    assert_eq!(usage.status.code(), Some(2));
     server.stop();
 }
 

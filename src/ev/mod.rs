@@ -1,5 +1,6 @@
 //! Safe wrappers over libev: the [`Loop`] and its watchers ([`Io`], [`Timer`],
-//! [`Signal`], [`Idle`]), with Rust closures as callbacks.
+//! [`Signal`], [`Idle`], and [`Async`] to wake a loop from another thread), with Rust
+//! closures as callbacks.
 //!
 //! Every watcher is an owning handle: dropping it stops it. Its callback may stop,
 //! restart or drop its own watcher and any other (through a [`WatcherHandle`], which
@@ -8,7 +9,8 @@
 //!
 //! # Threads, arguments and process-wide state
 //! Safe code cannot make libev misbehave. Loops and watchers are neither `Send` nor
-//! `Sync`. libev's process-wide pieces are guarded: the default loop belongs to one
+//! `Sync`; the one way in from another thread is an [`AsyncSender`], which wakes its
+//! [`Async`] watcher's loop. libev's process-wide pieces are guarded: the default loop belongs to one
 //! thread at a time ([`Loop::default_loop`]), a signal to one loop at a time
 //! ([`Signal`]). Arguments libev would assert on are refused with a [`WatcherError`]
 //! (a negative fd, a bad signal number), and times are [`Duration`](std::time::Duration)s,
@@ -37,6 +39,7 @@
 //! assert!(fired.get());
 //! ```
 
+mod async_watcher;
 mod event_loop;
 mod signals;
 mod watcher;
@@ -45,6 +48,7 @@ mod watcher;
 /// [`Loop::as_raw`] with a loop that C code created or keeps using.
 pub use libev_sys as sys;
 
+pub use async_watcher::{Async, AsyncSender};
 pub use event_loop::{take_panic, Loop, LoopError, RunFlags};
 pub use watcher::{
     Events, Idle, IdleKind, Io, IoKind, Kind, Signal, SignalKind, Timer, TimerKind, Watcher,

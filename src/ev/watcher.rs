@@ -26,6 +26,8 @@ bitflags! {
         const SIGNAL = sys::EV_SIGNAL as u32;
         /// The loop is idle.
         const IDLE = sys::EV_IDLE as u32;
+        /// An [`Async`](super::Async) was sent.
+        const ASYNC = sys::EV_ASYNC as u32;
         /// libev stopped the watcher after an error (a bad fd, for example).
         const ERROR = sys::EV_ERROR as u32;
     }
@@ -249,6 +251,12 @@ kind!(
     |raw, cb| sys::ev_idle_init(raw, cb),
     sys::ev_idle_start, sys::ev_idle_stop
 );
+kind!(
+    /// Marker for the watcher inside an [`Async`](super::Async).
+    AsyncKind, sys::ev_async,
+    |raw, cb| sys::ev_async_init(raw, cb),
+    sys::ev_async_start, sys::ev_async_stop
+);
 
 /// The one entry point from libev into Rust for watchers of kind `K`.
 ///
@@ -286,7 +294,7 @@ unsafe extern "C" fn trampoline<K: Kind>(lp: *mut sys::ev_loop, raw: *mut K::Raw
 }
 
 impl<K: Kind> Watcher<K> {
-    fn create(lp: &Loop, callback: Callback) -> Self {
+    pub(super) fn create(lp: &Loop, callback: Callback) -> Self {
         let shared = Rc::new(Shared::<K> {
             // SAFETY: libev watcher structs are plain C data for which all-zero bytes are
             // a valid (unstarted) value; `init` then sets them up.
@@ -436,6 +444,11 @@ impl<K: Kind> Watcher<K> {
     /// ```
     pub fn event_loop(&self) -> &Loop {
         &self.shared.lp
+    }
+
+    /// The libev struct, which stays at this address while the allocation lives.
+    pub(super) fn raw(&self) -> *mut K::Raw {
+        self.shared.raw.get()
     }
 
     /// Runs `change` on the raw watcher with the watcher stopped, then restarts it if it

@@ -7,6 +7,7 @@
 
 mod cause;
 mod conn;
+pub mod connect;
 mod deadlines;
 mod dispatch;
 mod error;
@@ -24,6 +25,7 @@ use crate::ev::Loop;
 use crate::proto::{Fragment, OpCode, Role};
 
 pub use cause::{CloseCause, Waited};
+pub use connect::{connect, ConnectError, ConnectOptions, Connecting, Proxy};
 pub use error::Error;
 pub use params::{Params, DEFAULT_CLOSE_TIMEOUT};
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod deadline;
+pub mod proxy;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -115,7 +115,9 @@ impl FieldType {
             Self::Double => format!("double {name};"),
             Self::Ptr => format!("void *{name};"),
             Self::Fn => format!("void (*{name})(void);"),
-            Self::SigAtomic => format!("sig_atomic_t {name};"),
+            // The Rust side declares it `c_int`: the field-size check below holds
+            // ev.h's `sig_atomic_t` to that.
+            Self::SigAtomic => format!("int {name};"),
         }
     }
 
@@ -125,7 +127,7 @@ impl FieldType {
             Self::Double => "::libc::c_double",
             Self::Ptr => "*mut ::libc::c_void",
             Self::Fn => "::core::option::Option<unsafe extern \"C\" fn()>",
-            Self::SigAtomic => "::libc::sig_atomic_t",
+            Self::SigAtomic => "::libc::c_int",
         }
     }
 }
@@ -264,6 +266,11 @@ fn check_layouts_in_c(
                 c,
                 "_Static_assert(offsetof({name}, {field}) == offsetof({mirror}, {field}), \
                  \"offset of {name}.{field} {what}\");"
+            );
+            let _ = writeln!(
+                c,
+                "_Static_assert(sizeof((({name} *)0)->{field}) == sizeof((({mirror} *)0)->{field}), \
+                 \"size of {name}.{field} {what}\");"
             );
         }
     }

@@ -126,6 +126,25 @@ pub struct ev_idle {
     pub cb: Option<unsafe extern "C" fn(*mut ev_loop, *mut ev_idle, c_int)>,
 }
 
+/// An async watcher (`ev_async`): another thread wakes the loop with [`ev_async_send`].
+#[repr(C)]
+#[derive(Debug)]
+pub struct ev_async {
+    /// See [`ev_watcher::active`].
+    pub active: c_int,
+    /// See [`ev_watcher::pending`].
+    pub pending: c_int,
+    /// See [`ev_watcher::priority`].
+    pub priority: c_int,
+    /// See [`ev_watcher::data`].
+    pub data: *mut c_void,
+    /// The callback.
+    pub cb: Option<unsafe extern "C" fn(*mut ev_loop, *mut ev_async, c_int)>,
+    /// Private: `EV_ATOMIC_T` (`sig_atomic_t volatile`), written by `ev_async_send`
+    /// from any thread; never read or write it from Rust once the watcher is shared.
+    pub sent: c_int,
+}
+
 /// `ev_io` detected that reading will not block.
 pub const EV_READ: c_int = 0x01;
 /// `ev_io` detected that writing will not block.
@@ -138,6 +157,8 @@ pub const EV_TIMER: c_int = 0x100;
 pub const EV_SIGNAL: c_int = 0x400;
 /// The loop is idle.
 pub const EV_IDLE: c_int = 0x2000;
+/// An `ev_async` was sent.
+pub const EV_ASYNC: c_int = 0x0008_0000;
 /// An error occurred (the watcher was stopped).
 pub const EV_ERROR: c_int = 0x8000_0000_u32 as c_int;
 /// `ev_run` flag: do not block.
@@ -212,6 +233,13 @@ extern "C" {
     pub fn ev_idle_start(lp: *mut ev_loop, w: *mut ev_idle);
     /// Stops an idle watcher.
     pub fn ev_idle_stop(lp: *mut ev_loop, w: *mut ev_idle);
+    /// Starts an async watcher.
+    pub fn ev_async_start(lp: *mut ev_loop, w: *mut ev_async);
+    /// Stops an async watcher.
+    pub fn ev_async_stop(lp: *mut ev_loop, w: *mut ev_async);
+    /// Wakes the loop and makes it call the watcher: the one libev call that is safe
+    /// from any thread (the watcher's memory and the loop must exist meanwhile).
+    pub fn ev_async_send(lp: *mut ev_loop, w: *mut ev_async);
 }
 
 /// `ev_init` for an `ev_io`: clears the private state and sets the callback.
@@ -302,6 +330,21 @@ pub unsafe fn ev_idle_init(
     (*w).pending = 0;
     (*w).priority = 0;
     (*w).cb = Some(cb);
+}
+
+/// `ev_async_init`: `ev_init` (`ev_async_set` does nothing).
+///
+/// # Safety
+/// `w` must point to writable memory of an `ev_async` that is not started.
+pub unsafe fn ev_async_init(
+    w: *mut ev_async,
+    cb: unsafe extern "C" fn(*mut ev_loop, *mut ev_async, c_int),
+) {
+    (*w).active = 0;
+    (*w).pending = 0;
+    (*w).priority = 0;
+    (*w).cb = Some(cb);
+    (*w).sent = 0;
 }
 
 /// `ev_is_active` for any watcher type (they all start with the `ev_watcher` head).
