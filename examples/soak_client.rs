@@ -282,10 +282,7 @@ fn connect(
         open.clone(),
         sending.clone(),
     );
-    let options = HandshakeOptions {
-        timeout: Duration::from_secs(30),
-        ..HandshakeOptions::default()
-    };
+    let options = HandshakeOptions::default().timeout(Duration::from_secs(30));
     upgrade::upgrade(lp, stream, &request, options, move |result| {
         totals2.borrow_mut().connecting -= 1;
         let upgraded = match result {

@@ -17,4 +17,5 @@ pub mod tls;
 pub mod websocket;
 
 pub use proto::{Fragment, OpCode, Rsv};
+pub use websocket::listen::{Accepted, Answer, ListenParams, Listener};
 pub use websocket::{Client, CloseCause, Error, Params, Server, Waited, WebSocket};

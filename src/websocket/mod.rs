@@ -10,6 +10,7 @@ mod conn;
 mod deadlines;
 mod dispatch;
 mod error;
+pub mod listen;
 mod params;
 mod transport;
 pub mod upgrade;
@@ -25,6 +26,7 @@ use crate::proto::{Fragment, OpCode, Role};
 
 pub use cause::{CloseCause, Waited};
 pub use error::Error;
+pub use listen::{Accepted, ListenParams, Listener};
 pub use params::{Params, DEFAULT_CLOSE_TIMEOUT};
 
 use conn::Conn;
