@@ -457,7 +457,8 @@ impl Answer {
         Answer::status(101)
     }
 
-    /// An ordinary HTTP response with this status (200 to 599), `Connection:
+    /// An ordinary HTTP response with this status (200 to 599; 101 is
+    /// [`accept`](Self::accept)), `Connection:
     /// close`, a `Content-Length` and the [`body`](Self::body); the connection is
     /// closed once it is written. A body without a `Content-Type` header is sent
     /// as `text/plain; charset=utf-8`.
