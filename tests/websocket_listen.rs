@@ -626,3 +626,112 @@ fn a_listener_needs_on_connect_and_a_free_address() {
         Ok(_) => panic!("two listeners on {taken} without reuse_port"),
     }
 }
+
+#[cfg(feature = "tls")]
+#[test]
+fn serves_wss_with_server_tls_and_deflate() {
+    use net_websocket_ev::handshake::deflate::PerMessageDeflate;
+    use net_websocket_ev::handshake::ClientRequest;
+    use net_websocket_ev::websocket::upgrade::upgrade;
+    use net_websocket_ev::Client;
+
+    let lp = Loop::new().unwrap();
+    let pki = util::tls::TestPki::new();
+    let (listener, log) = echo_listener(&lp, |p| {
+        p.handshake(
+            HandshakeOptions::default()
+                .server_tls(pki.server_tls())
+                .deflate(Some(PerMessageDeflate::default())),
+        )
+    });
+    let stream = TcpStream::connect(listener.local_addr()).unwrap();
+    let (request, ..) = ClientRequest::from_url("wss://localhost/t").unwrap();
+    let options = HandshakeOptions::default()
+        .client_tls(pki.client_tls())
+        .deflate(Some(PerMessageDeflate::default()));
+    let out = Rc::new(RefCell::new(None));
+    let o = out.clone();
+    upgrade(&lp, stream, &request, options, move |r| {
+        *o.borrow_mut() = Some(r)
+    });
+    run_until(&lp, "the wss handshake", || out.borrow().is_some());
+    let upgraded = out.borrow_mut().take().unwrap().expect("wss handshake");
+    assert!(upgraded.tls.is_some() && upgraded.compression.is_some());
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let ws = Client::new(
+        upgraded
+            .into_params()
+            .on_msg_recv(move |_, _, _, msg, _| g.borrow_mut().push(msg.to_vec())),
+    )
+    .unwrap();
+    ws.queue_text("secure and small").unwrap();
+    run_until(&lp, "the echo", || !got.borrow().is_empty());
+    assert_eq!(got.borrow()[0], b"secure and small");
+    assert_eq!(log.borrow().accepted[0].0.path, "/t");
+    websocket::abort_all(&lp);
+}
+
+/// Runs the loop until a callback's panic comes out of it; its message.
+fn until_panic(lp: &Loop) -> String {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_until(lp, "a panic", || false);
+    }))
+    .expect_err("a callback panicked");
+    payload.downcast_ref::<&str>().unwrap().to_string()
+}
+
+#[test]
+fn a_panicking_hook_closes_its_socket_and_the_listener_goes_on() {
+    let lp = Loop::new().unwrap();
+    let (listener, log) = echo_listener(&lp, |p| {
+        p.on_request(|req| {
+            if req.path == "/boom" {
+                panic!("hook boom");
+            }
+            Answer::accept()
+        })
+    });
+    let mut sock = connect(listener.local_addr());
+    sock.write_all(
+        upgrade_request("")
+            .replace("/chat?room=1", "/boom")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(until_panic(&lp), "hook boom");
+    assert!(read_to_eof(&lp, &mut sock).is_empty());
+    assert!(matches!(log.borrow().errors[..], [UpgradeError::Io(_)]));
+    assert_eq!(listener.stats().handshakes, 0);
+    let mut peer = client(&lp, listener.local_addr());
+    echo_roundtrip(&lp, &mut peer, b"still serving");
+    websocket::abort_all(&lp);
+}
+
+#[test]
+fn a_panicking_on_connect_is_called_again_for_the_next_connection() {
+    let lp = Loop::new().unwrap();
+    let calls = Rc::new(RefCell::new(0));
+    let c = calls.clone();
+    let listener = Listener::new(ListenParams::new("127.0.0.1:0").event_loop(&lp).on_connect(
+        move |accepted| {
+            *c.borrow_mut() += 1;
+            if *c.borrow() == 1 {
+                panic!("connect boom");
+            }
+            Server::new(accepted.into_params()).unwrap();
+        },
+    ))
+    .unwrap();
+    let mut first = connect(listener.local_addr());
+    first.write_all(upgrade_request("").as_bytes()).unwrap();
+    assert_eq!(until_panic(&lp), "connect boom");
+    // The Accepted it dropped closed its socket (after the 101) and its slot.
+    let answer = read_to_eof(&lp, &mut first);
+    assert!(answer.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(listener.stats().connections, 0);
+    let _second = client(&lp, listener.local_addr());
+    run_until(&lp, "the second on_connect", || *calls.borrow() == 2);
+    assert_eq!(listener.stats().connections, 1);
+    websocket::abort_all(&lp);
+}

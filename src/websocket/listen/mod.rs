@@ -51,6 +51,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -872,11 +873,14 @@ impl Shared {
 }
 
 /// Calls the callback in `slot` taken out of it (so it may re-enter the
-/// listener), then puts it back.
+/// listener), then puts it back, also when it panics (the panic goes on).
 fn call<F: ?Sized>(slot: &Cell<Option<Box<F>>>, invoke: impl FnOnce(&mut F)) {
     if let Some(mut callback) = slot.take() {
-        invoke(&mut callback);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| invoke(&mut callback)));
         slot.set(Some(callback));
+        if let Err(payload) = result {
+            panic::resume_unwind(payload);
+        }
     }
 }
 

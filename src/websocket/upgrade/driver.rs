@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -276,9 +277,22 @@ impl<S: Side> Driver<S> {
         if let Some(head) = d.unanswered.take().filter(|_| d.failure.is_none()) {
             let side = d.side.take().expect("checked above");
             drop(d);
-            let decided = side.answer(&head);
+            let decided = panic::catch_unwind(AssertUnwindSafe(|| side.answer(&head)));
             d = this.borrow_mut();
             d.side = Some(side);
+            let decided = match decided {
+                Ok(decided) => decided,
+                Err(payload) => {
+                    // The hook panicked: the socket is closed and `done` told,
+                    // then the panic goes on (the ev layer carries it out of `run`).
+                    d.failure = Some(UpgradeError::Io(io::Error::other(
+                        "the request hook panicked",
+                    )));
+                    drop(d);
+                    Driver::arm(this);
+                    panic::resume_unwind(payload);
+                }
+            };
             if d.done.is_none() {
                 return;
             }
