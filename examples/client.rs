@@ -256,14 +256,20 @@ fn run_connection(
             &request,
             handshake_options(options),
             move |result| {
-                let started = result.map_err(|e| e.to_string()).and_then(|upgraded| {
-                    #[cfg(feature = "deflate")]
-                    if upgraded.compression.is_some() {
-                        eprintln!("extension permessage-deflate");
-                    }
-                    Client::new(setup(upgraded.into_params().event_loop(&lp2)))
-                        .map_err(|e| e.to_string())
-                });
+                // UpgradeError's Display leaves the cause to source().
+                let started = result
+                    .map_err(|e| match std::error::Error::source(&e) {
+                        Some(cause) => format!("{e}: {cause}"),
+                        None => e.to_string(),
+                    })
+                    .and_then(|upgraded| {
+                        #[cfg(feature = "deflate")]
+                        if upgraded.compression.is_some() {
+                            eprintln!("extension permessage-deflate");
+                        }
+                        Client::new(setup(upgraded.into_params().event_loop(&lp2)))
+                            .map_err(|e| e.to_string())
+                    });
                 match started {
                     Ok(ws) => opened(&ws),
                     Err(err) => *failed.borrow_mut() = Some(err),

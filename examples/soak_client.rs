@@ -288,7 +288,11 @@ fn connect(
         let upgraded = match result {
             Ok(upgraded) => upgraded,
             Err(err) => {
-                eprintln!("soak_client: handshake {id}: {err}");
+                let cause = std::error::Error::source(&err).map(|c| format!(": {c}"));
+                eprintln!(
+                    "soak_client: handshake {id}: {err}{}",
+                    cause.unwrap_or_default()
+                );
                 totals2.borrow_mut().failed += 1;
                 return;
             }
