@@ -147,8 +147,10 @@ impl ListenParams {
     ///
     /// ```
     /// use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new(([127, 0, 0, 1], 0));
-    /// # let _ = params;
+    /// use std::net::{Ipv6Addr, SocketAddr};
+    /// let any = ListenParams::new(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)));
+    /// let local = ListenParams::new(("127.0.0.1", 0));
+    /// # let _ = (any, local);
     /// ```
     pub fn new(addr: impl ToSocketAddrs) -> ListenParams {
         let addr = addr.to_socket_addrs().and_then(|mut addrs| {
