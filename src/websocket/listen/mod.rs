@@ -5,22 +5,31 @@
 //!
 //! ```no_run
 //! use net_websocket_ev::ev::Loop;
-//! use net_websocket_ev::{ListenParams, Listener, OpCode, Server};
+//! use net_websocket_ev::{Answer, ListenParams, Listener, OpCode, Server};
 //!
-//! let lp = Loop::default_loop().unwrap();
-//! let listener = Listener::new(ListenParams::new("127.0.0.1:8080").event_loop(&lp).on_connect(
-//!     |accepted| {
-//!         let params = accepted.into_params().on_msg_recv(|ws, _rsv, opcode, msg, _| {
-//!             if matches!(opcode, OpCode::Text | OpCode::Binary) {
-//!                 ws.queue_msg(msg, opcode).ok(); // echo
-//!             }
-//!         });
-//!         Server::new(params).ok();
-//!     },
-//! ))
-//! .unwrap();
-//! println!("listening on {}", listener.local_addr());
-//! lp.run();
+//! fn main() -> std::io::Result<()> {
+//!     let lp = Loop::default_loop().map_err(std::io::Error::other)?;
+//!     let listener = Listener::new(
+//!         ListenParams::new("127.0.0.1:8080")
+//!             .event_loop(&lp)
+//!             .on_request(|req| match (req.upgrade, req.path.as_str()) {
+//!                 (false, "/health") => Answer::status(200).body("ok\n"),
+//!                 (true, "/echo") => Answer::accept(),
+//!                 _ => Answer::status(404),
+//!             })
+//!             .on_connect(|accepted| {
+//!                 let params = accepted.into_params().on_msg_recv(|ws, _rsv, opcode, msg, _| {
+//!                     if matches!(opcode, OpCode::Text | OpCode::Binary) {
+//!                         ws.queue_msg(msg, opcode).ok(); // echo
+//!                     }
+//!                 });
+//!                 Server::new(params).ok();
+//!             }),
+//!     )?;
+//!     println!("listening on {}", listener.local_addr());
+//!     lp.run();
+//!     Ok(())
+//! }
 //! ```
 //!
 //! # Safe defaults
