@@ -735,3 +735,19 @@ fn a_panicking_on_connect_is_called_again_for_the_next_connection() {
     assert_eq!(listener.stats().connections, 1);
     websocket::abort_all(&lp);
 }
+
+#[test]
+fn accepts_per_wakeup_bounds_each_loop_iteration() {
+    let lp = Loop::new().unwrap();
+    let (listener, _log) = echo_listener(&lp, |p| p.accepts_per_wakeup(2));
+    let _clients: Vec<TcpStream> = (0..5).map(|_| connect(listener.local_addr())).collect();
+    let mut seen = Vec::new();
+    run_until(&lp, "five accepts", || {
+        seen.push(listener.stats().accepted);
+        listener.stats().accepted == 5
+    });
+    // One iteration at a time: never more than two more than the one before.
+    assert!(seen.windows(2).all(|w| w[1] - w[0] <= 2), "{seen:?}");
+    assert!(seen.contains(&2) || seen.contains(&1), "{seen:?}");
+    websocket::abort_all(&lp);
+}
