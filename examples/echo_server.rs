@@ -5,7 +5,7 @@
 //!     [--buffering 0|1] [--max-recv-size BYTES] [--max-queued-bytes BYTES]
 //!     [--frame-callbacks] [--trace] [--commands] [--close-timeout SECS]
 //!     [--deflate | --deflate-takeover] [--deflate-level 0-9]
-//!     [--tls-cert FILE --tls-key FILE [--tls-port N]]
+//!     [--tls-cert FILE --tls-key FILE [--tls-port N]] [--safe-defaults]
 //! ```
 //! Every message is echoed with its opcode (pings are answered by the library; their
 //! echo is a pong). `--trace` prints one JSON object per line on stderr for every
@@ -26,6 +26,11 @@
 //! with `--features tls`) serves `wss://` on `--port`; with `--tls-port N` as well,
 //! `ws://` stays on `--port` and `wss://` is on port N, both from the one loop (a
 //! second line `listening on HOST:N (wss)`).
+//!
+//! Connections come from a [`Listener`]. Its caps (connections and handshakes, in
+//! total and per client address) and keepalive pings are lifted here, because the
+//! benchmarks open 10,000 connections from one address; `--safe-defaults` keeps
+//! the library's defaults, as a server on the open internet should.
 
 #[path = "shared/deflate_flag.rs"]
 mod deflate_flag;
@@ -36,15 +41,13 @@ mod tls_flag;
 
 use std::cell::Cell;
 use std::io::{self, Write};
-use std::net::TcpListener;
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use net_websocket_ev::ev::{Events, Io, Loop, Signal, WatcherError};
-use net_websocket_ev::websocket::upgrade::{self, HandshakeOptions};
-use net_websocket_ev::{Error, OpCode, Params, Server, WebSocket};
+use net_websocket_ev::ev::{Loop, Signal, WatcherError};
+use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+use net_websocket_ev::{Error, ListenParams, Listener, OpCode, Params, Server, WebSocket};
 use report::Report;
 
 #[derive(Debug, Clone)]
@@ -68,6 +71,8 @@ struct Options {
     tls_key: Option<String>,
     /// `--tls-port`: wss:// there, ws:// on `port`.
     tls_port: Option<u16>,
+    /// `--safe-defaults`: the listener's caps and keepalive.
+    safe_defaults: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -86,6 +91,7 @@ fn parse_args() -> Result<Options, String> {
         tls_cert: None,
         tls_key: None,
         tls_port: None,
+        safe_defaults: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -126,6 +132,7 @@ fn parse_args() -> Result<Options, String> {
             "--frame-callbacks" => options.frame_callbacks = true,
             "--trace" => options.trace = true,
             "--commands" => options.commands = true,
+            "--safe-defaults" => options.safe_defaults = true,
             "--deflate" => options.deflate = Some(false),
             "--deflate-takeover" => options.deflate = Some(true),
             "--deflate-level" => {
@@ -150,7 +157,7 @@ fn parse_args() -> Result<Options, String> {
                     [--max-recv-size BYTES] [--max-queued-bytes BYTES] [--frame-callbacks] \
                     [--trace] [--commands] [--close-timeout SECS] \
                     [--deflate | --deflate-takeover] [--deflate-level 0-9] \
-                    [--tls-cert FILE --tls-key FILE [--tls-port N]]"
+                    [--tls-cert FILE --tls-key FILE [--tls-port N]] [--safe-defaults]"
                         .into(),
                 )
             }
@@ -202,10 +209,10 @@ fn main() -> ExitCode {
         ],
         None => vec![(options.port, tls)],
     };
-    let mut acceptors = Vec::new();
+    let mut listeners = Vec::new();
     for (port, tls) in ports {
         match serve(&lp, port, tls, &options) {
-            Ok(acceptor) => acceptors.push(acceptor),
+            Ok(listener) => listeners.push(listener),
             Err(message) => {
                 eprintln!("echo_server: {message}");
                 return ExitCode::FAILURE;
@@ -235,7 +242,7 @@ fn main() -> ExitCode {
     };
     lp.run();
     drop(signals);
-    drop(acceptors);
+    drop(listeners);
     ExitCode::SUCCESS
 }
 
@@ -246,45 +253,45 @@ fn serve(
     port: u16,
     tls: tls_flag::ServerTlsFlag,
     options: &Rc<Options>,
-) -> Result<Io, String> {
-    let listener = TcpListener::bind((options.host.as_str(), port))
+) -> Result<Listener, String> {
+    let mut handshake = handshake_options(options);
+    tls.apply(&mut handshake);
+    let (connect_options, trace) = (options.clone(), options.trace);
+    let mut params = ListenParams::new((options.host.as_str(), port))
+        .event_loop(lp)
+        .handshake(handshake)
+        .on_connect(move |accepted| {
+            if let Err(err) = Server::new(echo_params(accepted.into_params(), &connect_options)) {
+                eprintln!("echo_server: {}", Report(&err));
+            }
+        })
+        .on_error(move |err, _peer| {
+            trace_line(trace, || {
+                format!(
+                    r#"{{"event":"handshake_failed","error":{:?}}}"#,
+                    Report(err).to_string()
+                )
+            })
+        });
+    if !options.safe_defaults {
+        // The benchmarks open 10,000 idle connections from one address.
+        params = params
+            .max_connections(None)
+            .max_handshakes(None)
+            .max_handshakes_per_ip(None)
+            .max_connections_per_ip(None)
+            .keepalive(None);
+    }
+    let listener = Listener::new(params)
         .map_err(|err| format!("cannot listen on {}:{port}: {err}", options.host))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
     let wss = if tls.is_on() && options.tls_port.is_some() {
         " (wss)"
     } else {
         ""
     };
-    println!("listening on {addr}{wss}");
+    println!("listening on {}{wss}", listener.local_addr());
     let _ = io::stdout().flush();
-    let (options, accept_lp) = (options.clone(), lp.clone());
-    let acceptor = Io::new(lp, listener.as_raw_fd(), Events::READ, move |_| {
-        while let Ok((stream, _peer)) = listener.accept() {
-            let _ = stream.set_nodelay(true);
-            let options = options.clone();
-            let mut handshake = handshake_options(&options);
-            tls.apply(&mut handshake);
-            upgrade::accept(&accept_lp, stream, handshake, move |result| match result {
-                Ok(upgraded) => {
-                    if let Err(err) = Server::new(echo_params(upgraded.into_params(), &options)) {
-                        eprintln!("echo_server: {}", Report(&err));
-                    }
-                }
-                Err(err) => trace_line(options.trace, || {
-                    format!(
-                        r#"{{"event":"handshake_failed","error":{:?}}}"#,
-                        err.to_string()
-                    )
-                }),
-            });
-        }
-    })
-    .map_err(|err| err.to_string())?;
-    acceptor.start();
-    Ok(acceptor)
+    Ok(listener)
 }
 
 /// The echo connection's parameters, mirroring the command line.

@@ -281,16 +281,17 @@ fn connect(
         open.clone(),
         sending.clone(),
     );
-    let options = HandshakeOptions {
-        timeout: Duration::from_secs(30),
-        ..HandshakeOptions::default()
-    };
+    let options = HandshakeOptions::default().timeout(Duration::from_secs(30));
     upgrade::upgrade(lp, stream, &request, options, move |result| {
         totals2.borrow_mut().connecting -= 1;
         let upgraded = match result {
             Ok(upgraded) => upgraded,
             Err(err) => {
-                eprintln!("soak_client: handshake {id}: {err}");
+                let cause = std::error::Error::source(&err).map(|c| format!(": {c}"));
+                eprintln!(
+                    "soak_client: handshake {id}: {err}{}",
+                    cause.unwrap_or_default()
+                );
                 totals2.borrow_mut().failed += 1;
                 return;
             }

@@ -29,4 +29,6 @@ pub mod websocket;
 
 pub use proto::{Fragment, OpCode, Rsv};
 #[cfg(feature = "ev")]
+pub use websocket::listen::{Accepted, Answer, ListenParams, Listener};
+#[cfg(feature = "ev")]
 pub use websocket::{Client, CloseCause, Error, Params, Server, Waited, WebSocket};

@@ -5,7 +5,8 @@
 #[path = "util/deadline.rs"]
 mod deadline;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, Once};
@@ -28,7 +29,7 @@ fn example(name: &str) -> PathBuf {
         .join("examples");
     let path = dir.join(name);
     BUILD.call_once(|| {
-        if !["echo_server", "client", "embed", "upload"]
+        if !["echo_server", "client", "embed", "upload", "broadcast"]
             .iter()
             .all(|e| dir.join(e).exists())
         {
@@ -329,5 +330,102 @@ fn embed_serves_websockets_on_the_hosts_own_loop() {
     // The host's own stop timer ends the program, the WebSocket listener on its loop.
     let mut server = Server::start("embed", &["--port", "0", "--seconds", "0.5"]);
     let status = server.wait_for_exit("embed did not stop after --seconds");
+    assert!(status.success(), "{status}");
+}
+
+/// A minimal blocking WebSocket client for the broadcast test: the handshake, then
+/// the server's (unmasked, short) frames one by one.
+struct RawClient {
+    sock: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    fn connect(port: u16) -> RawClient {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        sock.set_read_timeout(Some(deadline())).unwrap();
+        sock.write_all(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut client = RawClient {
+            sock,
+            buf: Vec::new(),
+        };
+        let end = loop {
+            if let Some(at) = client.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            client.fill();
+        };
+        assert!(client.buf.starts_with(b"HTTP/1.1 101 "));
+        client.buf.drain(..end);
+        client
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self
+            .sock
+            .read(&mut chunk)
+            .expect("read within the deadline");
+        assert!(n > 0, "the server closed the socket");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// The next frame: opcode and payload (payloads under 126 bytes).
+    fn frame(&mut self) -> (u8, Vec<u8>) {
+        while self.buf.len() < 2 || self.buf.len() < 2 + usize::from(self.buf[1] & 0x7f) {
+            self.fill();
+        }
+        let len = usize::from(self.buf[1]);
+        assert!(len < 126, "short unmasked frames only");
+        let frame: Vec<u8> = self.buf.drain(..2 + len).collect();
+        (frame[0] & 0x0f, frame[2..].to_vec())
+    }
+}
+
+#[test]
+fn broadcast_ticks_every_client_and_closes_them_all_on_sigterm() {
+    let mut server = Server::start("broadcast", &["--port", "0", "--interval", "20"]);
+    let mut clients = [
+        RawClient::connect(server.port),
+        RawClient::connect(server.port),
+    ];
+    // Every client gets the ticks; once both are in the map, they say so.
+    for client in &mut clients {
+        loop {
+            let (opcode, payload) = client.frame();
+            assert_eq!(opcode, 1, "text");
+            let text = String::from_utf8(payload).unwrap();
+            assert!(text.starts_with(r#"{"tick":"#), "{text}");
+            if text.ends_with(r#""clients":2}"#) {
+                break;
+            }
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for client in &mut clients {
+        let close = loop {
+            match client.frame() {
+                (1, _) => {} // a tick sent before the signal
+                (8, payload) => break payload,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        };
+        assert_eq!(&close[..2], &1001u16.to_be_bytes(), "going away");
+        // Our close reply (masked, empty key) ends the closing handshake.
+        client
+            .sock
+            .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9])
+            .unwrap();
+    }
+    let status = server.wait_for_exit("broadcast did not exit after SIGTERM");
     assert!(status.success(), "{status}");
 }

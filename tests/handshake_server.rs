@@ -2,7 +2,7 @@
 //! leftover bytes, byte-split feeding and the header size limit.
 
 use net_websocket_ev::handshake::{
-    error_response, parse_request, response, HandshakeError, Request, ServerHandshake,
+    error_response, parse_request, response, Answer, HandshakeError, Request, ServerHandshake,
     DEFAULT_MAX_HEADER_SIZE,
 };
 use rand::{Rng, SeedableRng};
@@ -702,4 +702,107 @@ fn a_start_that_cannot_be_a_request_is_refused_at_once() {
     let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE);
     assert_eq!(hs.feed(b"GE").map(|r| r.is_some()), Ok(false));
     assert_eq!(hs.feed(b"T /\x16").map(|r| r.is_some()), Ok(false));
+}
+
+// ---- the plain requests a request hook sees, and its answers ----------------------
+
+#[test]
+fn plain_requests_pass_only_when_allowed() {
+    let plain = "GET /health?verbose HTTP/1.1\r\nHost: a\r\nCookie: a=1; b=\"two\"\r\n\r\n";
+    let mut strict = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE);
+    assert_eq!(
+        strict.feed(plain.as_bytes()).unwrap_err(),
+        HandshakeError::MissingUpgrade
+    );
+    let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE).allow_plain();
+    let req = hs.feed(plain.as_bytes()).unwrap().unwrap();
+    assert!(!req.upgrade);
+    assert_eq!((req.method.as_str(), req.host.as_str()), ("GET", "a"));
+    assert_eq!(req.path_and_query(), ("/health", Some("verbose")));
+    assert_eq!(
+        req.cookies().collect::<Vec<_>>(),
+        [("a", "1"), ("b", "two")]
+    );
+    assert!(req.key.is_empty() && req.protocols.is_empty());
+    // An upgrade still is one, and a broken upgrade still fails.
+    let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE).allow_plain();
+    assert!(hs.feed(RFC_6455.as_bytes()).unwrap().unwrap().upgrade);
+    let broken = RFC_6455.replace("Connection: Upgrade\r\n", "");
+    let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE).allow_plain();
+    assert_eq!(
+        hs.feed(broken.as_bytes()).unwrap_err(),
+        HandshakeError::MissingConnectionUpgrade
+    );
+    // Plain: GET or HEAD; HTTP/1.1 needs one Host, HTTP/1.0 none.
+    for (head, expected) in [
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\n\r\n",
+            Err(HandshakeError::NotGet),
+        ),
+        ("GET / HTTP/1.1\r\n\r\n", Err(HandshakeError::MissingHost)),
+        (
+            "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            Err(HandshakeError::NotHttp11),
+        ),
+        ("HEAD / HTTP/1.0\r\n\r\n", Ok("HEAD")),
+    ] {
+        let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE).allow_plain();
+        let got = hs.feed(head.as_bytes()).map(|r| r.unwrap().method);
+        assert_eq!(got.as_deref().map_err(Clone::clone), expected, "{head:?}");
+    }
+}
+
+#[test]
+fn an_answer_writes_exactly_its_headers_and_refuses_injection() {
+    let req = parse_whole(RFC_6455);
+    let accept = Answer::accept()
+        .protocol("chat")
+        .header("Set-Cookie", "id=1\tx");
+    assert_eq!(
+        String::from_utf8(accept.to_bytes(&req, Some("permessage-deflate")).unwrap()).unwrap(),
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\nSet-Cookie: id=1\tx\r\n\r\n"
+    );
+    let page = Answer::status(200)
+        .header("Content-Type", "text/html")
+        .body("<p>hi</p>");
+    assert_eq!(
+        String::from_utf8(page.to_bytes(&req, None).unwrap()).unwrap(),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\
+         Content-Length: 9\r\n\r\n<p>hi</p>"
+    );
+    assert!(Answer::status(204)
+        .to_bytes(&req, None)
+        .unwrap()
+        .ends_with(b"Connection: close\r\n\r\n"));
+    let refused = |answer: Answer| match answer.to_bytes(&req, None) {
+        Err(HandshakeError::Malformed(_)) => {}
+        other => panic!("{answer:?} gave {other:?}"),
+    };
+    refused(Answer::accept().header("X", "a\rb"));
+    refused(Answer::accept().header("X", "a\nb"));
+    refused(Answer::accept().header("X", "a\0b"));
+    refused(Answer::accept().header("X Y", "1"));
+    refused(Answer::accept().header("", "1"));
+    refused(Answer::accept().header("Sec-WebSocket-Accept", "forged"));
+    refused(Answer::status(403).header("transfer-encoding", "chunked"));
+    refused(Answer::status(403).header("Connection", "keep-alive"));
+    refused(Answer::accept().protocol("superduper"));
+    refused(Answer::accept().body("x"));
+    assert_eq!(Answer::status(101), Answer::accept()); // one and the same
+    refused(Answer::status(99));
+    refused(Answer::status(600));
+    refused(Answer::status(204).body("x"));
+    refused(Answer::status(403).protocol("chat"));
+    // Accepting a plain request is the missing upgrade it is.
+    let mut hs = ServerHandshake::new(DEFAULT_MAX_HEADER_SIZE).allow_plain();
+    let plain = hs
+        .feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Answer::accept().to_bytes(&plain, None).unwrap_err(),
+        HandshakeError::MissingUpgrade
+    );
 }

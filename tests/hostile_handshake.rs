@@ -26,21 +26,17 @@ const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// A 1 KiB head limit and a short timeout, for the tests of the timeout.
 fn short_handshake() -> HandshakeOptions {
-    HandshakeOptions {
-        timeout: SHORT_TIMEOUT,
-        max_header_size: 1024,
-        ..HandshakeOptions::default()
-    }
+    HandshakeOptions::default()
+        .timeout(SHORT_TIMEOUT)
+        .max_header_size(1024)
 }
 
 /// A 1 KiB head limit and a timeout longer than any wait, for the tests of the limit
 /// (however slowly the head arrives, only the limit can refuse it).
 fn limited_head() -> HandshakeOptions {
-    HandshakeOptions {
-        timeout: 2 * util::deadline(),
-        max_header_size: 1024,
-        ..HandshakeOptions::default()
-    }
+    HandshakeOptions::default()
+        .timeout(2 * util::deadline())
+        .max_header_size(1024)
 }
 
 /// Reads what the server sent until it closed (EOF or reset); false if still open.
@@ -289,10 +285,7 @@ fn the_header_count_is_configurable_on_both_sides() {
 fn a_request_of_too_many_header_lines_is_answered_431() {
     // The default head limits (8 KiB, 100 lines), and a timeout longer than
     // any wait.
-    let options = || HandshakeOptions {
-        timeout: 2 * util::deadline(),
-        ..HandshakeOptions::default()
-    };
+    let options = || HandshakeOptions::default().timeout(2 * util::deadline());
     let arena = Arena::new(options, |p| p);
     let mut good = arena.good_client();
     let mut bad = arena.connect();

@@ -34,14 +34,14 @@ fn tls_arena(pki: &TestPki, timeout: Duration) -> Arena {
     let tls = pki.server_tls();
     let first = Cell::new(true);
     Arena::new(
-        move || HandshakeOptions {
-            server_tls: Some(tls.clone()),
-            timeout: if first.replace(false) {
-                2 * util::deadline()
-            } else {
-                timeout
-            },
-            ..HandshakeOptions::default()
+        move || {
+            HandshakeOptions::default()
+                .server_tls(tls.clone())
+                .timeout(if first.replace(false) {
+                    2 * util::deadline()
+                } else {
+                    timeout
+                })
         },
         |p| p,
     )
@@ -71,10 +71,7 @@ impl Good {
         let (request, ..) = ClientRequest::from_url("wss://localhost/good").unwrap();
         let outcome: Outcome = Rc::default();
         let o = outcome.clone();
-        let options = HandshakeOptions {
-            client_tls: Some(pki.client_tls()),
-            ..HandshakeOptions::default()
-        };
+        let options = HandshakeOptions::default().client_tls(pki.client_tls());
         upgrade(&arena.lp, sock, &request, options, move |r| {
             *o.borrow_mut() = Some(r)
         });

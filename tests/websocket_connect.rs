@@ -45,10 +45,8 @@ impl EchoServer {
         let io = Io::new(lp, listener.as_raw_fd(), Events::READ, move |_| {
             while let Ok((stream, _)) = l.accept() {
                 count.set(count.get() + 1);
-                let options = HandshakeOptions {
-                    select_protocol: Some(Box::new(|req| req.protocols.first().cloned())),
-                    ..Default::default()
-                };
+                let options = HandshakeOptions::default()
+                    .select_protocol(|req| req.protocols.first().cloned());
                 upgrade::accept(&lp2, stream, options, |result| {
                     if let Ok(upgraded) = result {
                         Server::new(upgraded.into_params().on_msg_recv(|ws, _, op, msg, _| {
@@ -524,10 +522,7 @@ fn wss_by_name_through_a_proxy() {
     let (l, lp2) = (listener.clone(), lp.clone());
     let io = Io::new(&lp, listener.as_raw_fd(), Events::READ, move |_| {
         while let Ok((stream, _)) = l.accept() {
-            let options = HandshakeOptions {
-                server_tls: Some(server_tls.clone()),
-                ..Default::default()
-            };
+            let options = HandshakeOptions::default().server_tls(server_tls.clone());
             upgrade::accept(&lp2, stream, options, |result| {
                 let upgraded = result.expect("TLS server handshake");
                 Server::new(upgraded.into_params().on_msg_recv(|ws, _, op, msg, _| {
@@ -544,10 +539,7 @@ fn wss_by_name_through_a_proxy() {
     let options = ConnectOptions::new()
         .proxy(Proxy::Http(proxy.url()))
         .resolver(|host, _| panic!("asked to resolve {host}"))
-        .handshake(HandshakeOptions {
-            client_tls: Some(pki.client_tls()),
-            ..Default::default()
-        });
+        .handshake(HandshakeOptions::default().client_tls(pki.client_tls()));
     let url = format!("wss://localhost:{port}/secure");
     let connected = wait(&lp, &start(&lp, &url, options)).expect("wss through the proxy");
     assert!(connected.tls.is_some());

@@ -31,10 +31,7 @@ fn settings(takeover: bool) -> PerMessageDeflate {
 }
 
 fn options(takeover: bool) -> HandshakeOptions {
-    HandshakeOptions {
-        deflate: Some(settings(takeover)),
-        ..HandshakeOptions::default()
-    }
+    HandshakeOptions::default().deflate(Some(settings(takeover)))
 }
 
 /// JSON-like text of `len` bytes.

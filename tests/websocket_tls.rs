@@ -347,10 +347,7 @@ fn frames_sent_with_the_request_are_all_delivered() {
     let (client_stream, server_stream) = tcp(false);
     let seen = Rc::new(Seen::default());
     let (s, lp2) = (seen.clone(), lp.clone());
-    let options = HandshakeOptions {
-        server_tls: Some(pki.server_tls()),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default().server_tls(pki.server_tls());
     accept(&lp, server_stream, options, move |r| {
         Server::new(echo(r.unwrap().into_params().event_loop(&lp2), &s)).unwrap();
     });
@@ -394,10 +391,7 @@ fn frames_sent_with_the_101_are_all_delivered() {
     let (request, ..) = ClientRequest::from_url("wss://localhost/t").unwrap();
     let connected: Outcome<Response> = Rc::default();
     let c = connected.clone();
-    let options = HandshakeOptions {
-        client_tls: Some(pki.client_tls()),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default().client_tls(pki.client_tls());
     upgrade(&lp, client_stream, &request, options, move |r| {
         *c.borrow_mut() = Some(r)
     });
@@ -461,10 +455,7 @@ fn raw_to_echo_server(
     let (s, lp2) = (seen.clone(), lp.clone());
     let server = Rc::new(RefCell::new(None));
     let sv = server.clone();
-    let options = HandshakeOptions {
-        server_tls: Some(pki.server_tls()),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default().server_tls(pki.server_tls());
     accept(lp, server_stream, options, move |r| {
         let params = echo(r.unwrap().into_params().event_loop(&lp2), &s);
         *sv.borrow_mut() = Some(Server::new(params).unwrap());

@@ -333,10 +333,7 @@ fn without_a_client_config_the_bundled_roots_decide() {
     let (client_stream, server_stream) = tcp(false);
     let served: Outcome<Request> = Rc::default();
     let s = served.clone();
-    let options = HandshakeOptions {
-        server_tls: Some(pki.server_tls()),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default().server_tls(pki.server_tls());
     accept(&lp, server_stream, options, move |r| {
         *s.borrow_mut() = Some(r)
     });

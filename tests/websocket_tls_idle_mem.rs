@@ -140,10 +140,7 @@ fn serve_one(
     let (stream, _) = listener.accept().unwrap();
     let server = Rc::new(RefCell::new(None));
     let (s, lp2) = (server.clone(), lp.clone());
-    let options = HandshakeOptions {
-        server_tls: Some(tls.clone()),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default().server_tls(tls.clone());
     accept(lp, stream, options, move |r| {
         let params = r.unwrap().into_params().event_loop(&lp2);
         let echo = params.on_msg_recv(|ws, _, op, msg, _| {

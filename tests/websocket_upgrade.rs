@@ -101,12 +101,8 @@ fn accept_answers_101_and_keeps_the_bytes_after_the_request() {
 fn accept_selects_an_offered_subprotocol() {
     let lp = Loop::new().unwrap();
     let (ours, mut peer) = tcp_pair();
-    let options = HandshakeOptions {
-        select_protocol: Some(Box::new(|req: &Request| {
-            req.protocols.iter().find(|p| *p == "superchat").cloned()
-        })),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default()
+        .select_protocol(|req: &Request| req.protocols.iter().find(|p| *p == "superchat").cloned());
     let out = start_accept(&lp, ours, options);
     let req = REQUEST.replace(
         "\r\n\r\n",
@@ -178,14 +174,7 @@ fn wrong_version_gets_426_with_the_supported_version() {
 fn header_over_the_limit_is_refused() {
     let lp = Loop::new().unwrap();
     let (ours, mut peer) = tcp_pair();
-    let out = start_accept(
-        &lp,
-        ours,
-        HandshakeOptions {
-            max_header_size: 64,
-            ..Default::default()
-        },
-    );
+    let out = start_accept(&lp, ours, HandshakeOptions::default().max_header_size(64));
     std::io::Write::write_all(&mut peer, REQUEST.as_bytes()).unwrap();
     let answer = String::from_utf8(read_to_eof(&lp, &mut peer)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
@@ -252,10 +241,7 @@ fn handshake_timeout_closes_the_socket() {
     let out = start_accept(
         &lp,
         ours,
-        HandshakeOptions {
-            timeout: Duration::from_millis(50),
-            ..Default::default()
-        },
+        HandshakeOptions::default().timeout(Duration::from_millis(50)),
     );
     std::io::Write::write_all(&mut peer, b"GET / HTTP/1.1\r\n").unwrap();
     let answer = read_to_eof(&lp, &mut peer);

@@ -52,8 +52,11 @@ mod head;
 mod server;
 
 pub use client::{parse_response, ClientHandshake, ClientRequest, Response};
+#[cfg(feature = "ev")]
+pub(crate) use server::internal_error_response;
 pub use server::{
-    error_response, parse_request, response, response_with_extensions, Request, ServerHandshake,
+    error_response, parse_request, response, response_with_extensions, Answer, Request,
+    ServerHandshake,
 };
 
 /// The GUID that RFC 6455 §1.3 appends to the client's key to compute the accept key.

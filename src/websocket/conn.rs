@@ -155,7 +155,8 @@ pub(crate) fn abort_all(lp: &Loop) -> usize {
 }
 
 impl Conn {
-    pub(crate) fn open(role: Role, params: Params) -> Result<WebSocket, Error> {
+    pub(crate) fn open(role: Role, mut params: Params) -> Result<WebSocket, Error> {
+        let on_close = params.take_on_close();
         let lp = match params.event_loop {
             Some(lp) => lp,
             None => Loop::default_loop()?,
@@ -200,7 +201,7 @@ impl Conn {
                 timer_at: Cell::new(None),
                 callbacks: Callbacks::new(
                     params.on_msg_recv,
-                    params.on_close,
+                    on_close,
                     (
                         params.on_frame_recv_start,
                         params.on_frame_recv_chunk,

@@ -11,6 +11,7 @@ pub mod connect;
 mod deadlines;
 mod dispatch;
 mod error;
+pub mod listen;
 mod params;
 mod transport;
 pub mod upgrade;
@@ -27,6 +28,7 @@ use crate::proto::{Fragment, OpCode, Role};
 pub use cause::{CloseCause, Waited};
 pub use connect::{connect, ConnectError, ConnectOptions, Connecting, Proxy};
 pub use error::Error;
+pub use listen::{Accepted, ListenParams, Listener};
 pub use params::{Params, DEFAULT_CLOSE_TIMEOUT};
 
 use conn::Conn;

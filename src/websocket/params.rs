@@ -55,6 +55,9 @@ pub struct Params {
     pub(crate) genmask: Option<GenMask>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::Session>,
+    /// Dropped when the connection's socket is closed (before `on_close`): the
+    /// listener's count of its open connections.
+    pub(crate) guard: Option<Box<dyn std::any::Any>>,
 }
 
 impl Params {
@@ -98,7 +101,22 @@ impl Params {
             genmask: None,
             #[cfg(feature = "tls")]
             tls: None,
+            guard: None,
         }
+    }
+
+    /// `on_close`, holding the `guard` until it runs.
+    pub(crate) fn take_on_close(&mut self) -> Option<OnClose> {
+        let Some(guard) = self.guard.take() else {
+            return self.on_close.take();
+        };
+        let (mut guard, mut user) = (Some(guard), self.on_close.take());
+        Some(Box::new(move |ws, code| {
+            drop(guard.take());
+            if let Some(user) = user.as_mut() {
+                user(ws, code);
+            }
+        }))
     }
 
     /// Perl `buffering` (default true). False: messages are not assembled, `on_msg_recv`

@@ -228,10 +228,7 @@ pub fn handshake_on(
 ) -> (Outcome<Request>, Outcome<Response>) {
     let served: Outcome<Request> = Rc::default();
     let s = served.clone();
-    let options = HandshakeOptions {
-        server_tls: Some(server_tls),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default().server_tls(server_tls);
     accept(lp, server_stream, options, move |r| {
         *s.borrow_mut() = Some(r)
     });
@@ -239,10 +236,7 @@ pub fn handshake_on(
     request.tls_server_name = Some(server_name.into());
     let connected: Outcome<Response> = Rc::default();
     let c = connected.clone();
-    let options = HandshakeOptions {
-        client_tls: Some(client_tls),
-        ..Default::default()
-    };
+    let options = HandshakeOptions::default().client_tls(client_tls);
     upgrade(lp, client_stream, &request, options, move |r| {
         *c.borrow_mut() = Some(r)
     });

@@ -5,25 +5,30 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::rc::Rc;
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::ev::{Events, Io, Loop, Timer};
-use crate::handshake::{self, ClientHandshake, HandshakeError, Request, Response, ServerHandshake};
-use crate::websocket::transport::{Parts, Transport};
+use crate::handshake::{
+    self, Answer, ClientHandshake, HandshakeError, Request, Response, ServerHandshake,
+};
 #[cfg(feature = "deflate")]
-use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
+use crate::proto::Compression;
+use crate::websocket::transport::{Parts, Transport};
 
-use super::{ProtocolSelector, UpgradeError, Upgraded};
+use super::{HandshakeOptions, UpgradeError, Upgraded};
 
 /// What differs between the two sides of the handshake.
 pub(super) trait Side: 'static {
     type Head;
     /// Parses input; Some once the peer's head is complete.
     fn feed(&mut self, data: &[u8]) -> Result<Option<Self::Head>, HandshakeError>;
-    /// What to write once the head is parsed (the server's 101), and what was
-    /// agreed.
-    fn answer(&mut self, head: &Self::Head) -> (Vec<u8>, Agreed);
+    /// What to write once the head is parsed (the server's 101) and what was
+    /// agreed, or what to write before failing with the error (a refusal). May run
+    /// user code (the request hook): the driver is not borrowed meanwhile.
+    fn answer(&self, head: &Self::Head) -> Result<(Vec<u8>, Agreed), (Vec<u8>, UpgradeError)>;
     /// What to write before closing after a bad head (the server's 400/426).
     fn refusal(&self, err: &HandshakeError) -> Vec<u8>;
     fn leftover(&mut self) -> Vec<u8>;
@@ -49,40 +54,73 @@ impl Agreed {
 
 pub(super) struct ServerSide {
     pub(super) parser: ServerHandshake,
-    pub(super) select: Option<ProtocolSelector>,
-    #[cfg(feature = "deflate")]
-    pub(super) deflate: Option<PerMessageDeflate>,
+    pub(super) options: Rc<HandshakeOptions>,
+    /// The client's address, given to the request in [`Request::peer`].
+    pub(super) peer: Option<SocketAddr>,
 }
 
 impl Side for ServerSide {
     type Head = Request;
     fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
-        self.parser.feed(data)
-    }
-    fn answer(&mut self, request: &Request) -> (Vec<u8>, Agreed) {
-        let protocol = self
-            .select
-            .as_ref()
-            .and_then(|select| select(request))
-            .filter(|p| request.protocols.iter().any(|offered| offered == p));
-        #[cfg(feature = "deflate")]
-        if let Some(deflate) = &self.deflate {
-            if let Some((answer, agreed)) = handshake::deflate::accept(&request.extensions, deflate)
-            {
-                let bytes = handshake::response_with_extensions(
-                    request,
-                    protocol.as_deref(),
-                    Some(&answer),
-                );
-                let agreed = Agreed {
-                    protocol,
-                    compression: Some(agreed),
-                };
-                return (bytes, agreed);
-            }
+        let mut request = self.parser.feed(data)?;
+        if let Some(request) = request.as_mut() {
+            request.peer = self.peer;
         }
-        let bytes = handshake::response(request, protocol.as_deref());
-        (bytes, Agreed::protocol(protocol))
+        Ok(request)
+    }
+    fn answer(&self, request: &Request) -> Result<(Vec<u8>, Agreed), (Vec<u8>, UpgradeError)> {
+        let options = &self.options;
+        let answer = match &options.on_request {
+            Some(hook) => hook(request),
+            None => Answer::accept(),
+        };
+        if !answer.is_accept() || !request.upgrade {
+            return Err(match answer.to_bytes(request, None) {
+                Ok(bytes) => (
+                    bytes,
+                    UpgradeError::Refused {
+                        status: answer.status_code(),
+                    },
+                ),
+                // An accept of a plain request: answered as without a hook.
+                Err(err @ HandshakeError::MissingUpgrade) => (
+                    handshake::error_response(&err),
+                    UpgradeError::Handshake(err),
+                ),
+                Err(err) => (
+                    handshake::internal_error_response(),
+                    UpgradeError::Answer(err),
+                ),
+            });
+        }
+        let answer = match (answer.chosen_protocol(), &options.select_protocol) {
+            (None, Some(select)) => match select(request)
+                .filter(|p| request.protocols.iter().any(|offered| offered == p))
+            {
+                Some(protocol) => answer.protocol(protocol),
+                None => answer,
+            },
+            _ => answer,
+        };
+        let protocol = answer.chosen_protocol().map(str::to_owned);
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut agreed = Agreed::protocol(protocol);
+        #[cfg(feature = "deflate")]
+        let extensions = options.deflate.as_ref().and_then(|deflate| {
+            let (extensions, compression) =
+                handshake::deflate::accept(&request.extensions, deflate)?;
+            agreed.compression = Some(compression);
+            Some(extensions)
+        });
+        #[cfg(not(feature = "deflate"))]
+        let extensions: Option<String> = None;
+        match answer.to_bytes(request, extensions.as_deref()) {
+            Ok(bytes) => Ok((bytes, agreed)),
+            Err(err) => Err((
+                handshake::internal_error_response(),
+                UpgradeError::Answer(err),
+            )),
+        }
     }
     fn refusal(&self, err: &HandshakeError) -> Vec<u8> {
         handshake::error_response(err)
@@ -101,13 +139,13 @@ impl Side for ClientSide {
     fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, HandshakeError> {
         self.parser.feed(data)
     }
-    fn answer(&mut self, response: &Response) -> (Vec<u8>, Agreed) {
+    fn answer(&self, response: &Response) -> Result<(Vec<u8>, Agreed), (Vec<u8>, UpgradeError)> {
         let agreed = Agreed {
             protocol: response.protocol.clone(),
             #[cfg(feature = "deflate")]
             compression: response.compression,
         };
-        (Vec::new(), agreed)
+        Ok((Vec::new(), agreed))
     }
     fn refusal(&self, _err: &HandshakeError) -> Vec<u8> {
         Vec::new()
@@ -130,7 +168,10 @@ pub(super) struct Driver<S: Side> {
     written: usize,
     /// Nothing waits in the TLS session to be written (always, without TLS).
     flushed: bool,
-    side: S,
+    /// `None` while its `answer` runs (user code, with the driver not borrowed).
+    side: Option<S>,
+    /// The peer's head, parsed and not yet answered.
+    unanswered: Option<S::Head>,
     parsed: Option<(S::Head, Agreed)>,
     /// A bad head: the refusal (400/426) is in `out`; we fail once it is written.
     refused: Option<UpgradeError>,
@@ -139,6 +180,8 @@ pub(super) struct Driver<S: Side> {
 }
 
 impl<S: Side> Driver<S> {
+    /// Starts the handshake; the driver keeps itself alive until it finishes (the
+    /// weak reference then no longer upgrades).
     pub(super) fn start(
         lp: &Loop,
         parts: Parts,
@@ -146,10 +189,13 @@ impl<S: Side> Driver<S> {
         out: Vec<u8>,
         side: S,
         done: Done<S::Head>,
-    ) {
+    ) -> Weak<RefCell<Self>> {
         let link = match parts.open() {
             Ok(link) => link,
-            Err(err) => return done(Err(UpgradeError::Io(err))),
+            Err(err) => {
+                done(Err(UpgradeError::Io(err)));
+                return Weak::new();
+            }
         };
         let fd = link.fd();
         let driver = Rc::new(RefCell::new(Driver {
@@ -160,7 +206,8 @@ impl<S: Side> Driver<S> {
             out,
             written: 0,
             flushed: true,
-            side,
+            side: Some(side),
+            unanswered: None,
             parsed: None,
             refused: None,
             failure: None,
@@ -180,7 +227,7 @@ impl<S: Side> Driver<S> {
                         err,
                     ))));
                 }
-                return;
+                return Weak::new();
             }
         };
         let keep = driver.clone();
@@ -195,16 +242,70 @@ impl<S: Side> Driver<S> {
         d.timer = Some(timer);
         drop(d);
         Driver::arm(&driver);
+        Rc::downgrade(&driver)
+    }
+
+    /// Ends a handshake in progress with [`UpgradeError::Aborted`] (its socket
+    /// closed, `done` called); nothing if it is over.
+    pub(super) fn abort(this: &Weak<RefCell<Self>>) {
+        let Some(this) = this.upgrade() else {
+            return;
+        };
+        let Ok(mut d) = this.try_borrow_mut() else {
+            return; // cannot happen: no user code runs while it is borrowed
+        };
+        if d.done.is_none() {
+            return;
+        }
+        d.failure = Some(UpgradeError::Aborted);
+        drop(d);
+        Driver::arm(&this);
     }
 
     fn step(this: &Rc<RefCell<Self>>, events: Events) {
         let mut d = this.borrow_mut();
-        if d.done.is_none() {
-            return;
+        if d.done.is_none() || d.side.is_none() {
+            return; // over, or its answer is being decided (a nested loop run)
         }
-        let reading = d.failure.is_none() && d.parsed.is_none() && d.refused.is_none();
+        let reading = d.failure.is_none()
+            && d.unanswered.is_none()
+            && d.parsed.is_none()
+            && d.refused.is_none();
         if events.contains(Events::READ) && reading {
             d.read();
+        }
+        if let Some(head) = d.unanswered.take().filter(|_| d.failure.is_none()) {
+            let side = d.side.take().expect("checked above");
+            drop(d);
+            let decided = panic::catch_unwind(AssertUnwindSafe(|| side.answer(&head)));
+            d = this.borrow_mut();
+            d.side = Some(side);
+            let decided = match decided {
+                Ok(decided) => decided,
+                Err(payload) => {
+                    // The hook panicked: the socket is closed and `done` told,
+                    // then the panic goes on (the ev layer carries it out of `run`).
+                    d.failure = Some(UpgradeError::Io(io::Error::other(
+                        "the request hook panicked",
+                    )));
+                    drop(d);
+                    Driver::arm(this);
+                    panic::resume_unwind(payload);
+                }
+            };
+            if d.done.is_none() {
+                return;
+            }
+            match decided {
+                Ok((answer, agreed)) => {
+                    d.out.extend_from_slice(&answer);
+                    d.parsed = Some((head, agreed));
+                }
+                Err((refusal, err)) => {
+                    d.out.extend_from_slice(&refusal);
+                    d.refused = Some(err);
+                }
+            }
         }
         if d.failure.is_none() {
             d.write();
@@ -216,7 +317,7 @@ impl<S: Side> Driver<S> {
     fn read(&mut self) {
         let mut buf = [0u8; 4096];
         loop {
-            let Some(link) = self.link.as_mut() else {
+            let (Some(link), Some(side)) = (self.link.as_mut(), self.side.as_mut()) else {
                 return;
             };
             match link.read(&mut buf) {
@@ -224,16 +325,14 @@ impl<S: Side> Driver<S> {
                     self.failure = Some(UpgradeError::Eof);
                     return;
                 }
-                Ok(n) => match self.side.feed(&buf[..n]) {
+                Ok(n) => match side.feed(&buf[..n]) {
                     Ok(None) => {}
                     Ok(Some(head)) => {
-                        let (answer, agreed) = self.side.answer(&head);
-                        self.out.extend_from_slice(&answer);
-                        self.parsed = Some((head, agreed));
+                        self.unanswered = Some(head);
                         return;
                     }
                     Err(err) => {
-                        let refusal = self.side.refusal(&err);
+                        let refusal = side.refusal(&err);
                         self.out.extend_from_slice(&refusal);
                         self.refused = Some(UpgradeError::Handshake(err));
                         return;
@@ -285,7 +384,7 @@ impl<S: Side> Driver<S> {
             Some(Err(failure))
         } else if d.parsed.is_some() && all_written {
             let (head, agreed) = d.parsed.take().expect("checked above");
-            let leftover = d.side.leftover();
+            let leftover = d.side.as_mut().map(Side::leftover).unwrap_or_default();
             d.link.take().map(|link| {
                 let parts = link.into_parts();
                 Ok(Upgraded {
@@ -302,7 +401,7 @@ impl<S: Side> Driver<S> {
             })
         } else {
             let mut events = Events::empty();
-            if d.parsed.is_none() && d.refused.is_none() {
+            if d.parsed.is_none() && d.refused.is_none() && d.unanswered.is_none() {
                 events |= Events::READ;
             }
             if !all_written {
@@ -323,5 +422,28 @@ impl<S: Side> Driver<S> {
                 done(outcome);
             }
         }
+    }
+}
+
+/// A server handshake in progress, as its listener holds it: it can be aborted,
+/// and does not keep the handshake alive.
+#[derive(Default)]
+pub(crate) struct HandshakeHandle(Weak<RefCell<Driver<ServerSide>>>);
+
+impl HandshakeHandle {
+    pub(super) fn new(driver: Weak<RefCell<Driver<ServerSide>>>) -> Self {
+        HandshakeHandle(driver)
+    }
+
+    /// Whether the handshake is still in progress.
+    pub(crate) fn is_live(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|d| d.try_borrow().map_or(true, |d| d.done.is_some()))
+    }
+
+    /// Ends it now with [`UpgradeError::Aborted`].
+    pub(crate) fn abort(&self) {
+        Driver::abort(&self.0);
     }
 }

@@ -8,11 +8,13 @@
 use std::fmt;
 use std::io;
 use std::net::TcpStream;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::ev::Loop;
 use crate::handshake::{
-    self, ClientHandshake, ClientRequest, HandshakeError, Request, Response, ServerHandshake,
+    self, Answer, ClientHandshake, ClientRequest, HandshakeError, Request, Response,
+    ServerHandshake,
 };
 
 use super::Params;
@@ -24,6 +26,7 @@ use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
 mod driver;
 
 use super::transport::Parts;
+pub(crate) use driver::HandshakeHandle;
 use driver::{ClientSide, Driver, ServerSide};
 
 /// Default time allowed for a whole opening handshake.
@@ -32,14 +35,47 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Picks a subprotocol from the client's offer (`None`: no protocol header).
 pub type ProtocolSelector = Box<dyn Fn(&Request) -> Option<String>>;
 
-/// Limits and choices of a loop-driven handshake.
+/// Answers a request (see [`HandshakeOptions::on_request`]).
+pub type RequestHook = Box<dyn Fn(&Request) -> Answer>;
+
+/// Limits and choices of a loop-driven handshake, as a builder.
+///
+/// ```
+/// use net_websocket_ev::handshake::Answer;
+/// use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+/// use std::time::Duration;
+///
+/// let options = HandshakeOptions::default()
+///     .timeout(Duration::from_secs(5))
+///     .max_header_size(4096)
+///     .on_request(|req| match req.origin() {
+///         Some("https://example.com") => Answer::accept(),
+///         _ => Answer::status(403).body("unknown origin\n"),
+///     });
+/// assert_eq!(options.timeout, Duration::from_secs(5));
+/// ```
+#[non_exhaustive]
 pub struct HandshakeOptions {
     /// Largest request or response head accepted (default 8 KiB).
     pub max_header_size: usize,
     /// Time for the whole handshake (default [`DEFAULT_HANDSHAKE_TIMEOUT`]).
     pub timeout: Duration,
-    /// Server: chooses the subprotocol; it must be one the client offered.
+    /// Server: chooses the subprotocol; it must be one the client offered (an
+    /// [`on_request`](Self::on_request) answer that names one takes precedence).
     pub select_protocol: Option<ProtocolSelector>,
+    /// Server: the request hook, which sees each request (path and query, headers,
+    /// `Origin`, cookies, offered subprotocols and extensions, the peer's address in
+    /// [`Request::peer`]) and answers it: [`Answer::accept`] (choosing the
+    /// subprotocol, adding headers such as `Set-Cookie`) or [`Answer::status`]
+    /// (a refusal with its status, headers and body, after which the socket is
+    /// closed and the handshake fails with [`UpgradeError::Refused`]). With a hook,
+    /// a plain `GET` or `HEAD` (no `Upgrade: websocket`) reaches it too
+    /// ([`Request::upgrade`] false) and can get an ordinary page (a health check)
+    /// from the same port; without one it gets 400 as any bad request. An answer
+    /// that cannot be written (a header with CR or LF, a subprotocol not offered)
+    /// sends `500` instead and fails with [`UpgradeError::Answer`]. `None` (the
+    /// default): every valid upgrade is accepted.
+    pub on_request: Option<RequestHook>,
     /// permessage-deflate (RFC 7692): a client offers it, a server accepts the
     /// first acceptable offer, both with these settings; what was agreed is in
     /// [`Upgraded::compression`]. `None` (the default): no compression, in
@@ -66,6 +102,7 @@ impl Default for HandshakeOptions {
             max_header_size: handshake::DEFAULT_MAX_HEADER_SIZE,
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             select_protocol: None,
+            on_request: None,
             #[cfg(feature = "deflate")]
             deflate: None,
             #[cfg(feature = "tls")]
@@ -76,22 +113,142 @@ impl Default for HandshakeOptions {
     }
 }
 
+impl HandshakeOptions {
+    /// The largest request or response head accepted, blank line included.
+    ///
+    /// ```
+    /// # use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+    /// let options = HandshakeOptions::default().max_header_size(16 * 1024);
+    /// # assert_eq!(options.max_header_size, 16 * 1024);
+    /// ```
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes;
+        self
+    }
+
+    /// The time allowed for the whole handshake (TLS included).
+    ///
+    /// ```
+    /// # use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+    /// let options = HandshakeOptions::default().timeout(std::time::Duration::from_secs(3));
+    /// # let _ = options;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Server: chooses the subprotocol from the client's offer.
+    ///
+    /// ```
+    /// # use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+    /// let options = HandshakeOptions::default()
+    ///     .select_protocol(|req| req.protocols.iter().find(|p| *p == "chat").cloned());
+    /// # let _ = options;
+    /// ```
+    pub fn select_protocol(
+        mut self,
+        select: impl Fn(&Request) -> Option<String> + 'static,
+    ) -> Self {
+        self.select_protocol = Some(Box::new(select));
+        self
+    }
+
+    /// Server: the request hook (see the field [`on_request`](Self#structfield.on_request)).
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::Answer;
+    /// # use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+    /// let options = HandshakeOptions::default().on_request(|req| {
+    ///     match (req.upgrade, req.path_and_query().0) {
+    ///         (false, "/health") => Answer::status(200).body("ok\n"),
+    ///         (true, "/chat") => Answer::accept().header("Set-Cookie", "seen=1"),
+    ///         _ => Answer::status(404),
+    ///     }
+    /// });
+    /// # let _ = options;
+    /// ```
+    pub fn on_request(mut self, hook: impl Fn(&Request) -> Answer + 'static) -> Self {
+        self.on_request = Some(Box::new(hook));
+        self
+    }
+
+    /// permessage-deflate with these settings (see the field
+    /// [`deflate`](Self#structfield.deflate)); `None`: no compression.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::PerMessageDeflate;
+    /// # use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+    /// let options = HandshakeOptions::default().deflate(Some(PerMessageDeflate::default()));
+    /// # let _ = options;
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, settings: Option<PerMessageDeflate>) -> Self {
+        self.deflate = settings;
+        self
+    }
+
+    /// Server: TLS first, with this configuration (`wss://`).
+    ///
+    /// ```no_run
+    /// use net_websocket_ev::tls::ServerTls;
+    /// # use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+    /// let tls = ServerTls::from_pem_files("cert.pem", "key.pem").unwrap();
+    /// let options = HandshakeOptions::default().server_tls(tls);
+    /// # let _ = options;
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn server_tls(mut self, tls: ServerTls) -> Self {
+        self.server_tls = Some(tls);
+        self
+    }
+
+    /// Client with a `wss://` request: this TLS configuration.
+    ///
+    /// ```
+    /// use net_websocket_ev::tls::ClientTls;
+    /// # use net_websocket_ev::websocket::upgrade::HandshakeOptions;
+    /// let options = HandshakeOptions::default().client_tls(ClientTls::default());
+    /// # let _ = options;
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn client_tls(mut self, tls: ClientTls) -> Self {
+        self.client_tls = Some(tls);
+        self
+    }
+}
+
 impl fmt::Debug for HandshakeOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandshakeOptions")
             .field("max_header_size", &self.max_header_size)
             .field("timeout", &self.timeout)
             .field("select_protocol", &self.select_protocol.is_some())
+            .field("on_request", &self.on_request.is_some())
             .finish_non_exhaustive()
     }
 }
 
 /// Why a handshake failed; the socket has been closed (a server answered a bad
-/// request with 400 or 426 first).
+/// request with 400 or 426 first). [`source`](std::error::Error::source) gives the
+/// underlying error, which `Display` does not repeat.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum UpgradeError {
     /// The peer's request or response broke a rule.
     Handshake(HandshakeError),
+    /// The request hook answered with an ordinary HTTP response of this status (a
+    /// refusal, or the page for a plain request), which was sent before closing.
+    Refused {
+        /// The status sent.
+        status: u16,
+    },
+    /// The request hook's answer could not be written (a header with CR or LF, one
+    /// the server writes itself, a subprotocol not offered): the client got `500`.
+    Answer(HandshakeError),
+    /// The handshake was abandoned: its listener was aborted
+    /// ([`Listener::abort`](crate::websocket::Listener::abort)).
+    Aborted,
     /// The peer closed the connection before the handshake was complete.
     Eof,
     /// The handshake did not finish within the timeout.
@@ -107,17 +264,48 @@ pub enum UpgradeError {
 impl fmt::Display for UpgradeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UpgradeError::Handshake(err) => write!(f, "handshake refused: {err}"),
+            UpgradeError::Handshake(_) => f.write_str("handshake refused"),
+            UpgradeError::Refused { status } => {
+                write!(f, "the request hook answered with status {status}")
+            }
+            UpgradeError::Answer(_) => {
+                f.write_str("the request hook's answer was invalid: the client got 500")
+            }
+            UpgradeError::Aborted => f.write_str("handshake abandoned: the listener was aborted"),
             UpgradeError::Eof => f.write_str("peer closed the connection during the handshake"),
             UpgradeError::Timeout => f.write_str("handshake timed out"),
-            UpgradeError::Io(err) => write!(f, "handshake I/O error: {err}"),
+            UpgradeError::Io(_) => f.write_str("handshake I/O error"),
             #[cfg(feature = "tls")]
-            UpgradeError::Tls(err) => write!(f, "TLS handshake failed: {err}"),
+            UpgradeError::Tls(_) => f.write_str("TLS handshake failed"),
         }
     }
 }
 
-impl std::error::Error for UpgradeError {}
+impl std::error::Error for UpgradeError {
+    /// The error behind it: the broken rule, the socket error, rustls's error.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::HandshakeError;
+    /// use net_websocket_ev::websocket::upgrade::UpgradeError;
+    /// use std::error::Error as _;
+    ///
+    /// let err = UpgradeError::Handshake(HandshakeError::BadKey);
+    /// assert_eq!(err.to_string(), "handshake refused");
+    /// assert_eq!(err.source().unwrap().to_string(), HandshakeError::BadKey.to_string());
+    /// ```
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpgradeError::Handshake(err) | UpgradeError::Answer(err) => Some(err),
+            UpgradeError::Io(err) => Some(err),
+            #[cfg(feature = "tls")]
+            UpgradeError::Tls(err) => Some(err),
+            UpgradeError::Refused { .. }
+            | UpgradeError::Aborted
+            | UpgradeError::Eof
+            | UpgradeError::Timeout => None,
+        }
+    }
+}
 
 impl From<io::Error> for UpgradeError {
     /// A socket error, or the TLS error it carries.
@@ -132,6 +320,7 @@ impl From<io::Error> for UpgradeError {
 
 /// A completed handshake: the socket, what was agreed, and the bytes that followed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Upgraded<T> {
     /// The socket, non-blocking, ready for [`Params::new`].
     pub stream: TcpStream,
@@ -198,23 +387,47 @@ pub fn accept(
     options: HandshakeOptions,
     done: impl FnOnce(Result<Upgraded<Request>, UpgradeError>) + 'static,
 ) {
+    accept_shared(lp, stream, &Rc::new(options), Box::new(done));
+}
+
+/// [`accept`] with options shared by many handshakes (a listener's); the handle
+/// aborts the handshake while it is in progress.
+pub(crate) fn accept_shared(
+    lp: &Loop,
+    stream: TcpStream,
+    options: &Rc<HandshakeOptions>,
+    done: Box<dyn FnOnce(Result<Upgraded<Request>, UpgradeError>)>,
+) -> HandshakeHandle {
+    let mut parser = ServerHandshake::new(options.max_header_size);
+    if options.on_request.is_some() {
+        parser = parser.allow_plain();
+    }
     let side = ServerSide {
-        parser: ServerHandshake::new(options.max_header_size),
-        select: options.select_protocol,
-        #[cfg(feature = "deflate")]
-        deflate: options.deflate,
+        parser,
+        options: options.clone(),
+        peer: stream.peer_addr().ok(),
     };
     #[cfg(feature = "tls")]
     let tls = match options.server_tls.as_ref().map(Session::server).transpose() {
         Ok(session) => session,
-        Err(err) => return done(Err(tls_setup_error(err))),
+        Err(err) => {
+            done(Err(tls_setup_error(err)));
+            return HandshakeHandle::default();
+        }
     };
     let parts = Parts {
         #[cfg(feature = "tls")]
         tls,
         ..Parts::plain(stream)
     };
-    Driver::start(lp, parts, options.timeout, Vec::new(), side, Box::new(done));
+    HandshakeHandle::new(Driver::start(
+        lp,
+        parts,
+        options.timeout,
+        Vec::new(),
+        side,
+        done,
+    ))
 }
 
 /// A TLS session that could not be made (a bad server name) as an upgrade error.
