@@ -14,23 +14,18 @@ use net_websocket_ev::proto::{
 const RSV1: u8 = 0x40;
 
 fn window(no_context_takeover: bool) -> Window {
-    Window {
-        max_window_bits: 15,
-        no_context_takeover,
-    }
+    Window::DEFAULT.no_context_takeover(no_context_takeover)
 }
 
 /// A configuration with compression on: `takeover` for both directions.
 fn deflate(takeover: bool) -> Config {
-    Config {
-        compression: Some(Compression {
-            send: window(!takeover),
-            recv: window(!takeover),
-            level: 1,
-            threshold: 0,
-        }),
-        ..Config::default()
-    }
+    Config::default().compression(Some(
+        Compression::default()
+            .send(window(!takeover))
+            .recv(window(!takeover))
+            .level(1)
+            .threshold(0),
+    ))
 }
 
 /// A frame with `b0` as is (fin, rsv, opcode), as the peer of a `receiver`
@@ -339,10 +334,7 @@ fn unbuffered_chunks_are_inflated_and_frame_start_has_the_wire_length() {
     server.queue_msg(OpCode::Text, &data).unwrap();
     let wire = drain(&mut server);
     let wire_len = frames_with_b0(&wire)[0].1.len() as u64;
-    let config = Config {
-        buffering: false,
-        ..deflate(false)
-    };
+    let config = deflate(false).buffering(false);
     let out = converse_all(Role::Client, &config, &wire);
     assert_eq!(
         out.events,
@@ -384,10 +376,7 @@ fn a_pause_inside_a_masked_compressed_frame_keeps_the_rest_intact() {
     let mut client = Engine::new(Role::Client, deflate(false));
     client.queue_msg(OpCode::Text, &data).unwrap();
     let wire = drain(&mut client);
-    let config = Config {
-        buffering: false,
-        ..deflate(false)
-    };
+    let config = deflate(false).buffering(false);
     let mut server = Engine::new(Role::Server, config);
     let mut h = PauseOnce::default();
     let mut status = server.feed(&wire, &mut h);
@@ -457,10 +446,7 @@ fn invalid_utf8_after_inflating_is_1007_and_fails_fast() {
         assert_eq!(out.close_sent(), Some(1007), "{split:?}");
     }
     // Without buffering, chunks stop at the first bad chunk: fail fast.
-    let config = Config {
-        buffering: false,
-        ..deflate(false)
-    };
+    let config = deflate(false).buffering(false);
     let out = converse(Role::Client, &config, &input, Split::Whole);
     assert_eq!(out.close_sent(), Some(1007));
     let delivered: usize = out

@@ -62,12 +62,10 @@ fn random_corrupted_input_never_panics_and_closes_legally() {
     let mut rng = StdRng::seed_from_u64(0x5eed);
     for _ in 0..3000 {
         for role in [Role::Server, Role::Client] {
-            let config = Config {
-                buffering: rng.gen(),
-                allowed_rsv: if rng.gen() { Rsv::RSV1 } else { Rsv::empty() },
-                max_recv_size: if rng.gen() { 64 } else { 1 << 20 },
-                ..Config::default()
-            };
+            let config = Config::default()
+                .buffering(rng.gen())
+                .allowed_rsv(if rng.gen() { Rsv::RSV1 } else { Rsv::empty() })
+                .max_recv_size(if rng.gen() { 64 } else { 1 << 20 });
             let input = random_input(&mut rng, role);
             let mut engine = Engine::new(role, config);
             let mut h = RandomPause(StdRng::seed_from_u64(rng.gen()));

@@ -101,10 +101,7 @@ fn fragmented_message_buffered() {
 
 #[test]
 fn no_buffering_gives_empty_data_messages_but_control_payloads() {
-    let config = Config {
-        buffering: false,
-        ..Config::default()
-    };
+    let config = Config::default().buffering(false);
     for role in ROLES {
         let input = cat(&[
             frame_to(role, false, 1, b"ab"),
@@ -341,10 +338,7 @@ fn with_len_bytes(role: Role, len_field: &[u8], body: usize) -> Vec<u8> {
 
 #[test]
 fn allowed_rsv1_only_on_first_data_frame_and_skips_utf8() {
-    let config = Config {
-        allowed_rsv: Rsv::RSV1,
-        ..Config::default()
-    };
+    let config = Config::default().allowed_rsv(Rsv::RSV1);
     for role in ROLES {
         let m = mask_for(role);
         // RSV1 on the first frame of a text message: the payload is the
@@ -427,10 +421,7 @@ fn code_point_split_across_frames_is_valid() {
 
 #[test]
 fn max_recv_size_buffered_counts_the_whole_message() {
-    let config = Config {
-        max_recv_size: 10,
-        ..Config::default()
-    };
+    let config = Config::default().max_recv_size(10);
     for role in ROLES {
         // Exactly the limit is fine, one frame or several.
         let out = converse_all(role, &config, &frame_to(role, true, 2, &[7; 10]));
@@ -477,11 +468,7 @@ fn the_default_max_recv_size_is_64_mib() {
 
 #[test]
 fn max_recv_size_without_buffering_is_per_frame() {
-    let config = Config {
-        max_recv_size: 10,
-        buffering: false,
-        ..Config::default()
-    };
+    let config = Config::default().max_recv_size(10).buffering(false);
     for role in ROLES {
         let input = cat(&[
             frame_to(role, false, 2, &[1; 6]),
@@ -496,10 +483,7 @@ fn max_recv_size_without_buffering_is_per_frame() {
 
 #[test]
 fn control_frames_too_long_is_1002_then_limit_is_1009() {
-    let config = Config {
-        max_recv_size: 10,
-        ..Config::default()
-    };
+    let config = Config::default().max_recv_size(10);
     for role in ROLES {
         expect_fail(role, &config, &frame_to(role, true, 9, &[1; 126]), 1002);
         expect_fail(role, &config, &frame_to(role, true, 9, &[1; 20]), 1009);
@@ -644,11 +628,9 @@ fn fragments(role: Role, op: u8, frames: usize) -> Vec<u8> {
 #[test]
 fn max_fragments_counts_the_frames_of_each_message() {
     for buffering in [true, false] {
-        let config = Config {
-            max_fragments: Some(3),
-            buffering,
-            ..Config::default()
-        };
+        let config = Config::default()
+            .max_fragments(Some(3))
+            .buffering(buffering);
         for role in ROLES {
             // Three frames (a ping between them not counted), twice: each message
             // counts from one.
@@ -679,10 +661,7 @@ fn max_fragments_counts_the_frames_of_each_message() {
 #[test]
 fn max_fragments_zero_counts_as_one_and_none_is_unlimited() {
     assert_eq!(Config::default().max_fragments, None);
-    let one = Config {
-        max_fragments: Some(0),
-        ..Config::default()
-    };
+    let one = Config::default().max_fragments(Some(0));
     for role in ROLES {
         let out = converse_all(role, &one, &frame_to(role, true, 2, b"whole"));
         assert_eq!(out.events, whole(2, b"whole"));
@@ -707,10 +686,7 @@ fn max_fragments_zero_counts_as_one_and_none_is_unlimited() {
 fn max_fragments_of_65536_takes_autobahn_9_x_and_no_more() {
     // Autobahn 9.3.1 and 9.4.1 send 4 MiB in 64-byte fragments: 65,536 frames
     // (here of one byte, to keep the test small).
-    let config = Config {
-        max_fragments: Some(1 << 16),
-        ..Config::default()
-    };
+    let config = Config::default().max_fragments(Some(1 << 16));
     let role = Role::Server;
     let out = converse(role, &config, &fragments(role, 2, 1 << 16), Split::Whole);
     assert_eq!(out.events.last(), Some(&msg(2, &[b'a'; 1 << 16])));

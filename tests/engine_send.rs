@@ -231,13 +231,7 @@ fn producer_edge_cases() {
     assert_eq!(*calls.borrow(), 2);
 
     // The buffer offered is fragment_size bytes.
-    let mut e = Engine::new(
-        Role::Server,
-        Config {
-            fragment_size: 3,
-            ..Config::default()
-        },
-    );
+    let mut e = Engine::new(Role::Server, Config::default().fragment_size(3));
     e.queue_fragmented(
         OpCode::Binary,
         Box::new(|buf: &mut [u8]| {
@@ -863,13 +857,7 @@ fn default_masks_are_random() {
 
 #[test]
 fn high_water_mark() {
-    let mut e = Engine::new(
-        Role::Server,
-        Config {
-            max_queued_bytes: 100,
-            ..Config::default()
-        },
-    );
+    let mut e = Engine::new(Role::Server, Config::default().max_queued_bytes(100));
     e.queue_msg(OpCode::Binary, &[0; 60]).unwrap();
     assert_eq!(e.queued_bytes(), 60);
     assert_eq!(
@@ -890,10 +878,7 @@ fn high_water_mark() {
 
 #[test]
 fn ping_flood_past_the_high_water_mark_answers_only_the_latest_ping() {
-    let config = Config {
-        max_queued_bytes: 1000,
-        ..Config::default()
-    };
+    let config = Config::default().max_queued_bytes(1000);
     let mut e = Engine::new(Role::Server, config);
     let mut input = Vec::new();
     for i in 0..10_000u32 {

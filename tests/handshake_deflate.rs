@@ -25,19 +25,16 @@ const PYTHON_WEBSOCKETS_ANSWER: &str =
     "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12";
 
 fn window(max_window_bits: u8, no_context_takeover: bool) -> Window {
-    Window {
-        max_window_bits,
-        no_context_takeover,
-    }
+    Window::DEFAULT
+        .max_window_bits(max_window_bits)
+        .no_context_takeover(no_context_takeover)
 }
 
 /// Context takeover allowed both ways: nothing asked beyond what the peer asks.
 fn takeover() -> PerMessageDeflate {
-    PerMessageDeflate {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
-        ..PerMessageDeflate::default()
-    }
+    PerMessageDeflate::default()
+        .server_no_context_takeover(false)
+        .client_no_context_takeover(false)
 }
 
 /// The server's answer to one header value.
@@ -77,17 +74,13 @@ fn answer_with(extensions: &str) -> String {
 
 #[test]
 fn defaults() {
+    let d = PerMessageDeflate::default();
+    assert!(d.server_no_context_takeover && d.client_no_context_takeover);
     assert_eq!(
-        PerMessageDeflate::default(),
-        PerMessageDeflate {
-            server_no_context_takeover: true,
-            client_no_context_takeover: true,
-            server_max_window_bits: 15,
-            client_max_window_bits: 15,
-            level: 1,
-            threshold: 128,
-        }
+        (d.server_max_window_bits, d.client_max_window_bits),
+        (15, 15)
     );
+    assert_eq!((d.level, d.threshold), (1, 128));
 }
 
 #[test]
@@ -100,33 +93,22 @@ fn offers() {
         ),
         (takeover(), "permessage-deflate; client_max_window_bits"),
         (
-            PerMessageDeflate {
-                client_no_context_takeover: false,
-                ..PerMessageDeflate::default()
-            },
+            PerMessageDeflate::default().client_no_context_takeover(false),
             "permessage-deflate; server_no_context_takeover; client_max_window_bits",
         ),
         (
-            PerMessageDeflate {
-                server_max_window_bits: 9,
-                ..takeover()
-            },
+            takeover().server_max_window_bits(9),
             "permessage-deflate; server_max_window_bits=9; client_max_window_bits",
         ),
         (
-            PerMessageDeflate {
-                client_max_window_bits: 11,
-                ..takeover()
-            },
+            takeover().client_max_window_bits(11),
             "permessage-deflate; client_max_window_bits=11",
         ),
         // Out of range: the nearest window we can compress with.
         (
-            PerMessageDeflate {
-                server_max_window_bits: 8,
-                client_max_window_bits: 99,
-                ..takeover()
-            },
+            takeover()
+                .server_max_window_bits(8)
+                .client_max_window_bits(99),
             "permessage-deflate; server_max_window_bits=9; client_max_window_bits",
         ),
     ];
@@ -171,11 +153,9 @@ fn browsers_and_libraries() {
         assert_eq!((c.send, c.recv), (window(15, false), window(15, false)));
     }
     // Small windows: the client's only where its offer allows us to ask.
-    let small = PerMessageDeflate {
-        server_max_window_bits: 12,
-        client_max_window_bits: 12,
-        ..takeover()
-    };
+    let small = takeover()
+        .server_max_window_bits(12)
+        .client_max_window_bits(12);
     let (answer, c) = accepted(CHROMIUM, &small);
     assert_eq!(
         answer,
@@ -189,11 +169,7 @@ fn browsers_and_libraries() {
 
 #[test]
 fn level_and_threshold_are_ours() {
-    let opts = PerMessageDeflate {
-        level: 9,
-        threshold: 0,
-        ..PerMessageDeflate::default()
-    };
+    let opts = PerMessageDeflate::default().level(9).threshold(0);
     let (_, c) = accepted(FIREFOX, &opts);
     assert_eq!((c.level, c.threshold), (9, 0));
     let c = answered("permessage-deflate", &opts);
@@ -226,10 +202,7 @@ fn client_no_context_takeover_offered_is_a_hint() {
 
 #[test]
 fn client_no_context_takeover_is_asked_of_any_client() {
-    let opts = PerMessageDeflate {
-        client_no_context_takeover: true,
-        ..takeover()
-    };
+    let opts = takeover().client_no_context_takeover(true);
     let (answer, c) = accepted(FIREFOX, &opts);
     assert_eq!(answer, "permessage-deflate; client_no_context_takeover");
     assert_eq!(c.recv, window(15, true));
@@ -239,10 +212,7 @@ fn client_no_context_takeover_is_asked_of_any_client() {
 fn server_max_window_bits_offered() {
     for offered in 9..=15u8 {
         for ours in 9..=15u8 {
-            let opts = PerMessageDeflate {
-                server_max_window_bits: ours,
-                ..takeover()
-            };
+            let opts = takeover().server_max_window_bits(ours);
             let value = format!("permessage-deflate; server_max_window_bits={offered}");
             let (answer, c) = accepted(&value, &opts);
             let chosen = offered.min(ours);
@@ -264,10 +234,7 @@ fn server_max_window_bits_offered() {
 fn client_max_window_bits_offered() {
     for offered in 8..=15u8 {
         for ours in 9..=15u8 {
-            let opts = PerMessageDeflate {
-                client_max_window_bits: ours,
-                ..takeover()
-            };
+            let opts = takeover().client_max_window_bits(ours);
             let value = format!("permessage-deflate; client_max_window_bits={offered}");
             let (answer, c) = accepted(&value, &opts);
             let chosen = offered.min(ours);
@@ -281,10 +248,7 @@ fn client_max_window_bits_offered() {
         }
     }
     // Without the parameter, the client may not be limited: it uses 15.
-    let opts = PerMessageDeflate {
-        client_max_window_bits: 10,
-        ..takeover()
-    };
+    let opts = takeover().client_max_window_bits(10);
     let (answer, c) = accepted("permessage-deflate", &opts);
     assert_eq!(answer, "permessage-deflate");
     assert_eq!(c.recv, window(15, false));
@@ -510,10 +474,7 @@ fn answers_of_real_servers() {
     let c = answered(PYTHON_WEBSOCKETS_ANSWER, &takeover());
     assert_eq!((c.send, c.recv), (window(12, false), window(12, false)));
     // ... which a client that requested a smaller server window must refuse.
-    let small = PerMessageDeflate {
-        server_max_window_bits: 10,
-        ..takeover()
-    };
+    let small = takeover().server_max_window_bits(10);
     assert!(refused(PYTHON_WEBSOCKETS_ANSWER, &small).contains("server_max_window_bits=12"));
 }
 
@@ -541,10 +502,7 @@ fn client_no_context_takeover_answered() {
 #[test]
 fn server_max_window_bits_answered() {
     for requested in 9..=15u8 {
-        let opts = PerMessageDeflate {
-            server_max_window_bits: requested,
-            ..takeover()
-        };
+        let opts = takeover().server_max_window_bits(requested);
         for bits in 8..=15u8 {
             let value = format!("permessage-deflate; server_max_window_bits={bits}");
             if bits <= requested {
@@ -559,10 +517,7 @@ fn server_max_window_bits_answered() {
 #[test]
 fn client_max_window_bits_answered() {
     for ours in 9..=15u8 {
-        let opts = PerMessageDeflate {
-            client_max_window_bits: ours,
-            ..takeover()
-        };
+        let opts = takeover().client_max_window_bits(ours);
         for bits in 9..=15u8 {
             let value = format!("permessage-deflate; client_max_window_bits={bits}");
             assert_eq!(answered(&value, &opts).send, window(bits.min(ours), false));
@@ -756,13 +711,13 @@ fn round_trip_agrees() {
         for client_no_context_takeover in [false, true] {
             for server_max_window_bits in [9, 12, 15] {
                 for client_max_window_bits in [9, 12, 15] {
-                    settings.push(PerMessageDeflate {
-                        server_no_context_takeover,
-                        client_no_context_takeover,
-                        server_max_window_bits,
-                        client_max_window_bits,
-                        ..PerMessageDeflate::default()
-                    });
+                    settings.push(
+                        PerMessageDeflate::default()
+                            .server_no_context_takeover(server_no_context_takeover)
+                            .client_no_context_takeover(client_no_context_takeover)
+                            .server_max_window_bits(server_max_window_bits)
+                            .client_max_window_bits(client_max_window_bits),
+                    );
                 }
             }
         }
@@ -804,11 +759,9 @@ fn round_trip_agrees() {
 /// third message referred to bytes our inflater had forgotten (1007).
 #[test]
 fn a_hint_relied_on_is_answered() {
-    let takeover = PerMessageDeflate {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
-        ..PerMessageDeflate::default()
-    };
+    let takeover = PerMessageDeflate::default()
+        .server_no_context_takeover(false)
+        .client_no_context_takeover(false);
     let offer =
         vec!["permessage-deflate; client_no_context_takeover; client_max_window_bits".to_string()];
     let (answer, agreed) = deflate::accept(&offer, &takeover).expect("accepted");

@@ -22,12 +22,10 @@ use net_websocket_ev::{websocket, Client, Fragment, OpCode, Params, Rsv, Server,
 use util::{echo_round, run_until, tcp_pair, Peer, Seen};
 
 fn settings(takeover: bool) -> PerMessageDeflate {
-    PerMessageDeflate {
-        server_no_context_takeover: !takeover,
-        client_no_context_takeover: !takeover,
-        threshold: 0,
-        ..PerMessageDeflate::default()
-    }
+    PerMessageDeflate::default()
+        .server_no_context_takeover(!takeover)
+        .client_no_context_takeover(!takeover)
+        .threshold(0)
 }
 
 fn options(takeover: bool) -> HandshakeOptions {
@@ -171,14 +169,8 @@ fn heap_per_conn_after_one_message(compression: Option<Compression>, n: usize) -
         let ws = Server::new(params).unwrap();
         let mut peer = Peer::new(theirs, Role::Client);
         // The peer sees our `send` as its `recv` and the other way round.
-        let peer_config = Config {
-            compression: compression.map(|c| Compression {
-                send: c.recv,
-                recv: c.send,
-                ..c
-            }),
-            ..Config::default()
-        };
+        let peer_config = Config::default()
+            .compression(compression.map(|ours| ours.send(ours.recv).recv(ours.send)));
         peer.engine = Engine::new(Role::Client, peer_config);
         (ws, peer)
     };
@@ -232,16 +224,10 @@ fn compression(takeover: bool) -> Compression {
 }
 
 fn compression_with(takeover: bool, max_window_bits: u8) -> Compression {
-    let w = Window {
-        max_window_bits,
-        no_context_takeover: !takeover,
-    };
-    Compression {
-        send: w,
-        recv: w,
-        level: 1,
-        threshold: 0,
-    }
+    let w = Window::DEFAULT
+        .max_window_bits(max_window_bits)
+        .no_context_takeover(!takeover);
+    Compression::default().send(w).recv(w).level(1).threshold(0)
 }
 
 #[test]
@@ -286,23 +272,11 @@ fn echoing_compressed_messages_allocates_nothing_per_message() {
     // Without context takeover every copy of a message compresses the same:
     // one client frame, written again and again; the echo has a fixed length.
     let message = json_like(4096);
-    let mut client = Engine::new(
-        Role::Client,
-        Config {
-            compression: Some(agreed),
-            ..Config::default()
-        },
-    );
+    let mut client = Engine::new(Role::Client, Config::default().compression(Some(agreed)));
     client.queue_msg(OpCode::Text, &message).unwrap();
     let mut frame = Vec::new();
     client.send(&mut frame).unwrap();
-    let mut server_side = Engine::new(
-        Role::Server,
-        Config {
-            compression: Some(agreed),
-            ..Config::default()
-        },
-    );
+    let mut server_side = Engine::new(Role::Server, Config::default().compression(Some(agreed)));
     server_side.queue_msg(OpCode::Text, &message).unwrap();
     let mut echo = Vec::new();
     server_side.send(&mut echo).unwrap();
@@ -341,11 +315,9 @@ fn a_kilobyte_that_inflates_to_a_megabyte_is_closed_with_1009_in_bounded_memory(
     // (deflate's best is about 1000 to 1), four times the limit.
     let mut zipper = Engine::new(
         Role::Server,
-        Config {
-            compression: Some(Compression { level: 9, ..agreed }),
-            max_queued_bytes: usize::MAX,
-            ..Config::default()
-        },
+        Config::default()
+            .compression(Some(agreed.level(9)))
+            .max_queued_bytes(usize::MAX),
     );
     zipper.queue_msg(OpCode::Binary, &vec![0; 4 << 20]).unwrap();
     let mut wire = Vec::new();

@@ -293,11 +293,9 @@ impl ReplySink for NoReplies {
 }
 
 fn big_config() -> Config {
-    Config {
-        max_recv_size: 1 << 30,
-        max_queued_bytes: 1 << 30,
-        ..Config::default()
-    }
+    Config::default()
+        .max_recv_size(1 << 30)
+        .max_queued_bytes(1 << 30)
 }
 
 fn tungstenite_config() -> tungstenite::protocol::WebSocketConfig {

@@ -9,12 +9,12 @@ use net_websocket_ev::websocket::upgrade::HandshakeOptions;
 #[cfg(feature = "deflate")]
 pub fn handshake_options(deflate: Option<bool>, level: u8, _program: &str) -> HandshakeOptions {
     use net_websocket_ev::handshake::deflate::PerMessageDeflate;
-    HandshakeOptions::default().deflate(deflate.map(|takeover| PerMessageDeflate {
-        server_no_context_takeover: !takeover,
-        client_no_context_takeover: !takeover,
-        threshold: 0,
-        level,
-        ..PerMessageDeflate::default()
+    HandshakeOptions::default().deflate(deflate.map(|takeover| {
+        PerMessageDeflate::default()
+            .server_no_context_takeover(!takeover)
+            .client_no_context_takeover(!takeover)
+            .threshold(0)
+            .level(level)
     }))
 }
 

@@ -86,19 +86,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for role in [Role::Server, Role::Client] {
-        let config = Config {
-            buffering: knobs & 1 == 0,
-            allowed_rsv: if knobs & 2 != 0 {
+        let config = Config::default()
+            .buffering(knobs & 1 == 0)
+            .allowed_rsv(if knobs & 2 != 0 {
                 Rsv::RSV1
             } else {
                 Rsv::empty()
-            },
-            max_recv_size: if knobs & 4 != 0 { 64 } else { 1 << 20 },
+            })
+            .max_recv_size(if knobs & 4 != 0 { 64 } else { 1 << 20 })
             // With RSV1 allowed, every other step size also negotiates
             // permessage-deflate (context takeover by the next bit).
-            compression: (knobs & 0b1010 == 0b1010).then(|| compression(knobs & 16 != 0)),
-            ..Config::default()
-        };
+            .compression((knobs & 0b1010 == 0b1010).then(|| compression(knobs & 16 != 0)));
         let mut engine = Engine::new(role, config);
         let mut handler = Pauser(knobs);
         let step = usize::from(knobs >> 3) + 1;
@@ -378,33 +376,24 @@ fn check_send_status(engine: &Engine, status: SendStatus, track: &Rc<RefCell<Tra
 
 /// permessage-deflate both ways, with or without context takeover.
 fn compression(takeover: bool) -> Compression {
-    let window = Window {
-        max_window_bits: 15,
-        no_context_takeover: !takeover,
-    };
-    Compression {
-        send: window,
-        recv: window,
-        level: 1,
-        threshold: 0,
-    }
+    let window = Window::DEFAULT.no_context_takeover(!takeover);
+    Compression::default()
+        .send(window)
+        .recv(window)
+        .level(1)
+        .threshold(0)
 }
 
 fn send_script(role: Role, data: &[u8]) {
     let mut input = Input(data);
     let setup = input.byte();
     let compressed = (setup & 0x30 != 0).then(|| compression(setup & 0x20 != 0));
-    let config = Config {
-        fragment_size: [1, 2, 5, 4096][usize::from(setup & 3)],
-        max_queued_bytes: if setup & 4 != 0 { 256 } else { 1 << 20 },
-        compression: compressed,
-        ..Config::default()
-    };
+    let config = Config::default()
+        .fragment_size([1, 2, 5, 4096][usize::from(setup & 3)])
+        .max_queued_bytes(if setup & 4 != 0 { 256 } else { 1 << 20 })
+        .compression(compressed);
     // The peer inflates what we compress.
-    let peer_config = Config {
-        compression: compressed,
-        ..Config::default()
-    };
+    let peer_config = Config::default().compression(compressed);
     let peer_role = match role {
         Role::Server => Role::Client,
         Role::Client => Role::Server,

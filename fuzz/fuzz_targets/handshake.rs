@@ -99,14 +99,13 @@ fn url_round_trip(data: &[u8]) {
 
 /// Settings from two bytes of input: every field varies (windows out of range too).
 fn settings(a: u8, b: u8) -> PerMessageDeflate {
-    PerMessageDeflate {
-        server_no_context_takeover: a & 1 != 0,
-        client_no_context_takeover: a & 2 != 0,
-        server_max_window_bits: 7 + (a >> 2 & 0xf),
-        client_max_window_bits: 7 + (b & 0xf),
-        level: b >> 4 & 0x7,
-        threshold: u32::from(a),
-    }
+    PerMessageDeflate::default()
+        .server_no_context_takeover(a & 1 != 0)
+        .client_no_context_takeover(a & 2 != 0)
+        .server_max_window_bits(7 + (a >> 2 & 0xf))
+        .client_max_window_bits(7 + (b & 0xf))
+        .level(b >> 4 & 0x7)
+        .threshold(u32::from(a))
 }
 
 fn deflate_negotiation(data: &[u8]) {

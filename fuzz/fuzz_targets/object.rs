@@ -97,16 +97,12 @@ fn run_script(data: &[u8]) {
     // permessage-deflate, with context takeover by the next bit: our frames
     // must inflate at the peer; the peer's RSV1 frames (raw bytes) mostly fail.
     let compression = (timers & 0x20 != 0).then(|| {
-        let window = Window {
-            max_window_bits: 15,
-            no_context_takeover: timers & 0x40 == 0,
-        };
-        Compression {
-            send: window,
-            recv: window,
-            level: 1,
-            threshold: 16,
-        }
+        let window = Window::DEFAULT.no_context_takeover(timers & 0x40 == 0);
+        Compression::default()
+            .send(window)
+            .recv(window)
+            .level(1)
+            .threshold(16)
     });
 
     let lp = Loop::new().expect("a new loop");
@@ -907,13 +903,7 @@ impl Peer {
         Peer {
             sock: TcpStream::from(std::os::fd::OwnedFd::from(sock)),
             object_role,
-            receiver: Receiver::new(
-                peer_role,
-                &Config {
-                    compression,
-                    ..Config::default()
-                },
-            ),
+            receiver: Receiver::new(peer_role, &Config::default().compression(compression)),
             out: Vec::new(),
             read_total: 0,
             parsed: Rc::new(Cell::new(0)),

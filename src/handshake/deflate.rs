@@ -37,20 +37,22 @@ const NAME: &str = "permessage-deflate";
 /// compressed or inflated, so idle connections cost nothing. The default asks for no
 /// context takeover in both directions.
 ///
+/// Non-exhaustive (fields may be added): start from [`PerMessageDeflate::default`]
+/// and change what you need with the setters, named like the fields.
+///
 /// ```
 /// use net_websocket_ev::handshake::deflate::{self, PerMessageDeflate};
 ///
 /// // Keep the context in both directions (better compression of a stream of similar
 /// // messages, more memory per connection) and compress harder.
-/// let opts = PerMessageDeflate {
-///     server_no_context_takeover: false,
-///     client_no_context_takeover: false,
-///     level: 6,
-///     ..PerMessageDeflate::default()
-/// };
+/// let opts = PerMessageDeflate::default()
+///     .server_no_context_takeover(false)
+///     .client_no_context_takeover(false)
+///     .level(6);
 /// assert_eq!(deflate::offer(&opts), "permessage-deflate; client_max_window_bits");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PerMessageDeflate {
     /// The server starts each message with a fresh compressor.
     ///
@@ -83,6 +85,109 @@ pub struct PerMessageDeflate {
     pub threshold: u32,
 }
 
+impl PerMessageDeflate {
+    /// Sets [`server_no_context_takeover`](PerMessageDeflate#structfield.server_no_context_takeover):
+    /// the server starts each message with a fresh compressor. Default `true`.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::{offer, PerMessageDeflate};
+    ///
+    /// let opts = PerMessageDeflate::default().server_no_context_takeover(false);
+    /// assert_eq!(
+    ///     offer(&opts),
+    ///     "permessage-deflate; client_no_context_takeover; client_max_window_bits"
+    /// );
+    /// ```
+    pub fn server_no_context_takeover(mut self, on: bool) -> PerMessageDeflate {
+        self.server_no_context_takeover = on;
+        self
+    }
+
+    /// Sets [`client_no_context_takeover`](PerMessageDeflate#structfield.client_no_context_takeover):
+    /// the client starts each message with a fresh compressor. Default `true`.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::{offer, PerMessageDeflate};
+    ///
+    /// let opts = PerMessageDeflate::default().client_no_context_takeover(false);
+    /// assert_eq!(
+    ///     offer(&opts),
+    ///     "permessage-deflate; server_no_context_takeover; client_max_window_bits"
+    /// );
+    /// ```
+    pub fn client_no_context_takeover(mut self, on: bool) -> PerMessageDeflate {
+        self.client_no_context_takeover = on;
+        self
+    }
+
+    /// Sets [`server_max_window_bits`](PerMessageDeflate#structfield.server_max_window_bits):
+    /// the server's window is at most 2^bits bytes, 9 to 15. Default 15.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::{offer, PerMessageDeflate};
+    ///
+    /// let opts = PerMessageDeflate::default()
+    ///     .server_no_context_takeover(false)
+    ///     .client_no_context_takeover(false)
+    ///     .server_max_window_bits(10);
+    /// assert_eq!(
+    ///     offer(&opts),
+    ///     "permessage-deflate; server_max_window_bits=10; client_max_window_bits"
+    /// );
+    /// ```
+    pub fn server_max_window_bits(mut self, bits: u8) -> PerMessageDeflate {
+        self.server_max_window_bits = bits;
+        self
+    }
+
+    /// Sets [`client_max_window_bits`](PerMessageDeflate#structfield.client_max_window_bits):
+    /// the client's window is at most 2^bits bytes, 9 to 15. Default 15.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::{offer, PerMessageDeflate};
+    ///
+    /// let opts = PerMessageDeflate::default()
+    ///     .server_no_context_takeover(false)
+    ///     .client_no_context_takeover(false)
+    ///     .client_max_window_bits(12);
+    /// assert_eq!(offer(&opts), "permessage-deflate; client_max_window_bits=12");
+    /// ```
+    pub fn client_max_window_bits(mut self, bits: u8) -> PerMessageDeflate {
+        self.client_max_window_bits = bits;
+        self
+    }
+
+    /// Sets [`level`](PerMessageDeflate#structfield.level): the deflate level of
+    /// what we send, 0 (stored) to 9 (smallest, slowest). Default 1.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::{accept, offer, PerMessageDeflate};
+    ///
+    /// let opts = PerMessageDeflate::default().level(9);
+    /// let (_answer, agreed) = accept(&[offer(&opts)], &opts).expect("accepted");
+    /// assert_eq!(agreed.level, 9);
+    /// ```
+    pub fn level(mut self, level: u8) -> PerMessageDeflate {
+        self.level = level;
+        self
+    }
+
+    /// Sets [`threshold`](PerMessageDeflate#structfield.threshold): data messages
+    /// shorter than this many bytes are sent uncompressed. Default 128.
+    ///
+    /// ```
+    /// use net_websocket_ev::handshake::deflate::{accept, offer, PerMessageDeflate};
+    ///
+    /// let opts = PerMessageDeflate::default().threshold(1024);
+    /// let (_answer, agreed) = accept(&[offer(&opts)], &opts).expect("accepted");
+    /// assert_eq!(agreed.threshold, 1024);
+    /// ```
+    pub fn threshold(mut self, bytes: u32) -> PerMessageDeflate {
+        self.threshold = bytes;
+        self
+    }
+}
+
 impl Default for PerMessageDeflate {
     /// No context takeover either way, 15-bit windows, level 1, threshold 128.
     fn default() -> PerMessageDeflate {
@@ -112,13 +217,11 @@ impl Default for PerMessageDeflate {
 ///     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
 ///      client_max_window_bits"
 /// );
-/// let small = PerMessageDeflate {
-///     server_no_context_takeover: false,
-///     client_no_context_takeover: false,
-///     server_max_window_bits: 10,
-///     client_max_window_bits: 12,
-///     ..PerMessageDeflate::default()
-/// };
+/// let small = PerMessageDeflate::default()
+///     .server_no_context_takeover(false)
+///     .client_no_context_takeover(false)
+///     .server_max_window_bits(10)
+///     .client_max_window_bits(12);
 /// assert_eq!(
 ///     offer(&small),
 ///     "permessage-deflate; server_max_window_bits=10; client_max_window_bits=12"
@@ -166,8 +269,8 @@ pub fn offer(opts: &PerMessageDeflate) -> String {
 /// let c = check_answer(["permessage-deflate; client_max_window_bits=10"], &opts)
 ///     .unwrap()
 ///     .expect("accepted");
-/// assert_eq!(c.send, Window { max_window_bits: 10, no_context_takeover: true });
-/// assert_eq!(c.recv, Window { max_window_bits: 15, no_context_takeover: false });
+/// assert_eq!(c.send, Window::DEFAULT.max_window_bits(10).no_context_takeover(true));
+/// assert_eq!(c.recv, Window::DEFAULT);
 ///
 /// assert_eq!(check_answer([""; 0], &opts), Ok(None));
 /// assert!(matches!(
@@ -246,8 +349,8 @@ pub fn check_answer<'a>(
 /// let offers = ["permessage-deflate; client_max_window_bits".to_owned()];
 /// let (answer, c) = accept(&offers, &PerMessageDeflate::default()).expect("accepted");
 /// assert_eq!(answer, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
-/// assert_eq!(c.send, Window { max_window_bits: 15, no_context_takeover: true });
-/// assert_eq!(c.recv, Window { max_window_bits: 15, no_context_takeover: true });
+/// assert_eq!(c.send, Window::DEFAULT.no_context_takeover(true));
+/// assert_eq!(c.recv, Window::DEFAULT.no_context_takeover(true));
 ///
 /// let only_8 = ["permessage-deflate; server_max_window_bits=8".to_owned()];
 /// assert_eq!(accept(&only_8, &PerMessageDeflate::default()), None);

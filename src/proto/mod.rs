@@ -136,7 +136,23 @@ bitflags::bitflags! {
 }
 
 /// Configuration shared by the [`Receiver`] and the [`Sender`].
+///
+/// Non-exhaustive (fields may be added): start from [`Config::default`] and change
+/// what you need with the setters, named like the fields; the fields stay readable
+/// and writable.
+///
+/// ```
+/// use net_websocket_ev::proto::{Config, Receiver, Role, Sender};
+///
+/// let config = Config::default()
+///     .max_recv_size(1 << 20)
+///     .max_fragments(Some(1024));
+/// assert!(config.buffering && config.max_recv_size == 1 << 20);
+/// let receiver = Receiver::new(Role::Server, &config);
+/// let sender = Sender::new(Role::Server, &config);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Assemble messages (default `true`). When `false`, data message events carry
     /// empty data (the payload comes through frame chunks) and `max_recv_size`
@@ -179,6 +195,113 @@ pub struct Config {
     /// It applies with buffering off too. Autobahn's 9.x cases send 4 MiB in
     /// 64-byte fragments: 65,536 frames.
     pub max_fragments: Option<u32>,
+}
+
+impl Config {
+    /// Sets [`buffering`](Config#structfield.buffering): assemble messages (`true`,
+    /// the default) or report data through frame chunks only.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::Config;
+    ///
+    /// // Stream: messages are not assembled, and the size limit is per frame.
+    /// let config = Config::default().buffering(false).max_recv_size(64 << 10);
+    /// assert!(!config.buffering);
+    /// ```
+    pub fn buffering(mut self, on: bool) -> Config {
+        self.buffering = on;
+        self
+    }
+
+    /// Sets [`max_recv_size`](Config#structfield.max_recv_size): the largest
+    /// message (buffering) or frame (no buffering) accepted, in bytes; larger ones
+    /// are refused with close 1009. Default 64 MiB.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::Config;
+    ///
+    /// let config = Config::default().max_recv_size(16 << 20);
+    /// assert_eq!(config.max_recv_size, 16 << 20);
+    /// ```
+    pub fn max_recv_size(mut self, bytes: u64) -> Config {
+        self.max_recv_size = bytes;
+        self
+    }
+
+    /// Sets [`allowed_rsv`](Config#structfield.allowed_rsv): the RSV bits the peer
+    /// may set on the first frame of a data message (an extension of your own).
+    /// Default none.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::{Config, Rsv};
+    ///
+    /// let config = Config::default().allowed_rsv(Rsv::RSV2);
+    /// assert_eq!(config.allowed_rsv, Rsv::RSV2);
+    /// ```
+    pub fn allowed_rsv(mut self, bits: Rsv) -> Config {
+        self.allowed_rsv = bits;
+        self
+    }
+
+    /// Sets [`fragment_size`](Config#structfield.fragment_size): the bytes offered to
+    /// a fragmented-message producer per frame (0 counts as 1). Default 4096.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::Config;
+    ///
+    /// let config = Config::default().fragment_size(64 << 10);
+    /// assert_eq!(config.fragment_size, 64 << 10);
+    /// ```
+    pub fn fragment_size(mut self, bytes: usize) -> Config {
+        self.fragment_size = bytes;
+        self
+    }
+
+    /// Sets [`max_queued_bytes`](Config#structfield.max_queued_bytes): the
+    /// send-queue high-water mark in bytes, past which queueing fails with
+    /// [`Error::QueueFull`]. Default 16 MiB.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::{Config, Error, OpCode, Role, Sender};
+    ///
+    /// let mut sender = Sender::new(Role::Server, &Config::default().max_queued_bytes(1024));
+    /// sender.queue_msg(OpCode::Binary, &[0; 1000]).unwrap();
+    /// let refused = sender.queue_msg(OpCode::Binary, &[0; 1000]);
+    /// assert!(matches!(refused, Err(Error::QueueFull { .. })));
+    /// ```
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Config {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// Sets [`compression`](Config#structfield.compression): permessage-deflate as
+    /// the opening handshake negotiated it, or `None` (the default) for none.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::{Compression, Config};
+    ///
+    /// // What a bare "permessage-deflate" offer and answer agree on.
+    /// let config = Config::default().compression(Some(Compression::default()));
+    /// assert_eq!(config.compression.map(|c| c.send.max_window_bits), Some(15));
+    /// ```
+    pub fn compression(mut self, agreed: Option<Compression>) -> Config {
+        self.compression = agreed;
+        self
+    }
+
+    /// Sets [`max_fragments`](Config#structfield.max_fragments): the most frames a
+    /// data message may come in, or `None` (the default) for no limit.
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::Config;
+    ///
+    /// let config = Config::default().max_fragments(Some(1 << 16));
+    /// assert_eq!(config.max_fragments, Some(65_536));
+    /// ```
+    pub fn max_fragments(mut self, frames: Option<u32>) -> Config {
+        self.max_fragments = frames;
+        self
+    }
 }
 
 impl Default for Config {
