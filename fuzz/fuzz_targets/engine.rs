@@ -17,9 +17,8 @@
 
 mod input;
 
-use std::cell::RefCell;
 use std::io::{self, Write};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use input::Input;
 use libfuzzer_sys::fuzz_target;
@@ -154,7 +153,7 @@ struct Track {
 
 /// A fragmented-message producer of a few pieces, from two spec bytes.
 struct Piecer {
-    track: Rc<RefCell<Track>>,
+    track: Arc<Mutex<Track>>,
     index: usize,
     pieces: usize,
     alphabet: &'static [u8],
@@ -173,7 +172,7 @@ impl Piecer {
     fn call(&mut self, buf: &mut [u8]) -> Fragment {
         assert!(!buf.is_empty(), "a producer asked for an empty piece");
         self.calls += 1;
-        let mut track = self.track.borrow_mut();
+        let mut track = self.track.lock().unwrap();
         if let Some((index, resumes)) = track.paused.take() {
             assert_eq!(
                 index, self.index,
@@ -220,7 +219,7 @@ impl Piecer {
 
 impl Drop for Piecer {
     fn drop(&mut self) {
-        let mut track = self.track.borrow_mut();
+        let mut track = self.track.lock().unwrap();
         if track.paused.is_some_and(|(index, _)| index == self.index) {
             track.paused = None; // its message was dropped (a close, a failure)
         }
@@ -345,20 +344,20 @@ impl Write for Trickle<'_> {
 }
 
 /// Our engine writes everything it will now (producers answering as they do).
-fn send_all(engine: &mut Engine, peer: &mut Peer, track: &Rc<RefCell<Track>>) -> SendStatus {
+fn send_all(engine: &mut Engine, peer: &mut Peer, track: &Arc<Mutex<Track>>) -> SendStatus {
     let mut wire = Vec::new();
     let status = engine
         .send(&mut wire)
         .expect("writing to a Vec cannot fail");
     check_send_status(engine, status, track);
-    peer.parse(&wire, &track.borrow());
+    peer.parse(&wire, &track.lock().unwrap());
     status
 }
 
-fn check_send_status(engine: &Engine, status: SendStatus, track: &Rc<RefCell<Track>>) {
+fn check_send_status(engine: &Engine, status: SendStatus, track: &Arc<Mutex<Track>>) {
     // Paused and not resumed since (a resumed producer is asked at the next piece).
     let paused = {
-        let t = track.borrow();
+        let t = track.lock().unwrap();
         t.paused.is_some_and(|(_, at)| at == t.resumes)
     };
     assert_eq!(
@@ -417,7 +416,7 @@ fn send_script(role: Role, data: &[u8]) {
         total: 0,
         close_sent: false,
     };
-    let track = Rc::new(RefCell::new(Track::default()));
+    let track = Arc::new(Mutex::new(Track::default()));
     let mut close_queued = false;
     let mut ping_no = 0u8;
 
@@ -446,7 +445,7 @@ fn send_script(role: Role, data: &[u8]) {
                     assert!(result.is_err(), "queued after close, or invalid text");
                 }
                 if result.is_ok() {
-                    track.borrow_mut().expected.push(Expected {
+                    track.lock().unwrap().expected.push(Expected {
                         opcode,
                         bytes: body,
                         complete: true,
@@ -468,7 +467,7 @@ fn send_script(role: Role, data: &[u8]) {
                     _ => "\u{1f600}x".as_bytes(),
                 };
                 let ending = spec >> 4 & 3;
-                let index = track.borrow().expected.len();
+                let index = track.lock().unwrap().expected.len();
                 let piecer = Piecer {
                     track: track.clone(),
                     index,
@@ -487,7 +486,7 @@ fn send_script(role: Role, data: &[u8]) {
                     assert!(result.is_err(), "queued after close");
                 }
                 if result.is_ok() {
-                    let mut t = track.borrow_mut();
+                    let mut t = track.lock().unwrap();
                     t.expected.push(Expected {
                         opcode,
                         bytes: Vec::new(),
@@ -499,7 +498,7 @@ fn send_script(role: Role, data: &[u8]) {
                 }
             }
             2 => {
-                track.borrow_mut().resumes += 1;
+                track.lock().unwrap().resumes += 1;
                 engine.resume_fragmented();
             }
             3 => {
@@ -513,7 +512,7 @@ fn send_script(role: Role, data: &[u8]) {
                 };
                 let status = engine.send(&mut w).expect("a WouldBlock is not an error");
                 check_send_status(&engine, status, &track);
-                peer.parse(&wire, &track.borrow());
+                peer.parse(&wire, &track.lock().unwrap());
             }
             4 => {
                 // The peer pings: answered at once, paused message or not, unless
@@ -544,7 +543,7 @@ fn send_script(role: Role, data: &[u8]) {
                         peer.seen.pongs.get(pongs).map(Vec::as_slice),
                         Some(&payload[..]),
                         "a ping got no pong at once (paused: {:?})",
-                        track.borrow().paused
+                        track.lock().unwrap().paused
                     );
                 }
             }
@@ -590,12 +589,15 @@ fn send_script(role: Role, data: &[u8]) {
 
     // The end: resumed as often as it takes, every message completes (or a close
     // or failure cut the queue short), and nothing is left to write.
-    let rounds = FINAL_ROUNDS + FINAL_ROUNDS_PER_MESSAGE * track.borrow().expected.len();
+    let rounds = FINAL_ROUNDS + FINAL_ROUNDS_PER_MESSAGE * track.lock().unwrap().expected.len();
     for _ in 0..rounds {
-        track.borrow_mut().resumes += 1;
+        track.lock().unwrap().resumes += 1;
         engine.resume_fragmented();
         let status = send_all(&mut engine, &mut peer, &track);
-        if status == SendStatus::Idle && !engine.want_write() && track.borrow().paused.is_none() {
+        if status == SendStatus::Idle
+            && !engine.want_write()
+            && track.lock().unwrap().paused.is_none()
+        {
             break;
         }
     }
@@ -603,8 +605,11 @@ fn send_script(role: Role, data: &[u8]) {
         !engine.want_write(),
         "the engine still wants to write after {rounds} rounds"
     );
-    assert!(track.borrow().paused.is_none(), "a message is still paused");
-    let t = track.borrow();
+    assert!(
+        track.lock().unwrap().paused.is_none(),
+        "a message is still paused"
+    );
+    let t = track.lock().unwrap();
     if !t.may_fail && !peer.close_sent {
         assert_eq!(engine.queued_count(), 0, "messages left in the queue");
         assert_eq!(

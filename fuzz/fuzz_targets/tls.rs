@@ -86,11 +86,9 @@ fuzz_target!(|data: &[u8]| {
     let (ours, theirs) = UnixStream::pair().unwrap();
     theirs.set_nonblocking(true).unwrap();
     let seen = Rc::new(Seen::default());
-    let options = HandshakeOptions {
-        server_tls: Some(server_tls.clone()),
-        timeout: Duration::from_secs(3600), // never: the input decides the end
-        ..HandshakeOptions::default()
-    };
+    let options = HandshakeOptions::default()
+        .server_tls(server_tls.clone())
+        .timeout(Duration::from_secs(3600)); // never: the input decides the end
     let s = seen.clone();
     let (lp2, stop_first) = (lp.clone(), knobs & 1 != 0);
     accept(

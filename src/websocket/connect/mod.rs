@@ -262,7 +262,7 @@ impl ConnectOptions {
     /// ```
     /// use net_websocket_ev::websocket::{upgrade::HandshakeOptions, ConnectOptions};
     /// use std::time::Duration;
-    /// let handshake = HandshakeOptions { timeout: Duration::from_secs(5), ..Default::default() };
+    /// let handshake = HandshakeOptions::default().timeout(Duration::from_secs(5));
     /// let options = ConnectOptions::new().handshake(handshake);
     /// # drop(options);
     /// ```
