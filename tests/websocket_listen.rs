@@ -1,6 +1,7 @@
 //! The listener (`websocket::listen`): accept and echo, the request hook (refusals,
 //! plain GETs, Set-Cookie and subprotocol, header validation), the caps, the
-//! handshake timeout, close and abort, keepalive, SO_REUSEPORT on two threads, IPv6.
+//! handshake timeout, close and abort, keepalive, the fragment cap and the message
+//! timeout of the connections, SO_REUSEPORT on two threads, IPv6.
 #![cfg(feature = "ev")]
 
 mod util;
@@ -750,5 +751,146 @@ fn accepts_per_wakeup_bounds_each_loop_iteration() {
     // One iteration at a time: never more than two more than the one before.
     assert!(seen.windows(2).all(|w| w[1] - w[0] <= 2), "{seen:?}");
     assert!(seen.contains(&2) || seen.contains(&1), "{seen:?}");
+    websocket::abort_all(&lp);
+}
+
+/// A masked binary message of `count` one-byte fragments: the wire bytes and the
+/// message.
+fn fragmented(count: usize) -> (Vec<u8>, Vec<u8>) {
+    let msg: Vec<u8> = (0..count).map(|i| (i % 251) as u8).collect();
+    let mut wire = Vec::with_capacity(count * 7);
+    for (i, byte) in msg.iter().enumerate() {
+        let opcode = if i == 0 { 2 } else { 0 };
+        wire.extend(util::masked_frame(i + 1 == count, opcode, &[*byte]));
+    }
+    (wire, msg)
+}
+
+/// Writes `bytes` to the peer's socket while the loop runs (the server reads
+/// them meanwhile), reading what comes back.
+fn send_while_running(lp: &Loop, peer: &mut Peer<TcpStream>, bytes: &[u8]) {
+    let mut off = 0;
+    run_until(lp, "the peer's bytes to be written", || {
+        while off < bytes.len() {
+            match peer.sock.write(&bytes[off..]) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("peer write failed: {e}"),
+            }
+        }
+        peer.pump();
+        off == bytes.len()
+    });
+}
+
+/// Sends a message of `count` fragments and runs the loop until it is echoed or
+/// the server sends a close frame: Ok(()) for the echo, Err(close code).
+fn send_fragments(lp: &Loop, peer: &mut Peer<TcpStream>, count: usize) -> Result<(), u16> {
+    let (wire, msg) = fragmented(count);
+    let before = peer.data_msgs().len();
+    send_while_running(lp, peer, &wire);
+    run_until(lp, "the echo or a close", || {
+        peer.pump();
+        peer.data_msgs().len() > before || peer.close_received()
+    });
+    if peer.close_received() {
+        return Err(peer.close_code());
+    }
+    assert_eq!(peer.data_msgs()[before], (OpCode::Binary, msg));
+    Ok(())
+}
+
+#[test]
+fn the_default_fragment_cap_passes_65536_fragments_and_refuses_one_more() {
+    let lp = Loop::new().unwrap();
+    let (listener, _log) = echo_listener(&lp, |p| p);
+    let mut peer = client(&lp, listener.local_addr());
+    // Autobahn 9.x: 4 MiB in 64-byte frames is exactly this many.
+    assert_eq!(
+        net_websocket_ev::websocket::listen::DEFAULT_MAX_FRAGMENTS,
+        65_536
+    );
+    assert_eq!(send_fragments(&lp, &mut peer, 65_536), Ok(()));
+    assert_eq!(send_fragments(&lp, &mut peer, 65_537), Err(1009));
+    websocket::abort_all(&lp);
+}
+
+#[test]
+fn max_fragments_closes_a_message_past_it_with_1009() {
+    let lp = Loop::new().unwrap();
+    let (listener, _log) = echo_listener(&lp, |p| p.max_fragments(Some(3)));
+    let mut peer = client(&lp, listener.local_addr());
+    assert_eq!(send_fragments(&lp, &mut peer, 3), Ok(()));
+    assert_eq!(send_fragments(&lp, &mut peer, 1), Ok(()));
+    assert_eq!(send_fragments(&lp, &mut peer, 4), Err(1009));
+    websocket::abort_all(&lp);
+}
+
+#[test]
+fn max_fragments_none_lifts_the_cap() {
+    let lp = Loop::new().unwrap();
+    let (listener, _log) = echo_listener(&lp, |p| p.max_fragments(Some(3)).max_fragments(None));
+    let mut peer = client(&lp, listener.local_addr());
+    assert_eq!(send_fragments(&lp, &mut peer, 4), Ok(()));
+    assert_eq!(send_fragments(&lp, &mut peer, 65_537), Ok(()));
+    websocket::abort_all(&lp);
+}
+
+/// The start of a masked binary frame declaring 1 MiB, with its first bytes.
+fn trickle_start() -> Vec<u8> {
+    let mut wire = vec![0x82, 0x80 | 127];
+    wire.extend_from_slice(&(1u64 << 20).to_be_bytes());
+    wire.extend_from_slice(&[0x11, 0x22, 0x33, 0x44]); // mask key
+    wire.extend_from_slice(&[0x11 ^ b'a', 0x22 ^ b'b', 0x33 ^ b'c']);
+    wire
+}
+
+#[test]
+fn message_timeout_closes_a_trickling_message_with_1008() {
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    let lp = Loop::new().unwrap();
+    let (listener, _log) = echo_listener(&lp, |p| p.message_timeout(Some(TIMEOUT)));
+    let mut peer = client(&lp, listener.local_addr());
+    let clock = LoopClock::start(&lp);
+    peer.send_raw(&trickle_start());
+    run_until(&lp, "the close for the trickling message", || {
+        peer.pump();
+        peer.close_received()
+    });
+    assert_eq!(peer.close_code(), 1008);
+    assert!(
+        clock.elapsed() >= TIMEOUT,
+        "closed after {:?}",
+        clock.elapsed()
+    );
+    assert!(peer.data_msgs().is_empty());
+    websocket::abort_all(&lp);
+}
+
+#[test]
+fn message_timeout_none_lifts_the_deadline() {
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    let lp = Loop::new().unwrap();
+    // Beside it, a listener that keeps the deadline: once it has cut its
+    // trickle, the lifted one's has outlived the same deadline.
+    let (timed, _log1) = echo_listener(&lp, |p| p.message_timeout(Some(TIMEOUT)));
+    let (lifted, _log2) = echo_listener(&lp, |p| {
+        p.message_timeout(Some(TIMEOUT)).message_timeout(None)
+    });
+    let mut cut = client(&lp, timed.local_addr());
+    let mut kept = client(&lp, lifted.local_addr());
+    kept.send_raw(&trickle_start());
+    cut.send_raw(&trickle_start());
+    run_until(&lp, "the close for the timed listener's trickle", || {
+        cut.pump();
+        kept.pump();
+        cut.close_received()
+    });
+    assert_eq!(cut.close_code(), 1008);
+    // Whatever the loop had due has run.
+    util::spin(&lp, 3);
+    kept.pump();
+    assert!(!kept.close_received() && !kept.eof && kept.error.is_none());
     websocket::abort_all(&lp);
 }

@@ -48,438 +48,46 @@
 //!   [`DEFAULT_ACCEPT_RETRY`];
 //! - at most [`DEFAULT_ACCEPTS_PER_WAKEUP`] accepts per loop iteration, so a flood
 //!   of connections cannot starve the connections already open;
-//! - keepalive pings after [`DEFAULT_KEEPALIVE`] of silence, and the connection
-//!   closed when no pong (nor anything else) came [`DEFAULT_PONG_TIMEOUT`] later
-//!   (`Params` made by hand keep the original's "off").
+//! - on each connection handed over ([`Accepted::into_params`]; `Params` made by
+//!   hand keep the original's "off"):
+//!   - keepalive pings after [`DEFAULT_KEEPALIVE`] of silence, and the connection
+//!     closed when no pong (nor anything else) came [`DEFAULT_PONG_TIMEOUT`] later;
+//!   - a message in at most [`DEFAULT_MAX_FRAGMENTS`] frames (65,536: 4 MiB in
+//!     64-byte fragments passes), else close 1009;
+//!   - a message that began to arrive complete within [`DEFAULT_MESSAGE_TIMEOUT`]
+//!     (60 s), else close 1008, so that a peer cannot hold a connection by
+//!     trickling a message. A message of `max_recv_size` over the slowest link
+//!     served must fit in it: raise it, or lift it, for large messages over slow
+//!     links.
 
+mod accepted;
+mod params;
 mod slots;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
 use crate::ev::{Events, Io, Loop, Timer};
 
 use super::upgrade::{self, HandshakeHandle, HandshakeOptions, UpgradeError, Upgraded};
-use super::Params;
+use params::{ConnectionDefaults, Limits, OnConnect, OnError};
 use slots::{Counts, IpKey, Slot};
 
 pub use crate::handshake::{Answer, Request};
-
-/// Default length of the kernel's queue of connections not yet accepted.
-pub const DEFAULT_BACKLOG: u32 = 1024;
-/// Default cap on the sockets a listener holds open, handshakes included.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Default cap on handshakes in progress.
-pub const DEFAULT_MAX_HANDSHAKES: usize = 512;
-/// Default cap on handshakes in progress from one client address.
-pub const DEFAULT_MAX_HANDSHAKES_PER_IP: usize = 16;
-/// Default cap on the sockets open from one client address (a NAT shares one
-/// address among many users: raise it for such clients).
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
-/// Default silence from the peer after which an accepted connection sends a ping.
-pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
-/// Default time after the keepalive ping within which the peer must have sent
-/// something (its pong) before the connection is closed.
-pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(20);
-/// Default delay before accepting again after `accept` failed (out of fds).
-pub const DEFAULT_ACCEPT_RETRY: Duration = Duration::from_millis(500);
-/// Default number of connections accepted per loop iteration at most.
-pub const DEFAULT_ACCEPTS_PER_WAKEUP: usize = 64;
-
-type OnConnect = Box<dyn FnMut(Accepted)>;
-type OnError = Box<dyn FnMut(&UpgradeError, SocketAddr)>;
-
-/// The caps of a listener; `None` is no cap.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    max_connections: Option<usize>,
-    max_handshakes: Option<usize>,
-    max_handshakes_per_ip: Option<usize>,
-    max_connections_per_ip: Option<usize>,
-}
-
-/// The parameters of [`Listener::new`], as a builder (the counterpart of
-/// [`Params`] for a listening socket).
-///
-/// ```no_run
-/// use net_websocket_ev::websocket::upgrade::HandshakeOptions;
-/// use net_websocket_ev::{ev::Loop, Answer, ListenParams, Listener, Server};
-/// use std::time::Duration;
-///
-/// let lp = Loop::default_loop().unwrap();
-/// let params = ListenParams::new("[::]:8080")
-///     .event_loop(&lp)
-///     .backlog(4096)
-///     .handshake(HandshakeOptions::default().timeout(Duration::from_secs(5)))
-///     .max_connections(Some(50_000))
-///     .max_connections_per_ip(None)
-///     .on_request(|req| match req.path_and_query().0 {
-///         "/ws" => Answer::accept(),
-///         "/health" if !req.upgrade => Answer::status(200).body("ok\n"),
-///         _ => Answer::status(404),
-///     })
-///     .on_error(|err, peer| eprintln!("{peer}: {err}"))
-///     .on_connect(|accepted| {
-///         Server::new(accepted.into_params()).ok();
-///     });
-/// let listener = Listener::new(params).unwrap();
-/// ```
-pub struct ListenParams {
-    addr: io::Result<SocketAddr>,
-    event_loop: Option<Loop>,
-    backlog: u32,
-    reuse_port: bool,
-    handshake: HandshakeOptions,
-    on_request: Option<upgrade::RequestHook>,
-    limits: Limits,
-    keepalive: Option<Duration>,
-    pong_timeout: Duration,
-    accept_retry: Duration,
-    accepts_per_wakeup: usize,
-    on_connect: Option<OnConnect>,
-    on_error: Option<OnError>,
-}
-
-impl ListenParams {
-    /// Parameters for listening on `addr` (`"127.0.0.1:8080"`, `"[::1]:0"`, a
-    /// `SocketAddr`; port 0 picks a free port, see [`Listener::local_addr`]). A
-    /// name is resolved at once and its first address taken.
-    ///
-    /// ```
-    /// use net_websocket_ev::ListenParams;
-    /// use std::net::{Ipv6Addr, SocketAddr};
-    /// let any = ListenParams::new(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 8080)));
-    /// let local = ListenParams::new(("127.0.0.1", 0));
-    /// # let _ = (any, local);
-    /// ```
-    pub fn new(addr: impl ToSocketAddrs) -> ListenParams {
-        let addr = addr.to_socket_addrs().and_then(|mut addrs| {
-            addrs.next().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")
-            })
-        });
-        ListenParams {
-            addr,
-            event_loop: None,
-            backlog: DEFAULT_BACKLOG,
-            reuse_port: false,
-            handshake: HandshakeOptions::default(),
-            on_request: None,
-            limits: Limits {
-                max_connections: Some(DEFAULT_MAX_CONNECTIONS),
-                max_handshakes: Some(DEFAULT_MAX_HANDSHAKES),
-                max_handshakes_per_ip: Some(DEFAULT_MAX_HANDSHAKES_PER_IP),
-                max_connections_per_ip: Some(DEFAULT_MAX_CONNECTIONS_PER_IP),
-            },
-            keepalive: Some(DEFAULT_KEEPALIVE),
-            pong_timeout: DEFAULT_PONG_TIMEOUT,
-            accept_retry: DEFAULT_ACCEPT_RETRY,
-            accepts_per_wakeup: DEFAULT_ACCEPTS_PER_WAKEUP,
-            on_connect: None,
-            on_error: None,
-        }
-    }
-
-    /// The loop to accept on, where the connections then run; libev's default loop
-    /// if not given.
-    ///
-    /// ```
-    /// # use net_websocket_ev::{ev::Loop, ListenParams};
-    /// let lp = Loop::new().unwrap();
-    /// let params = ListenParams::new("127.0.0.1:0").event_loop(&lp);
-    /// # let _ = params;
-    /// ```
-    pub fn event_loop(mut self, lp: &Loop) -> ListenParams {
-        self.event_loop = Some(lp.clone());
-        self
-    }
-
-    /// The kernel's queue of connections not yet accepted (default
-    /// [`DEFAULT_BACKLOG`]; the kernel caps it at `net.core.somaxconn`).
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").backlog(128);
-    /// # let _ = params;
-    /// ```
-    pub fn backlog(mut self, backlog: u32) -> ListenParams {
-        self.backlog = backlog;
-        self
-    }
-
-    /// `SO_REUSEPORT`: several sockets (one loop per thread, each with its own
-    /// listener) may listen on the same address and port, and the kernel spreads
-    /// new connections among them. Default off.
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("0.0.0.0:8080").reuse_port(true);
-    /// # let _ = params;
-    /// ```
-    pub fn reuse_port(mut self, on: bool) -> ListenParams {
-        self.reuse_port = on;
-        self
-    }
-
-    /// The handshake's settings: timeout, head size, TLS (`server_tls`),
-    /// permessage-deflate, subprotocol choice and request hook.
-    ///
-    /// ```
-    /// use net_websocket_ev::websocket::upgrade::HandshakeOptions;
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0")
-    ///     .handshake(HandshakeOptions::default().max_header_size(4096));
-    /// # let _ = params;
-    /// ```
-    pub fn handshake(mut self, options: HandshakeOptions) -> ListenParams {
-        self.handshake = options;
-        self
-    }
-
-    /// The request hook ([`HandshakeOptions::on_request`], which this replaces):
-    /// sees each request, upgrade or plain `GET`, with the client's address in
-    /// [`Request::peer`], and answers it.
-    ///
-    /// ```
-    /// # use net_websocket_ev::{Answer, ListenParams};
-    /// let params = ListenParams::new("127.0.0.1:0").on_request(|req| {
-    ///     if req.origin() == Some("https://example.com") {
-    ///         Answer::accept().header("Set-Cookie", "visited=1")
-    ///     } else {
-    ///         Answer::status(403).body("forbidden\n")
-    ///     }
-    /// });
-    /// # let _ = params;
-    /// ```
-    pub fn on_request(mut self, hook: impl Fn(&Request) -> Answer + 'static) -> ListenParams {
-        self.on_request = Some(Box::new(hook));
-        self
-    }
-
-    /// Cap on the sockets open, handshakes included (default
-    /// [`DEFAULT_MAX_CONNECTIONS`]): at the cap, accepting pauses until one closes.
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").max_connections(Some(100));
-    /// # let _ = params;
-    /// ```
-    pub fn max_connections(mut self, cap: Option<usize>) -> ListenParams {
-        self.limits.max_connections = cap;
-        self
-    }
-
-    /// Cap on handshakes in progress (default [`DEFAULT_MAX_HANDSHAKES`]): at the
-    /// cap, accepting pauses until one ends, so slow handshakes cannot take every fd.
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").max_handshakes(Some(64));
-    /// # let _ = params;
-    /// ```
-    pub fn max_handshakes(mut self, cap: Option<usize>) -> ListenParams {
-        self.limits.max_handshakes = cap;
-        self
-    }
-
-    /// Cap on handshakes in progress from one client address (default
-    /// [`DEFAULT_MAX_HANDSHAKES_PER_IP`]); one more is closed when accepted.
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").max_handshakes_per_ip(Some(4));
-    /// # let _ = params;
-    /// ```
-    pub fn max_handshakes_per_ip(mut self, cap: Option<usize>) -> ListenParams {
-        self.limits.max_handshakes_per_ip = cap;
-        self
-    }
-
-    /// Cap on the sockets open from one client address, handshakes included
-    /// (default [`DEFAULT_MAX_CONNECTIONS_PER_IP`]); one more is closed when
-    /// accepted. IPv6 addresses count by their /64 prefix.
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").max_connections_per_ip(Some(8));
-    /// # let _ = params;
-    /// ```
-    pub fn max_connections_per_ip(mut self, cap: Option<usize>) -> ListenParams {
-        self.limits.max_connections_per_ip = cap;
-        self
-    }
-
-    /// The keepalive of the accepted connections ([`Params::keepalive`]): a ping
-    /// after this much silence from the peer; `None` sends none. Default
-    /// [`DEFAULT_KEEPALIVE`].
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").keepalive(None);
-    /// # let _ = params;
-    /// ```
-    pub fn keepalive(mut self, period: Option<Duration>) -> ListenParams {
-        self.keepalive = period;
-        self
-    }
-
-    /// With keepalive on: how long after the ping the peer has to send something
-    /// (its pong) before the connection is closed (it becomes the connection's
-    /// [`Params::idle_timeout`], keepalive period plus this). Default
-    /// [`DEFAULT_PONG_TIMEOUT`].
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").pong_timeout(std::time::Duration::from_secs(5));
-    /// # let _ = params;
-    /// ```
-    pub fn pong_timeout(mut self, timeout: Duration) -> ListenParams {
-        self.pong_timeout = timeout;
-        self
-    }
-
-    /// How long accepting pauses after `accept` failed for want of file
-    /// descriptors or memory, unless one of our sockets closes first. Default
-    /// [`DEFAULT_ACCEPT_RETRY`].
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").accept_retry(std::time::Duration::from_secs(1));
-    /// # let _ = params;
-    /// ```
-    pub fn accept_retry(mut self, delay: Duration) -> ListenParams {
-        self.accept_retry = delay;
-        self
-    }
-
-    /// At most this many connections accepted per loop iteration (at least 1;
-    /// default [`DEFAULT_ACCEPTS_PER_WAKEUP`]).
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").accepts_per_wakeup(16);
-    /// # let _ = params;
-    /// ```
-    pub fn accepts_per_wakeup(mut self, count: usize) -> ListenParams {
-        self.accepts_per_wakeup = count.max(1);
-        self
-    }
-
-    /// Required: gets each connection whose handshake succeeded, on the listener's
-    /// loop. Make it a connection with
-    /// `Server::new(accepted.into_params().on_msg_recv(..))`; an [`Accepted`]
-    /// dropped unused closes its socket.
-    ///
-    /// ```
-    /// # use net_websocket_ev::{ListenParams, Server};
-    /// let params = ListenParams::new("127.0.0.1:0").on_connect(|accepted| {
-    ///     println!("{:?} asked for {}", accepted.peer_addr(), accepted.request().path);
-    ///     Server::new(accepted.into_params()).ok();
-    /// });
-    /// # let _ = params;
-    /// ```
-    pub fn on_connect(mut self, callback: impl FnMut(Accepted) + 'static) -> ListenParams {
-        self.on_connect = Some(Box::new(callback));
-        self
-    }
-
-    /// Gets each handshake that failed (bad request, timeout, TLS error, an invalid
-    /// answer of the request hook), with the client's address, for logging. Answers
-    /// of the hook that refused ([`UpgradeError::Refused`]) are not reported.
-    ///
-    /// ```
-    /// # use net_websocket_ev::ListenParams;
-    /// let params = ListenParams::new("127.0.0.1:0").on_error(|err, peer| eprintln!("{peer}: {err}"));
-    /// # let _ = params;
-    /// ```
-    pub fn on_error(
-        mut self,
-        callback: impl FnMut(&UpgradeError, SocketAddr) + 'static,
-    ) -> ListenParams {
-        self.on_error = Some(Box::new(callback));
-        self
-    }
-
-    /// The listening socket: bound, listening, non-blocking, close-on-exec.
-    fn bind(&self) -> io::Result<TcpListener> {
-        let addr = match &self.addr {
-            Ok(addr) => *addr,
-            Err(err) => return Err(io::Error::new(err.kind(), err.to_string())),
-        };
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if self.reuse_port {
-            socket.set_reuse_port(true)?;
-        }
-        socket.bind(&addr.into())?;
-        socket.listen(i32::try_from(self.backlog).unwrap_or(i32::MAX))?;
-        socket.set_nonblocking(true)?;
-        Ok(socket.into())
-    }
-}
-
-impl fmt::Debug for ListenParams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListenParams")
-            .field("addr", &self.addr.as_ref().ok())
-            .field("backlog", &self.backlog)
-            .field("reuse_port", &self.reuse_port)
-            .field("handshake", &self.handshake)
-            .field("limits", &self.limits)
-            .field("keepalive", &self.keepalive)
-            .field("pong_timeout", &self.pong_timeout)
-            .field("on_connect", &self.on_connect.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a listener is not accepting for now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Pause {
-    /// At `max_connections`: until a socket closes.
-    Connections,
-    /// At `max_handshakes`: until a handshake ends.
-    Handshakes,
-    /// `accept` failed: out of file descriptors (`EMFILE`, `ENFILE`) or memory, or
-    /// another error; until one of our sockets closes or the retry delay passes.
-    Descriptors,
-}
-
-/// What a listener has done so far, and holds now ([`Listener::stats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ListenerStats {
-    /// Handshakes in progress now.
-    pub handshakes: usize,
-    /// Connections handed over and not closed yet.
-    pub connections: usize,
-    /// Client addresses (IPv6: /64 prefixes) with a socket open now.
-    pub addresses: usize,
-    /// `accept` calls made.
-    pub accept_calls: u64,
-    /// Sockets accepted and given a handshake.
-    pub accepted: u64,
-    /// Sockets closed as soon as accepted: their address was at a per-address cap.
-    pub refused: u64,
-    /// `accept` calls that failed and paused accepting (out of fds, ...).
-    pub accept_errors: u64,
-    /// Times accepting paused, for any [`Pause`].
-    pub pauses: u64,
-    /// Handshakes that succeeded (handed to `on_connect`).
-    pub upgraded: u64,
-    /// Handshakes that failed, or that the request hook answered with a status.
-    pub failed: u64,
-}
+pub use accepted::Accepted;
+pub use params::{
+    ListenParams, DEFAULT_ACCEPTS_PER_WAKEUP, DEFAULT_ACCEPT_RETRY, DEFAULT_BACKLOG,
+    DEFAULT_KEEPALIVE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP,
+    DEFAULT_MESSAGE_TIMEOUT, DEFAULT_PONG_TIMEOUT,
+};
 
 /// A listening socket on a loop: accepts, runs each opening handshake and hands
 /// the connection to `on_connect` (see [`ListenParams`] and the [module](self)'s
@@ -487,33 +95,6 @@ pub struct ListenerStats {
 /// handshakes in progress finish and are handed over, connections go on.
 pub struct Listener {
     shared: Rc<Shared>,
-}
-
-/// The listener's state, shared with its watchers (weakly) and with its
-/// handshakes in progress (strongly: they finish after a close).
-struct Shared {
-    lp: Loop,
-    local_addr: SocketAddr,
-    /// `None` once closed.
-    socket: RefCell<Option<TcpListener>>,
-    /// READ on the listening socket; stopped while paused and once closed.
-    io: Io,
-    /// Resumes accepting after a failed `accept`.
-    retry: Timer,
-    handshake: Rc<HandshakeOptions>,
-    limits: Limits,
-    keepalive: Option<Duration>,
-    pong_timeout: Duration,
-    accepts_per_wakeup: usize,
-    /// Taken out while it runs (nothing is borrowed while user code runs).
-    on_connect: Cell<Option<OnConnect>>,
-    on_error: Cell<Option<OnError>>,
-    counts: RefCell<Counts>,
-    stats: Cell<ListenerStats>,
-    paused: Cell<Option<Pause>>,
-    /// Handshakes in progress, for `abort`.
-    handshakes: RefCell<HashMap<u64, HandshakeHandle>>,
-    next_id: Cell<u64>,
 }
 
 impl Listener {
@@ -579,8 +160,7 @@ impl Listener {
                 retry,
                 handshake: Rc::new(handshake),
                 limits: params.limits,
-                keepalive: params.keepalive,
-                pong_timeout: params.pong_timeout,
+                connection: params.connection,
                 accepts_per_wakeup: params.accepts_per_wakeup,
                 on_connect: Cell::new(Some(on_connect)),
                 on_error: Cell::new(params.on_error),
@@ -739,6 +319,71 @@ impl fmt::Debug for Listener {
     }
 }
 
+/// Why a listener is not accepting for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pause {
+    /// At `max_connections`: until a socket closes.
+    Connections,
+    /// At `max_handshakes`: until a handshake ends.
+    Handshakes,
+    /// `accept` failed: out of file descriptors (`EMFILE`, `ENFILE`) or memory, or
+    /// another error; until one of our sockets closes or the retry delay passes.
+    Descriptors,
+}
+
+/// What a listener has done so far, and holds now ([`Listener::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStats {
+    /// Handshakes in progress now.
+    pub handshakes: usize,
+    /// Connections handed over and not closed yet.
+    pub connections: usize,
+    /// Client addresses (IPv6: /64 prefixes) with a socket open now.
+    pub addresses: usize,
+    /// `accept` calls made.
+    pub accept_calls: u64,
+    /// Sockets accepted and given a handshake.
+    pub accepted: u64,
+    /// Sockets closed as soon as accepted: their address was at a per-address cap.
+    pub refused: u64,
+    /// `accept` calls that failed and paused accepting (out of fds, ...).
+    pub accept_errors: u64,
+    /// Times accepting paused, for any [`Pause`].
+    pub pauses: u64,
+    /// Handshakes that succeeded (handed to `on_connect`).
+    pub upgraded: u64,
+    /// Handshakes that failed, or that the request hook answered with a status.
+    pub failed: u64,
+}
+
+/// The listener's state, shared with its watchers (weakly) and with its
+/// handshakes in progress (strongly: they finish after a close).
+struct Shared {
+    lp: Loop,
+    local_addr: SocketAddr,
+    /// `None` once closed.
+    socket: RefCell<Option<TcpListener>>,
+    /// READ on the listening socket; stopped while paused and once closed.
+    io: Io,
+    /// Resumes accepting after a failed `accept`.
+    retry: Timer,
+    handshake: Rc<HandshakeOptions>,
+    limits: Limits,
+    connection: ConnectionDefaults,
+    accepts_per_wakeup: usize,
+    /// Taken out while it runs (nothing is borrowed while user code runs).
+    on_connect: Cell<Option<OnConnect>>,
+    on_error: Cell<Option<OnError>>,
+    counts: RefCell<Counts>,
+    stats: Cell<ListenerStats>,
+    paused: Cell<Option<Pause>>,
+    /// Handshakes in progress, for `abort`.
+    handshakes: RefCell<HashMap<u64, HandshakeHandle>>,
+    next_id: Cell<u64>,
+}
+
 impl Shared {
     /// The io callback: accepts until `accept` would block, a cap is reached, or
     /// `accepts_per_wakeup` sockets were accepted (the watcher fires again at the
@@ -827,8 +472,7 @@ impl Shared {
                 let accepted = Accepted {
                     upgraded,
                     slot,
-                    keepalive: self.keepalive,
-                    pong_timeout: self.pong_timeout,
+                    defaults: self.connection,
                 };
                 call(&self.on_connect, |on_connect| on_connect(accepted));
             }
@@ -892,101 +536,5 @@ fn call<F: ?Sized>(slot: &Cell<Option<Box<F>>>, invoke: impl FnOnce(&mut F)) {
         if let Err(payload) = result {
             panic::resume_unwind(payload);
         }
-    }
-}
-
-/// A connection whose handshake succeeded, as `on_connect` gets it: make it a
-/// connection with `Server::new(accepted.into_params()...)`. It counts against
-/// the listener's caps until its socket is closed (dropped unused, it is closed
-/// now).
-pub struct Accepted {
-    upgraded: Upgraded<Request>,
-    slot: Slot,
-    keepalive: Option<Duration>,
-    pong_timeout: Duration,
-}
-
-impl Accepted {
-    /// The client's request: path and query, headers, cookies, the subprotocols
-    /// and extensions offered.
-    ///
-    /// ```no_run
-    /// # let accepted: net_websocket_ev::Accepted = unimplemented!();
-    /// let (path, query) = accepted.request().path_and_query();
-    /// let session = accepted.request().cookie("session");
-    /// ```
-    pub fn request(&self) -> &Request {
-        &self.upgraded.head
-    }
-
-    /// The subprotocol agreed on, if any.
-    ///
-    /// ```no_run
-    /// # let accepted: net_websocket_ev::Accepted = unimplemented!();
-    /// if accepted.protocol() == Some("chat") { /* ... */ }
-    /// ```
-    pub fn protocol(&self) -> Option<&str> {
-        self.upgraded.protocol.as_deref()
-    }
-
-    /// The client's address.
-    ///
-    /// ```no_run
-    /// # let accepted: net_websocket_ev::Accepted = unimplemented!();
-    /// println!("from {:?}", accepted.peer_addr());
-    /// ```
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.upgraded.head.peer
-    }
-
-    /// The whole handshake's result: TLS session, compression agreed, leftover bytes.
-    ///
-    /// ```no_run
-    /// # let accepted: net_websocket_ev::Accepted = unimplemented!();
-    /// let first_bytes = accepted.upgraded().leftover.len();
-    /// ```
-    pub fn upgraded(&self) -> &Upgraded<Request> {
-        &self.upgraded
-    }
-
-    /// The parameters of the connection, for [`Server::new`](super::Server::new):
-    /// the socket, TLS session, compression, leftover bytes and loop of the
-    /// handshake, plus the listener's keepalive (a ping after the keepalive period
-    /// of silence, and [`Params::idle_timeout`] = period + pong timeout). Add the
-    /// callbacks and any other setting (a later `keepalive` or `idle_timeout`
-    /// overrides the listener's).
-    ///
-    /// ```no_run
-    /// # let accepted: net_websocket_ev::Accepted = unimplemented!();
-    /// use net_websocket_ev::Server;
-    /// let ws = Server::new(accepted.into_params().on_msg_recv(|ws, _, op, msg, _| {
-    ///     ws.queue_msg(msg, op).ok();
-    /// }))
-    /// .unwrap();
-    /// ```
-    pub fn into_params(self) -> Params {
-        let mut params = self.upgraded.into_params();
-        if let Some(period) = self.keepalive {
-            params = params
-                .keepalive(Some(period))
-                .idle_timeout(Some(period.saturating_add(self.pong_timeout)));
-        }
-        // LISTENER DEFAULTS, to come with the connection-core work on `Params`: the
-        // cap on fragments per message and the deadline for a message that has
-        // started arriving (a trickling upload) are set here, on by default for the
-        // listener's connections, e.g.
-        // `params = params.max_fragments(..).message_timeout(Some(..));`
-        params.guard = Some(Box::new(self.slot));
-        params
-    }
-}
-
-impl fmt::Debug for Accepted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Accepted")
-            .field("peer", &self.upgraded.head.peer)
-            .field("path", &self.upgraded.head.path)
-            .field("protocol", &self.upgraded.protocol)
-            .finish_non_exhaustive()
     }
 }

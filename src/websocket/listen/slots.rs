@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Weak;
 
-use super::{Limits, Shared};
+use super::params::Limits;
+use super::Shared;
 
 /// A client address as the per-address caps count it: an IPv4 address, or the
 /// /64 prefix of an IPv6 one (a single host usually has a whole /64 to pick
