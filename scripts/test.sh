@@ -36,6 +36,8 @@ step "tests (every feature: deflate and tls)"
 cargo test --all-features --all-targets
 step "doc tests"
 cargo test --workspace --all-features --doc
+step "every public function of the user-facing API has a doc example"
+python3 scripts/doc_examples.py
 step "docs build without warnings (every feature, and none)"
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --all-features
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --no-deps --no-default-features

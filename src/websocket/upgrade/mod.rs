@@ -346,7 +346,17 @@ pub struct Upgraded<T> {
 impl<T> Upgraded<T> {
     /// Parameters for [`Server::new`](super::Server::new) or
     /// [`Client::new`](super::Client::new) carrying the socket, the leftover bytes and
-    /// the handshake's loop.
+    /// the handshake's loop (and what was agreed: compression, the TLS session).
+    ///
+    /// ```no_run
+    /// # use net_websocket_ev::{ev::Loop, websocket::upgrade, Server};
+    /// # let (lp, stream): (Loop, std::net::TcpStream) = unimplemented!();
+    /// upgrade::accept(&lp, stream, Default::default(), |result| {
+    ///     let Ok(upgraded) = result else { return };
+    ///     // The socket, the leftover bytes and the loop in one go; then the callbacks.
+    ///     Server::new(upgraded.into_params().max_recv_size(1 << 20)).ok();
+    /// });
+    /// ```
     pub fn into_params(self) -> Params {
         let params = Params::new(self.stream)
             .initial_data(self.leftover)
