@@ -1,54 +1,38 @@
 //! Uploads one large binary message made piece by piece by a producer that pauses
 //! between pieces (as one reading a slow source would), then checks the echo.
+//! `cargo run --example upload -- ws://127.0.0.1:8080/ [--size BYTES]` (50 MiB by
+//! default; `examples/echo_server` accepts 16 MiB unless given `--max-recv-size`).
 //!
-//! ```text
-//! cargo run --example upload -- ws://127.0.0.1:8080/ [--size 50MiB]
-//! ```
 //! Each piece fills the buffer `queue_fragmented` offers (64 KiB); the producer then
 //! returns `Fragment::Pause`, and a timer resumes it a millisecond later. Prints
-//! `sent BYTES in PIECES pieces`, `echo BYTES ok` (or `echo MISMATCH`) and `closed CODE`;
-//! exits 0 when the echo matched and the close was 1000. (`examples/echo_server`
-//! accepts 16 MiB unless given a larger `--max-recv-size`.)
+//! `sent BYTES in PIECES pieces`, `echo BYTES bytes ok` (or `MISMATCH`) and
+//! `closed CODE`; exits 0 when the echo matched and the close was 1000.
 
-use std::{cell::Cell, error::Error, process::ExitCode, rc::Rc, time::Duration};
+#[path = "shared/report.rs"]
+mod report;
+
+use std::{cell::Cell, process::ExitCode, rc::Rc, time::Duration};
 
 use net_websocket_ev::ev::{Loop, Timer};
 use net_websocket_ev::websocket::{self, ConnectOptions};
 use net_websocket_ev::{Client, Fragment, OpCode};
+use report::Report;
 
 fn byte_at(i: usize) -> u8 {
     (i * 31 + i / 251) as u8
 }
 
-/// The URL and `--size` (`BYTES`, `NKiB` or `NMiB`; 50 MiB by default).
-fn args() -> Option<(String, usize)> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let size = match args.as_slice() {
-        [_] => "50MiB",
-        [_, flag, size] if flag == "--size" => size,
-        _ => return None,
-    };
-    let (n, unit) = size.split_at(size.trim_end_matches(char::is_alphabetic).len());
-    let scale = [("", 1), ("KiB", 1 << 10), ("MiB", 1 << 20)]
-        .into_iter()
-        .find(|u| u.0 == unit)?
-        .1;
-    Some((
-        args[0].clone(),
-        n.parse::<usize>().ok()?.checked_mul(scale)?,
-    ))
-}
-
-/// An error with its causes (`Display` gives only the first).
-fn chain(err: &dyn Error) -> String {
-    err.source()
-        .map_or(err.to_string(), |cause| format!("{err}: {}", chain(cause)))
-}
-
 fn main() -> ExitCode {
-    let Some((url, size)) = args() else {
-        eprintln!("usage: upload ws[s]://HOST:PORT/PATH [--size BYTES|NKiB|NMiB]");
-        return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (url, size) = match args.as_slice() {
+        [url] => (url.clone(), 50 << 20),
+        [url, flag, size] if flag == "--size" && size.parse::<usize>().is_ok() => {
+            (url.clone(), size.parse().unwrap_or_default())
+        }
+        _ => {
+            eprintln!("usage: upload ws[s]://HOST:PORT/PATH [--size BYTES]");
+            return ExitCode::from(2);
+        }
     };
     let lp = Loop::default_loop().expect("the default loop");
     let (passed, lp2) = (Rc::new(Cell::new(false)), lp.clone());
@@ -56,13 +40,12 @@ fn main() -> ExitCode {
     let started = websocket::connect(&lp, &url, ConnectOptions::new(), move |result| {
         let connected = match result {
             Ok(connected) => connected,
-            Err(err) => return eprintln!("upload: {}", chain(&err)),
+            Err(err) => return eprintln!("upload: {}", Report(&err)),
         };
-        // Room for the echo, and for a close frame when the message is empty.
         let params = connected.into_params().fragment_size(64 << 10);
-        let params = params.max_recv_size(size.max(125) as u64);
         let ws = Client::new(
             params
+                .max_recv_size(size.max(125) as u64) // the echo, or a close when empty
                 .on_msg_recv(move |ws, _, _, msg, _| {
                     let same = msg.len() == size && (0..size).all(|i| msg[i] == byte_at(i));
                     let verdict = if same { "ok" } else { "MISMATCH" };
@@ -102,7 +85,7 @@ fn main() -> ExitCode {
             .expect("queued");
     });
     if let Err(err) = started {
-        eprintln!("upload: {}", chain(&err));
+        eprintln!("upload: {}", Report(&err));
         return ExitCode::FAILURE;
     }
     lp.run();

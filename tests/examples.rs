@@ -262,7 +262,7 @@ fn echo_server_closes_1009_over_max_recv_size() {
 fn upload_sends_a_paused_fragmented_message_and_checks_the_echo() {
     let server = Server::start("echo_server", &["--port", "0"]);
     let output = Command::new(example("upload"))
-        .args([&server.url(), "--size", "300KiB"])
+        .args([&server.url(), "--size", "307200"])
         .output()
         .expect("run upload example");
     let out = stdout_of(&output);
