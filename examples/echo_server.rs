@@ -31,8 +31,8 @@
 //! total and per client address), keepalive pings and message timeout are lifted
 //! here, because the benchmarks open 10,000 connections from one address and send
 //! large messages; `--safe-defaults` keeps the library's defaults, as a server on the
-//! open internet should. The cap of 65,536 frames per message stays (Autobahn 9.x
-//! needs exactly that many).
+//! open internet should. The cap of 131,072 frames per message stays (Autobahn 9.x
+//! sends 65,537).
 
 #[path = "shared/deflate_flag.rs"]
 mod deflate_flag;
@@ -278,7 +278,7 @@ fn serve(
     if !options.safe_defaults {
         // The benchmarks open 10,000 idle connections from one address and send
         // large messages that must not be cut by the message timeout. The
-        // fragment cap stays: 65,536 per message lets Autobahn's 9.x pass.
+        // fragment cap stays: 131,072 per message lets Autobahn's 9.x (65,537) pass.
         params = params
             .max_connections(None)
             .max_handshakes(None)

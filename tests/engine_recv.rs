@@ -683,9 +683,9 @@ fn max_fragments_zero_counts_as_one_and_none_is_unlimited() {
 }
 
 #[test]
-fn max_fragments_of_65536_takes_autobahn_9_x_and_no_more() {
-    // Autobahn 9.3.1 and 9.4.1 send 4 MiB in 64-byte fragments: 65,536 frames
-    // (here of one byte, to keep the test small).
+fn max_fragments_takes_a_message_of_exactly_the_limit_and_no_more() {
+    // 65,536 frames (of one byte, to keep the test small); Autobahn 9.3.1 and
+    // 9.4.1 send 65,537 (4 MiB in 64-byte fragments, then an empty last one).
     let config = Config::default().max_fragments(Some(1 << 16));
     let role = Role::Server;
     let out = converse(role, &config, &fragments(role, 2, 1 << 16), Split::Whole);

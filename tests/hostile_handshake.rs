@@ -9,8 +9,7 @@
 mod arena;
 mod util;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use arena::{port_of, Arena, Outbox};
@@ -19,7 +18,7 @@ use net_websocket_ev::handshake::{
     Request, ServerHandshake, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEADER_SIZE,
 };
 use net_websocket_ev::websocket::upgrade::HandshakeOptions;
-use util::LoopClock;
+use util::{read_to_end, LoopClock};
 
 /// The handshake timeout of the tests about it (scaled down from seconds).
 const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -37,20 +36,6 @@ fn limited_head() -> HandshakeOptions {
     HandshakeOptions::default()
         .timeout(2 * util::deadline())
         .max_header_size(1024)
-}
-
-/// Reads what the server sent until it closed (EOF or reset); false if still open.
-fn read_to_end(sock: &mut TcpStream, into: &mut Vec<u8>) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(n) => into.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
-    }
 }
 
 #[test]

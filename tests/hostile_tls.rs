@@ -12,7 +12,6 @@ mod util;
 
 use std::cell::{Cell, RefCell};
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use net_websocket_ev::tls::rustls::{self, pki_types::ServerName, ClientConnectio
 use net_websocket_ev::websocket::upgrade::{upgrade, HandshakeOptions, UpgradeError, Upgraded};
 use net_websocket_ev::{Client, CloseCause, OpCode, WebSocket};
 use util::tls::{RawTls, TestPki};
-use util::{masked_frame, LoopClock};
+use util::{masked_frame, read_to_end, LoopClock};
 
 /// The handshake timeout of the tests about it (scaled down from seconds).
 const SHORT_TIMEOUT: Duration = Duration::from_millis(200);
@@ -119,20 +118,6 @@ impl Good {
         assert_eq!(self.closed.get(), None, "the good client was dropped");
         assert!(!self.ws.is_closed());
         assert_eq!(arena.close_of(self.port), None);
-    }
-}
-
-/// Reads what the server sent until it closed (EOF or reset); false if still open.
-fn read_to_end(sock: &mut TcpStream, into: &mut Vec<u8>) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(n) => into.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return true,
-        }
     }
 }
 

@@ -254,19 +254,8 @@ impl ClientRequest {
             "sec-websocket-protocol",
         ];
         for (name, value) in &self.headers {
-            if !head::is_token(name) {
-                return Err(Malformed("a request header name is not a token"));
-            }
-            if OWN.iter().any(|own| name.eq_ignore_ascii_case(own)) {
-                return Err(Malformed(
-                    "a request header repeats one the handshake writes",
-                ));
-            }
-            if value.bytes().any(|b| b != b'\t' && head::is_control(b)) {
-                return Err(Malformed(
-                    "a request header value has CR, LF or a control byte",
-                ));
-            }
+            let ours = |name: &str| OWN.iter().any(|own| name.eq_ignore_ascii_case(own));
+            head::check_user_header(name, value, ours)?;
         }
         Ok(())
     }

@@ -201,6 +201,28 @@ pub(super) fn is_http_version(version: &str) -> bool {
     }
 }
 
+/// Checks a header the user asks us to write (a client's request header, a server's
+/// answer header): its name must be a token, it must not be one the handshake writes
+/// itself (`ours`), and its value must have no CR, LF or other control byte (tab
+/// allowed), so no user value can inject a header or end the head.
+pub(super) fn check_user_header(
+    name: &str,
+    value: &str,
+    ours: impl Fn(&str) -> bool,
+) -> Result<(), HandshakeError> {
+    use HandshakeError::Malformed;
+    if !is_token(name) {
+        return Err(Malformed("a header name is not a token"));
+    }
+    if ours(name) {
+        return Err(Malformed("a header repeats one the handshake writes"));
+    }
+    if value.bytes().any(|b| b != b'\t' && is_control(b)) {
+        return Err(Malformed("a header value has CR, LF or a control byte"));
+    }
+    Ok(())
+}
+
 /// Whether `s` is an HTTP token (RFC 9110 §5.6.2), as names, methods and subprotocols are.
 pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_tchar)

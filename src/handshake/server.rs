@@ -553,7 +553,6 @@ impl Answer {
         req: &Request,
         extensions: Option<&str>,
     ) -> Result<Vec<u8>, HandshakeError> {
-        use HandshakeError::Malformed;
         const ALWAYS_OURS: [&str; 4] = [
             "connection",
             "content-length",
@@ -566,18 +565,11 @@ impl Answer {
             "sec-websocket-extensions",
         ];
         for (name, value) in &self.headers {
-            if !head::is_token(name) {
-                return Err(Malformed("an answer header name is not a token"));
-            }
-            let ours = |list: &[&str]| list.iter().any(|own| name.eq_ignore_ascii_case(own));
-            if ours(&ALWAYS_OURS) || (self.is_accept() && ours(&OURS_IN_101)) {
-                return Err(Malformed("an answer header repeats one the server writes"));
-            }
-            if value.bytes().any(|b| b != b'\t' && head::is_control(b)) {
-                return Err(Malformed(
-                    "an answer header value has CR, LF or a control byte",
-                ));
-            }
+            let ours = |name: &str| {
+                let listed = |list: &[&str]| list.iter().any(|own| name.eq_ignore_ascii_case(own));
+                listed(&ALWAYS_OURS) || (self.is_accept() && listed(&OURS_IN_101))
+            };
+            head::check_user_header(name, value, ours)?;
         }
         if self.is_accept() {
             self.accept_bytes(req, extensions)

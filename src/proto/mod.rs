@@ -193,7 +193,7 @@ pub struct Config {
     /// frames is accepted, and `Some(0)` counts as `Some(1)` (every message has
     /// a frame). `None` (the default, as wslay and the Perl module): no limit.
     /// It applies with buffering off too. Autobahn's 9.x cases send 4 MiB in
-    /// 64-byte fragments: 65,536 frames.
+    /// 64-byte fragments and an empty last one: 65,537 frames.
     pub max_fragments: Option<u32>,
 }
 

@@ -401,8 +401,8 @@ impl Params {
     /// [`CloseCause::ProtocolError`](super::CloseCause::ProtocolError) carries
     /// [`ProtocolError::TooManyFragments`](crate::proto::ProtocolError::TooManyFragments).
     /// `Some(0)` counts as `Some(1)`. `None` (the default, as the original): no
-    /// limit. On the open internet take at least 65,536 if Autobahn's 9.x cases
-    /// must pass (4 MiB in 64-byte fragments).
+    /// limit. On the open internet take at least 65,537 if Autobahn's 9.x cases
+    /// must pass (4 MiB in 64-byte fragments, then an empty last one).
     ///
     /// ```no_run
     /// use net_websocket_ev::{Params, Server};

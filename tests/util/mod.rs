@@ -444,3 +444,18 @@ pub fn echo_round(lp: &Loop, peer: &mut TcpStream, batch: &[u8], echo_len: usize
     }
     assert_eq!(got, echo_len);
 }
+
+/// Reads what a non-blocking socket holds: true once the peer closed (EOF or a
+/// reset), false while it is still open; the bytes read go to `into`.
+pub fn read_to_end(sock: &mut impl Read, into: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return true, // a reset: closed as well
+        }
+    }
+}

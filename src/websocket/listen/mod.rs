@@ -52,8 +52,8 @@
 //!   hand keep the original's "off"):
 //!   - keepalive pings after [`DEFAULT_KEEPALIVE`] of silence, and the connection
 //!     closed when no pong (nor anything else) came [`DEFAULT_PONG_TIMEOUT`] later;
-//!   - a message in at most [`DEFAULT_MAX_FRAGMENTS`] frames (65,536: 4 MiB in
-//!     64-byte fragments passes), else close 1009;
+//!   - a message in at most [`DEFAULT_MAX_FRAGMENTS`] frames (131,072: 4 MiB in
+//!     32-byte fragments passes), else close 1009;
 //!   - a message that began to arrive complete within [`DEFAULT_MESSAGE_TIMEOUT`]
 //!     (60 s), else close 1008, so that a peer cannot hold a connection by
 //!     trickling a message. A message of `max_recv_size` over the slowest link

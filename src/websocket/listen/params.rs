@@ -32,10 +32,11 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// something (its pong) before the connection is closed.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default cap on the frames one message of an accepted connection may come in
-/// ([`Params::max_fragments`]): 65,536, so that 4 MiB in 64-byte fragments (as
-/// Autobahn's 9.x cases send) passes, while a peer cannot make the connection
-/// handle millions of tiny frames per message.
-pub const DEFAULT_MAX_FRAGMENTS: u32 = 1 << 16;
+/// ([`Params::max_fragments`]): 131,072, so that 4 MiB in 32-byte fragments passes
+/// (Autobahn's 9.3.1 and 9.4.1 send 4 MiB in 64-byte fragments and an empty last
+/// one: 65,537 frames), while a peer cannot make the connection handle millions
+/// of tiny frames per message.
+pub const DEFAULT_MAX_FRAGMENTS: u32 = 1 << 17;
 /// Default time within which a message that began to arrive on an accepted
 /// connection must be complete ([`Params::message_timeout`]): a peer that
 /// trickles a message a byte at a time is closed (1008) after it. A message of
