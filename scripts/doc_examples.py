@@ -14,13 +14,13 @@ FILES = [
     "src/websocket/mod.rs",
     "src/websocket/params.rs",
     "src/websocket/upgrade/mod.rs",
-    "src/websocket/connect/mod.rs",
     "src/ev/watcher.rs",
     "src/ev/event_loop.rs",
     "src/ev/async_watcher.rs",
     "src/proto/mod.rs",
 ]
-FILES += sorted(str(p) for p in pathlib.Path("src/websocket/listen").glob("*.rs"))
+for folder in ["src/websocket/listen", "src/websocket/connect"]:
+    FILES += sorted(str(p) for p in pathlib.Path(folder).glob("*.rs"))
 
 PUB_FN = re.compile(r"^\s*pub(?:\s+const)?(?:\s+unsafe)?\s+fn\s+(\w+)")
 
