@@ -45,18 +45,19 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
+mod answer;
 mod client;
 #[cfg(feature = "deflate")]
 pub mod deflate;
 mod head;
 mod server;
 
-pub use client::{parse_response, ClientHandshake, ClientRequest, Response};
 #[cfg(feature = "ev")]
-pub(crate) use server::internal_error_response;
+pub(crate) use answer::internal_error_response;
+pub use answer::Answer;
+pub use client::{parse_response, ClientHandshake, ClientRequest, Response};
 pub use server::{
-    error_response, parse_request, response, response_with_extensions, Answer, Request,
-    ServerHandshake,
+    error_response, parse_request, response, response_with_extensions, Request, ServerHandshake,
 };
 
 /// The GUID that RFC 6455 §1.3 appends to the client's key to compute the accept key.
