@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+#[cfg(feature = "capi")]
+pub mod capi;
 pub mod ev;
 pub mod handshake;
 pub mod proto;
