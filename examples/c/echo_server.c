@@ -150,7 +150,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
 }
 
 int main(int argc, char **argv) {
-    struct ev_loop *loop = ev_default_loop(0);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct sockaddr_in addr;
     socklen_t addr_len = sizeof addr;
     ev_signal sigint, sigterm;
