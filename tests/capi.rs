@@ -9,19 +9,25 @@ mod util;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::ffi::{c_uint, c_void, CStr};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::rc::Rc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use net_websocket_ev::capi::{nwe_callbacks, nwe_params};
+use net_websocket_ev::capi::{
+    inject_panic_for_tests, nwe_callbacks, nwe_last_panic, nwe_params, nwe_queue_msg, nwe_release,
+    nwe_server_new, nwe_status_code_sent, nwe_ws, NWE_ECLOSED, NWE_EPANIC, NWE_OK, NWE_OP_TEXT,
+};
 use net_websocket_ev::ev::Loop;
 use net_websocket_ev::handshake::ClientRequest;
 use net_websocket_ev::websocket::upgrade;
-use net_websocket_ev::{Client, OpCode, Server};
+use net_websocket_ev::{Client, OpCode, Params, Server, WebSocket};
 use util::{deadline, run_until};
 
 fn manifest_dir() -> PathBuf {
@@ -709,4 +715,119 @@ fn the_c_client_talks_to_a_rust_echo_server() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nw\u{f6}rld\n");
     assert_eq!(server.join().expect("server thread"), 1000);
+}
+
+// ---- a panic at the boundary ----------------------------------------------------------
+
+/// Counts the `on_msg_recv` calls that reached "C" (`user` is a `Cell<u32>`).
+extern "C" fn count_msg(
+    _ws: *mut nwe_ws,
+    user: *mut c_void,
+    _rsv: c_uint,
+    _opcode: c_uint,
+    _msg: *const u8,
+    _len: usize,
+    _status: c_uint,
+) {
+    // SAFETY: `user` is the `Cell<u32>` the test passed, alive for the test.
+    let calls = unsafe { &*(user as *const Cell<u32>) };
+    calls.set(calls.get() + 1);
+}
+
+/// A C API server on `lp` for one end of a socket pair, a Rust client at the other
+/// (whose `on_close` code lands in the returned cell).
+fn c_server_and_rust_peer(
+    lp: &Loop,
+    callbacks: &nwe_callbacks,
+) -> (*mut nwe_ws, WebSocket, Rc<Cell<u16>>) {
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let code = Rc::new(Cell::new(0));
+    let c = code.clone();
+    let peer = Client::new(
+        Params::new(theirs)
+            .event_loop(lp)
+            .on_close(move |_, code| c.set(code)),
+    )
+    .expect("peer");
+    let mut ws = std::ptr::null_mut();
+    // SAFETY: `lp` is a loop of this thread that outlives the connection (the test
+    // ends it before dropping `lp`); the fd is handed over; `callbacks` is valid.
+    let rc = unsafe {
+        nwe_server_new(
+            lp.as_raw(),
+            ours.into_raw_fd(),
+            std::ptr::null(),
+            callbacks,
+            std::ptr::null(),
+            0,
+            &mut ws,
+        )
+    };
+    assert_eq!(rc, NWE_OK);
+    (ws, peer, code)
+}
+
+#[test]
+fn a_panic_in_an_entry_point_closes_with_1011_and_is_reported() {
+    let lp = Loop::new().expect("loop");
+    let callbacks = nwe_callbacks {
+        user: std::ptr::null_mut(),
+        on_msg_recv: None,
+        on_frame_recv_start: None,
+        on_frame_recv_chunk: None,
+        on_frame_recv_end: None,
+        on_close: None,
+        genmask: None,
+    };
+    let (ws, _peer, code) = c_server_and_rust_peer(&lp, &callbacks);
+    inject_panic_for_tests();
+    // SAFETY: `ws` is a live handle until its release below; the message is 1 byte.
+    unsafe {
+        assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"x".as_ptr(), 1), NWE_EPANIC);
+        let text = CStr::from_ptr(nwe_last_panic(ws)).to_str().unwrap();
+        assert!(text.contains("injected"), "{text}");
+    }
+    run_until(&lp, "the peer's close", || code.get() != 0);
+    assert_eq!(code.get(), 1011);
+    // SAFETY: as above; the connection ended, the handle still answers.
+    unsafe {
+        assert_eq!(
+            nwe_queue_msg(ws, NWE_OP_TEXT, b"x".as_ptr(), 1),
+            NWE_ECLOSED
+        );
+        assert_eq!(nwe_status_code_sent(ws), 1011);
+        nwe_release(ws);
+    }
+}
+
+#[test]
+fn a_panic_in_a_callback_trampoline_closes_with_1011_and_skips_the_c_callback() {
+    let lp = Loop::new().expect("loop");
+    let calls = Cell::new(0u32);
+    let callbacks = nwe_callbacks {
+        user: &calls as *const Cell<u32> as *mut c_void,
+        on_msg_recv: Some(count_msg),
+        on_frame_recv_start: None,
+        on_frame_recv_chunk: None,
+        on_frame_recv_end: None,
+        on_close: None,
+        genmask: None,
+    };
+    let (ws, peer, code) = c_server_and_rust_peer(&lp, &callbacks);
+    peer.queue_text("one").unwrap();
+    run_until(&lp, "the first message", || calls.get() == 1);
+    inject_panic_for_tests();
+    peer.queue_text("two").unwrap();
+    run_until(&lp, "the peer's close", || code.get() != 0);
+    assert_eq!(code.get(), 1011);
+    assert_eq!(
+        calls.get(),
+        1,
+        "the C callback ran for the message whose glue panicked"
+    );
+    // SAFETY: `ws` is a live handle until its release here.
+    unsafe {
+        assert!(!nwe_last_panic(ws).is_null());
+        nwe_release(ws);
+    }
 }

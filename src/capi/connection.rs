@@ -7,7 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 
-use super::{bytes, error_code, nwe_params, panic_text, shielded};
+use super::{bytes, error_code, injected_panic, nwe_params, panic_text, shielded};
 use super::{NWE_EINVAL, NWE_ELOOP, NWE_EOPCODE, NWE_EPANIC, NWE_ESTATE, NWE_OK};
 use crate::ev::{sys, Loop};
 use crate::proto::{Fragment, OpCode, Role};
@@ -137,7 +137,11 @@ fn call_c(weak: &Weak<nwe_ws>, call: impl FnOnce(*mut nwe_ws, &nwe_callbacks)) {
         return;
     }
     let ptr = handle.as_c();
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| call(ptr, &handle.callbacks))) {
+    let guarded = panic::catch_unwind(AssertUnwindSafe(|| {
+        injected_panic();
+        call(ptr, &handle.callbacks)
+    }));
+    if let Err(payload) = guarded {
         if let Some(socket) = handle.ws.get() {
             handle.panicked(socket, payload);
         }
@@ -165,7 +169,11 @@ unsafe fn with_ws(
     let Some(socket) = handle.ws.get().cloned() else {
         return NWE_ESTATE;
     };
-    match panic::catch_unwind(AssertUnwindSafe(|| body(&handle, &socket))) {
+    let guarded = panic::catch_unwind(AssertUnwindSafe(|| {
+        injected_panic();
+        body(&handle, &socket)
+    }));
+    match guarded {
         Ok(Ok(code) | Err(code)) => code,
         Err(payload) => {
             handle.panicked(&socket, payload);

@@ -36,7 +36,7 @@ mod connection;
 mod handshake;
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_uint, CString};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
@@ -262,6 +262,49 @@ fn panic_text(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "a panic without a message".to_owned()
+    }
+}
+
+thread_local! {
+    /// Set by [`inject_panic_for_tests`]: the next shielded call panics.
+    static INJECTED_PANIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A test hook, not part of the C API: the next connection entry point or callback
+/// trampoline on this thread panics inside its shield, as a bug in the library would,
+/// so that tests can watch the panic being handled (close 1011, `NWE_EPANIC`,
+/// `nwe_last_panic`).
+///
+/// ```
+/// use net_websocket_ev::capi::*;
+/// use net_websocket_ev::{ev::Loop, websocket};
+/// use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// use std::ptr::{null, null_mut};
+///
+/// let lp = Loop::new().unwrap();
+/// let (ours, _peer) = UnixStream::pair().unwrap();
+/// let mut ws = null_mut();
+/// // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// assert_eq!(rc, NWE_OK);
+/// inject_panic_for_tests();
+/// // SAFETY: `ws` is a live handle, released once, at the end.
+/// unsafe {
+///     assert_eq!(nwe_start(ws), NWE_EPANIC);
+///     assert!(!nwe_last_panic(ws).is_null());
+///     nwe_release(ws);
+/// }
+/// websocket::abort_all(&lp);
+/// ```
+#[doc(hidden)]
+pub fn inject_panic_for_tests() {
+    INJECTED_PANIC.with(|armed| armed.set(true));
+}
+
+/// Panics if a test asked for it ([`inject_panic_for_tests`]).
+fn injected_panic() {
+    if INJECTED_PANIC.with(|armed| armed.replace(false)) {
+        panic!("a panic injected by a test");
     }
 }
 
