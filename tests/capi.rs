@@ -663,6 +663,34 @@ fn the_c_echo_server_echoes_for_a_rust_client() {
 }
 
 #[test]
+fn the_c_echo_server_closes_on_command() {
+    let mut server = CServer::start(&["--commands", "--max-connections", "1"]);
+    let lp = Loop::new().expect("loop");
+    let url = format!("ws://127.0.0.1:{}/", server.port);
+    let (request, host, port) = ClientRequest::from_url(&url).expect("url");
+    let stream = TcpStream::connect((host.as_str(), port)).expect("connect");
+    let closed = Rc::new(RefCell::new(None));
+    let c = closed.clone();
+    upgrade::upgrade(&lp, stream, &request, Default::default(), move |result| {
+        let params = result
+            .expect("handshake")
+            .into_params()
+            .on_close(move |ws, code| {
+                *c.borrow_mut() = Some((code, ws.close_reason_received()));
+            });
+        let ws = Client::new(params).expect("client");
+        ws.queue_text("!close 4002 server says bye").unwrap();
+    });
+    run_until(&lp, "the server's close", || closed.borrow().is_some());
+    assert_eq!(
+        *closed.borrow(),
+        Some((4002, Some("server says bye".to_owned())))
+    );
+    let status = wait_bounded(&mut server.child, "the C echo server (-n 1)");
+    assert!(status.success(), "the C echo server exited with {status}");
+}
+
+#[test]
 fn the_c_echo_server_answers_a_bad_request_with_an_http_error() {
     let server = CServer::start(&[]);
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");

@@ -1,12 +1,14 @@
 /*
  * A WebSocket echo server in C99 on libev, with net-websocket-ev's C API.
  *
- *   echo_server [-p PORT] [-n CONNECTIONS]
+ *   echo_server [--port PORT] [--max-connections N] [--commands] [--close-timeout SECS]
  *
  * Listens on 127.0.0.1:PORT (0, the default, picks a free port), prints
  * "listening on 127.0.0.1:PORT" and echoes every text and binary message. With
- * -n it exits once that many connections have ended; SIGINT and SIGTERM end it too,
- * freeing everything (for valgrind).
+ * --max-connections (-n) it exits once that many connections have ended; SIGINT and
+ * SIGTERM end it too, freeing everything (for valgrind). --commands makes a text
+ * message "!close CODE REASON" close the connection from the server (what the
+ * interop peers expect of the Rust example); --close-timeout sets the close timeout.
  *
  * Build: cc -std=c99 echo_server.c -I src/capi libnet_websocket_ev.a -lev -lpthread -ldl -lm
  */
@@ -37,6 +39,8 @@ struct pending {
 
 static struct pending *pending_list;
 static long ended, max_connections = -1;
+static int commands;
+static nwe_params params;
 static ev_io listener;
 
 static void unlink_pending(struct pending *p) {
@@ -55,6 +59,17 @@ static void drop_pending(struct ev_loop *loop, struct pending *p, int close_fd) 
 static void on_msg(nwe_ws *ws, void *user, unsigned rsv, unsigned opcode,
                    const uint8_t *msg, size_t len, unsigned status) {
     (void)user; (void)rsv; (void)status;
+    if (commands && opcode == NWE_OP_TEXT && len >= 7 && memcmp(msg, "!close ", 7) == 0) {
+        /* "!close CODE REASON": CODE digits, then the reason after one space. */
+        unsigned code = 0;
+        size_t i = 7;
+        while (i < len && msg[i] >= '0' && msg[i] <= '9' && code < 100000)
+            code = code * 10 + (unsigned)(msg[i++] - '0');
+        if (i < len && msg[i] == ' ') i++;
+        int rc = nwe_close(ws, code, (const char *)msg + i, len - i);
+        if (rc < 0) fprintf(stderr, "echo_server: close: %s\n", nwe_strerror(rc));
+        return;
+    }
     if (opcode == NWE_OP_TEXT || opcode == NWE_OP_BINARY) {
         int rc = nwe_queue_msg(ws, opcode, msg, len);
         if (rc < 0 && rc != NWE_ECLOSED) {
@@ -117,7 +132,7 @@ static void on_handshake_readable(struct ev_loop *loop, ev_io *w, int revents) {
         cbs.on_close = on_close;
         ev_io_stop(loop, &p->io);
         /* The fd is the connection's from here, whatever the result. */
-        rc = nwe_server_new(loop, fd, NULL, &cbs, leftover, leftover_len, &ws);
+        rc = nwe_server_new(loop, fd, &params, &cbs, leftover, leftover_len, &ws);
         drop_pending(loop, p, 0);
         if (rc < 0) fprintf(stderr, "echo_server: %s\n", nwe_strerror(rc));
     }
@@ -155,10 +170,22 @@ int main(int argc, char **argv) {
     socklen_t addr_len = sizeof addr;
     ev_signal sigint, sigterm;
     int port = 0, fd, one = 1, i;
+    nwe_params_init(&params);
     for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-p") && i + 1 < argc) port = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "-n") && i + 1 < argc) max_connections = atol(argv[++i]);
-        else { fprintf(stderr, "usage: %s [-p PORT] [-n CONNECTIONS]\n", argv[0]); return 2; }
+        int more = i + 1 < argc;
+        if ((!strcmp(argv[i], "-p") || !strcmp(argv[i], "--port")) && more)
+            port = atoi(argv[++i]);
+        else if ((!strcmp(argv[i], "-n") || !strcmp(argv[i], "--max-connections")) && more)
+            max_connections = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--close-timeout") && more)
+            params.close_timeout = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--commands"))
+            commands = 1;
+        else {
+            fprintf(stderr, "usage: %s [--port PORT] [--max-connections N] [--commands] "
+                            "[--close-timeout SECS]\n", argv[0]);
+            return 2;
+        }
     }
     signal(SIGPIPE, SIG_IGN);
     fd = socket(AF_INET, SOCK_STREAM, 0);

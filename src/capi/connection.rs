@@ -520,7 +520,7 @@ pub unsafe extern "C" fn nwe_wait(
             armed: Cell::new(true),
         });
         let fire = call.clone();
-        let result = socket.wait(move |_, outcome| fire.fire(outcome));
+        let result = socket.wait(move |_, outcome| fire.fire(outcome, false));
         if result.is_err() {
             call.armed.set(false); // never called: the caller keeps `user`
         }
@@ -799,7 +799,9 @@ struct WaitCall {
 }
 
 impl WaitCall {
-    fn fire(&self, outcome: Waited) {
+    /// Calls C, with the handle unless it was released or `anonymous` (the call
+    /// dropped unmade: the connection is being torn down, not to be called).
+    fn fire(&self, outcome: Waited, anonymous: bool) {
         if !self.armed.replace(false) {
             return;
         }
@@ -807,7 +809,10 @@ impl WaitCall {
             Waited::Drained => (0, 0),
             Waited::Closed { unsent } => (1, unsent),
         };
-        let handle = self.handle.upgrade().filter(|h| !h.released.get());
+        let handle = self
+            .handle
+            .upgrade()
+            .filter(|h| !anonymous && !h.released.get());
         let ptr = handle.as_ref().map_or(std::ptr::null_mut(), |h| h.as_c());
         // SAFETY: the C function given with `user`; `ptr` is NULL or a live handle,
         // kept alive by `handle` for the call.
@@ -817,6 +822,6 @@ impl WaitCall {
 
 impl Drop for WaitCall {
     fn drop(&mut self) {
-        self.fire(Waited::Closed { unsent: 0 });
+        self.fire(Waited::Closed { unsent: 0 }, true);
     }
 }

@@ -38,10 +38,13 @@
  *   copied before the call returns.
  * - Producers (nwe_queue_fragmented): on success the library holds `user` and calls
  *   `done(user)` exactly once when it no longer needs it (the message ended, failed,
- *   or the connection ended or was released; possibly inside nwe_release). On
- *   failure nothing is called and `user` stays yours.
+ *   or the connection ended or was released; possibly inside nwe_release). `done`
+ *   must only free: it may run while the library tears the producer down, so it
+ *   must not call functions on the connection. On failure nothing is called and
+ *   `user` stays yours.
  * - nwe_wait: on success `waited` is called exactly once; with ws == NULL if the
- *   handle has been released by then. On failure it is never called.
+ *   handle has been released by then (or the connection is being torn down: then
+ *   do not call anything on it). On failure it is never called.
  * - Strings and byte ranges the library returns are owned by the object they came
  *   from and valid as long as each function says (at most until its release/free).
  * - Errors are negative int codes (NWE_E*); nwe_strerror names them.
