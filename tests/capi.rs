@@ -255,6 +255,11 @@ fn rust_side() -> (Decls, Decls, BTreeMap<String, i64>) {
         // `pub type name = unsafe extern "C" fn(params) -> ret;`
         let mut rest = text.as_str();
         while let Some(at) = rest.find("extern \"C\" fn") {
+            let line = &rest[rest[..at].rfind('\n').map_or(0, |n| n + 1)..at];
+            if line.trim_start().starts_with("//") {
+                rest = &rest[at + 1..]; // a doc example's own callback
+                continue;
+            }
             let line_start = rest[..at].rfind("pub ").expect("pub before extern");
             let head = &rest[line_start..at];
             let after = &rest[at + "extern \"C\" fn".len()..];

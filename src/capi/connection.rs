@@ -189,6 +189,28 @@ fn done(result: Result<(), websocket::Error>) -> Result<c_int, c_int> {
 
 /// Creates a server connection on `lp` for the connected socket `fd`, whose opening
 /// handshake is done. See the header.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert!(nwe_fd(ws) >= 0); // the fd is the connection's now
+///     assert_eq!(nwe_server_new(null_mut(), -1, null(), null(), null(), 0, &mut null_mut()), NWE_EINVAL);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_new(
     lp: *mut sys::ev_loop,
@@ -215,6 +237,31 @@ pub unsafe extern "C" fn nwe_server_new(
 }
 
 /// Creates a client connection (it masks its frames). See the header.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     let (a, _b) = UnixStream::pair().unwrap();
+///     let mut client = null_mut();
+///     assert_eq!(nwe_client_new(lp.as_raw(), a.into_raw_fd(), null(), null(), null(), 0, &mut client), NWE_OK);
+///     assert_eq!(nwe_queue_msg(client, NWE_OP_TEXT, b"masked".as_ptr(), 6), NWE_OK);
+///     nwe_release(client); // aborts it: it was open
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_new(
     lp: *mut sys::ev_loop,
@@ -412,6 +459,31 @@ fn with_callbacks(mut params: Params, handle: &Rc<nwe_ws>) -> Params {
 /// Releases a handle: the library frees it (after the callback that called this
 /// returns, if one did). A connection still open is aborted, and no callback of it
 /// runs from now on (not even `on_close`). See the header.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     let (a, _b) = UnixStream::pair().unwrap();
+///     let mut other = null_mut();
+///     assert_eq!(nwe_server_new(lp.as_raw(), a.into_raw_fd(), null(), null(), null(), 0, &mut other), NWE_OK);
+///     nwe_release(other); // open: aborted, no callback of it runs any more
+///     nwe_release(null_mut()); // ignored
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_release(ws: *mut nwe_ws) {
     if ws.is_null() {
@@ -432,6 +504,30 @@ pub unsafe extern "C" fn nwe_release(ws: *mut nwe_ws) {
 }
 
 /// Queues one message (`NWE_OP_TEXT`, `_BINARY`, `_PING` or `_PONG`) of `len` bytes.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"hello".as_ptr(), 5), NWE_OK);
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_PING, null(), 0), NWE_OK);
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"\xff".as_ptr(), 1), NWE_EUTF8);
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_CLOSE, null(), 0), NWE_EOPCODE);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_queue_msg(
     ws: *mut nwe_ws,
@@ -450,6 +546,39 @@ pub unsafe extern "C" fn nwe_queue_msg(
 
 /// Queues a message produced piece by piece by `produce`; `done` (may be NULL) gets
 /// `user` once the library no longer needs it. See the header.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     // One piece, the last: "data".
+///     unsafe extern "C" fn produce(_: *mut nwe_ws, _: *mut c_void, buf: *mut u8, cap: usize, len: *mut usize) -> c_int {
+///         assert!(cap >= 4);
+///         buf.copy_from_nonoverlapping(b"data".as_ptr(), 4);
+///         len.write(4);
+///         NWE_FRAGMENT_EOF
+///     }
+///     assert_eq!(nwe_queue_fragmented(ws, NWE_OP_BINARY, Some(produce), None, null_mut()), NWE_OK);
+///     let mut count = 1;
+///     while count > 0 {
+///         lp.run_with(RunFlags::Once);
+///         assert_eq!(nwe_queued_count(ws, &mut count), NWE_OK);
+///     }
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_queue_fragmented(
     ws: *mut nwe_ws,
@@ -497,6 +626,27 @@ pub unsafe extern "C" fn nwe_queue_fragmented(
 }
 
 /// Asks a producer that returned `NWE_FRAGMENT_PAUSE` for its next piece again.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_resume_fragmented(ws), NWE_OK); // nothing paused: nothing to do
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_resume_fragmented(ws: *mut nwe_ws) -> c_int {
     // SAFETY: `ws` is NULL or a live handle (our contract).
@@ -505,6 +655,36 @@ pub unsafe extern "C" fn nwe_resume_fragmented(ws: *mut nwe_ws) -> c_int {
 
 /// Calls `waited` once the send queue is empty (`closed` 0), or once the connection
 /// ended with `unsent` messages left (`closed` 1). See the header.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     unsafe extern "C" fn waited(_: *mut nwe_ws, user: *mut c_void, closed: c_int, _: usize) {
+///         user.cast::<c_int>().write(1 + closed); // 1: drained
+///     }
+///     let mut seen: c_int = 0;
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"hi".as_ptr(), 2), NWE_OK);
+///     assert_eq!(nwe_wait(ws, Some(waited), (&mut seen as *mut c_int).cast()), NWE_OK);
+///     while seen == 0 {
+///         lp.run_with(RunFlags::Once);
+///     }
+///     assert_eq!(seen, 1);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_wait(
     ws: *mut nwe_ws,
@@ -531,6 +711,31 @@ pub unsafe extern "C" fn nwe_wait(
 }
 
 /// Messages queued or partly sent, control frames included, into `*count`.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     let mut count = 0;
+///     assert_eq!(nwe_stop_write(ws), NWE_OK);
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"held".as_ptr(), 4), NWE_OK);
+///     assert_eq!(nwe_queued_count(ws, &mut count), NWE_OK);
+///     assert_eq!(count, 1);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_queued_count(ws: *mut nwe_ws, count: *mut usize) -> c_int {
     let body = |_: &Rc<nwe_ws>, socket: &WebSocket| {
@@ -547,6 +752,31 @@ pub unsafe extern "C" fn nwe_queued_count(ws: *mut nwe_ws, count: *mut usize) ->
 }
 
 /// Bytes queued and not yet written, into `*bytes`.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     let mut bytes = 0;
+///     assert_eq!(nwe_stop_write(ws), NWE_OK);
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_BINARY, [0u8; 100].as_ptr(), 100), NWE_OK);
+///     assert_eq!(nwe_queued_bytes(ws, &mut bytes), NWE_OK);
+///     assert!(bytes >= 100);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_queued_bytes(ws: *mut nwe_ws, bytes: *mut usize) -> c_int {
     let body = |_: &Rc<nwe_ws>, socket: &WebSocket| {
@@ -575,27 +805,264 @@ macro_rules! direction_calls {
 
 direction_calls! {
     /// Resumes both directions.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_stop(ws), NWE_OK);
+    ///     assert_eq!(nwe_start(ws), NWE_OK);
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_start => start;
     /// Pauses both directions; nothing is lost.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_stop(ws), NWE_OK); // neither reads nor writes until nwe_start
+    ///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"kept".as_ptr(), 4), NWE_OK);
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_stop => stop;
     /// Resumes reading.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_stop_read(ws), NWE_OK);
+    ///     assert_eq!(nwe_start_read(ws), NWE_OK);
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_start_read => start_read;
     /// Pauses reading (a paused reader notices nothing, not even EOF).
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_stop_read(ws), NWE_OK); // back-pressure
+    ///     peer.close(Some(1000), "").unwrap();
+    ///     lp.run_with(RunFlags::NoWait);
+    ///     assert_eq!(nwe_is_closed(ws), 0); // not even the close is noticed
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_stop_read => stop_read;
     /// Resumes writing.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_stop_write(ws), NWE_OK);
+    ///     assert_eq!(nwe_start_write(ws), NWE_OK);
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_start_write => start_write;
     /// Pauses writing, control frames included.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     let mut count = 0;
+    ///     assert_eq!(nwe_stop_write(ws), NWE_OK);
+    ///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"later".as_ptr(), 5), NWE_OK);
+    ///     lp.run_with(RunFlags::NoWait);
+    ///     assert_eq!(nwe_queued_count(ws, &mut count), NWE_OK);
+    ///     assert_eq!(count, 1);
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_stop_write => stop_write;
     /// Ends reading for good; the connection ends once the queue has drained.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"bye".as_ptr(), 3), NWE_OK);
+    ///     assert_eq!(nwe_shutdown_read(ws), NWE_OK);
+    ///     while nwe_is_closed(ws) == 0 {
+    ///         lp.run_with(RunFlags::Once);
+    ///     }
+    ///     assert_eq!(nwe_close_cause(ws), NWE_CAUSE_SHUTDOWN);
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_shutdown_read => shutdown_read;
     /// Ends writing for good; the queue is dropped; reading goes on.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_shutdown_write(ws), NWE_OK);
+    ///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, b"x".as_ptr(), 1), NWE_ECLOSED);
+    ///     assert_eq!(nwe_is_closed(ws), 0); // reading goes on
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_shutdown_write => shutdown_write;
     /// Ends the connection without a closing handshake, from the loop a moment later.
+    ///
+    /// ```
+    /// # use net_websocket_ev::capi::*;
+    /// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+    /// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    /// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+    /// # use std::ptr::{null, null_mut};
+    /// # let lp = Loop::new().unwrap();
+    /// # let (ours, theirs) = UnixStream::pair().unwrap();
+    /// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+    /// # let mut ws = null_mut();
+    /// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+    /// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+    /// # assert_eq!(rc, NWE_OK);
+    /// // SAFETY: `ws` is a live handle (released once, at the end).
+    /// unsafe {
+    ///     assert_eq!(nwe_abort(ws), NWE_OK);
+    ///     lp.run_with(RunFlags::NoWait);
+    ///     assert_eq!(nwe_close_cause(ws), NWE_CAUSE_ABORTED);
+    ///     assert_eq!(nwe_abort(ws), NWE_ECLOSED);
+    /// }
+    /// # unsafe { nwe_release(ws) };
+    /// # websocket::abort_all(&lp);
+    /// ```
     nwe_abort => abort;
 }
 
 /// Starts the closing handshake with `code` (0: a close without code, then `len` must
 /// be 0) and a UTF-8 `reason` of `len` bytes (at most 123; NULL when `len` is 0).
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_close(ws, 1000, b"bye".as_ptr().cast(), 3), NWE_OK);
+///     assert_eq!(nwe_queue_msg(ws, NWE_OP_TEXT, null(), 0), NWE_ECLOSED);
+///     while nwe_is_closed(ws) == 0 {
+///         lp.run_with(RunFlags::Once);
+///     }
+///     assert_eq!(nwe_status_code_received(ws), 1000); // the peer echoed it
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_close(
     ws: *mut nwe_ws,
@@ -618,6 +1085,29 @@ pub unsafe extern "C" fn nwe_close(
 }
 
 /// 1 if the connection is over or its end is decided, 0 if open.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_is_closed(ws), 0);
+///     assert_eq!(nwe_abort(ws), NWE_OK);
+///     assert_eq!(nwe_is_closed(ws), 1); // decided: the loop finishes it
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_is_closed(ws: *mut nwe_ws) -> c_int {
     // SAFETY: `ws` is NULL or a live handle (our contract).
@@ -626,6 +1116,32 @@ pub unsafe extern "C" fn nwe_is_closed(ws: *mut nwe_ws) -> c_int {
 
 /// The code of the peer's close frame so far: 1006 until one arrives, 1005 if it had
 /// none (what `on_close` gets).
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_status_code_received(ws), 1006); // nothing yet
+///     peer.close(Some(1001), "going away").unwrap();
+///     while nwe_is_closed(ws) == 0 {
+///         lp.run_with(RunFlags::Once);
+///     }
+///     assert_eq!(nwe_status_code_received(ws), 1001);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_status_code_received(ws: *mut nwe_ws) -> c_int {
     // SAFETY: `ws` is NULL or a live handle (our contract).
@@ -634,6 +1150,32 @@ pub unsafe extern "C" fn nwe_status_code_received(ws: *mut nwe_ws) -> c_int {
 
 /// The code of the close frame we sent once written (1005 for one without code), 0
 /// before.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_status_code_sent(ws), 0);
+///     assert_eq!(nwe_close(ws, 4000, null(), 0), NWE_OK);
+///     while nwe_is_closed(ws) == 0 {
+///         lp.run_with(RunFlags::Once);
+///     }
+///     assert_eq!(nwe_status_code_sent(ws), 4000);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_status_code_sent(ws: *mut nwe_ws) -> c_int {
     // SAFETY: `ws` is NULL or a live handle (our contract).
@@ -646,6 +1188,34 @@ pub unsafe extern "C" fn nwe_status_code_sent(ws: *mut nwe_ws) -> c_int {
 
 /// The reason of the peer's close frame: 1 and `*reason`/`*len` set (NUL-terminated,
 /// valid until the next call of this function on `ws` or its release), or 0 if none.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     let (mut reason, mut len) = (null(), 0);
+///     assert_eq!(nwe_close_reason_received(ws, &mut reason, &mut len), 0);
+///     peer.close(Some(1001), "going away").unwrap();
+///     while nwe_is_closed(ws) == 0 {
+///         lp.run_with(RunFlags::Once);
+///     }
+///     assert_eq!(nwe_close_reason_received(ws, &mut reason, &mut len), 1);
+///     assert_eq!(CStr::from_ptr(reason).to_str(), Ok("going away"));
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_close_reason_received(
     ws: *mut nwe_ws,
@@ -679,6 +1249,32 @@ pub unsafe extern "C" fn nwe_close_reason_received(
 
 /// Why the connection ended or is ending: an `NWE_CAUSE_*` value (`NWE_CAUSE_OPEN`
 /// while open).
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_close_cause(ws), NWE_CAUSE_OPEN);
+///     peer.abort().unwrap(); // gone without a close frame
+///     while nwe_is_closed(ws) == 0 {
+///         lp.run_with(RunFlags::Once);
+///     }
+///     assert_eq!(nwe_close_cause(ws), NWE_CAUSE_EOF);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_close_cause(ws: *mut nwe_ws) -> c_int {
     let body = |_: &Rc<nwe_ws>, socket: &WebSocket| {
@@ -704,6 +1300,28 @@ pub unsafe extern "C" fn nwe_close_cause(ws: *mut nwe_ws) -> c_int {
 }
 
 /// The name of an `NWE_CAUSE_*` value (a static string; never NULL).
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     let name = CStr::from_ptr(nwe_close_cause_name(nwe_close_cause(ws)));
+///     assert_eq!(name.to_str(), Ok("open"));
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub extern "C" fn nwe_close_cause_name(cause: c_int) -> *const c_char {
     let name = match cause {
@@ -726,6 +1344,30 @@ pub extern "C" fn nwe_close_cause_name(cause: c_int) -> *const c_char {
 }
 
 /// The socket's fd while the connection has it, else `NWE_ECLOSED`. Do not close it.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert!(nwe_fd(ws) >= 0); // for getsockopt and the like; do not close it
+///     assert_eq!(nwe_abort(ws), NWE_OK);
+///     lp.run_with(RunFlags::NoWait); // the loop closes it
+///     assert_eq!(nwe_fd(ws), NWE_ECLOSED);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_fd(ws: *mut nwe_ws) -> c_int {
     let body = |_: &Rc<nwe_ws>, socket: &WebSocket| socket.as_raw_fd().ok_or(super::NWE_ECLOSED);
@@ -735,6 +1377,27 @@ pub unsafe extern "C" fn nwe_fd(ws: *mut nwe_ws) -> c_int {
 
 /// The text of the first panic caught on this connection (valid until its release),
 /// or NULL.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert!(nwe_last_panic(ws).is_null()); // no panic so far
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_last_panic(ws: *mut nwe_ws) -> *const c_char {
     if ws.is_null() {
@@ -750,6 +1413,28 @@ pub unsafe extern "C" fn nwe_last_panic(ws: *mut nwe_ws) -> *const c_char {
 
 /// Ends every connection on `lp` now (their `on_close` runs inside this call) and
 /// returns how many there were; call it before destroying the loop. Negative on error.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use net_websocket_ev::{ev::{Loop, RunFlags}, websocket, Client, Params};
+/// # use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+/// # use std::os::{fd::IntoRawFd, unix::net::UnixStream};
+/// # use std::ptr::{null, null_mut};
+/// # let lp = Loop::new().unwrap();
+/// # let (ours, theirs) = UnixStream::pair().unwrap();
+/// # let peer = Client::new(Params::new(theirs).event_loop(&lp)).unwrap();
+/// # let mut ws = null_mut();
+/// # // SAFETY: a loop of this thread that outlives the connection; the fd is handed over.
+/// # let rc = unsafe { nwe_server_new(lp.as_raw(), ours.into_raw_fd(), null(), null(), null(), 0, &mut ws) };
+/// # assert_eq!(rc, NWE_OK);
+/// // SAFETY: `ws` is a live handle (released once, at the end).
+/// unsafe {
+///     assert_eq!(nwe_abort_all(lp.as_raw()), 2); // ours and the peer; then destroy the loop
+///     assert_eq!(nwe_is_closed(ws), 1);
+/// }
+/// # unsafe { nwe_release(ws) };
+/// # websocket::abort_all(&lp);
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_abort_all(lp: *mut sys::ev_loop) -> c_int {
     if lp.is_null() {

@@ -92,6 +92,23 @@ unsafe fn give(data: *mut *const u8, len: *mut usize, bytes: &[u8]) -> c_int {
 
 /// A new server handshake that accepts a request head of at most `max_header_size`
 /// bytes (0: 8192). NULL only if the library failed (see `nwe_take_panic`).
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     assert!(!hs.is_null());
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub extern "C" fn nwe_server_handshake_new(max_header_size: usize) -> *mut nwe_server_handshake {
     shielded(std::ptr::null_mut(), || {
@@ -112,6 +129,23 @@ pub extern "C" fn nwe_server_handshake_new(max_header_size: usize) -> *mut nwe_s
 /// Gives the server handshake the next `len` bytes read: 0 when it needs more, 1 when
 /// the request is complete and valid, `NWE_EHANDSHAKE` when it is not (write
 /// `nwe_server_handshake_response` and close), `NWE_ESTATE` once it is over.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     assert_eq!(nwe_server_handshake_feed(hs, b"more".as_ptr(), 4), NWE_ESTATE); // complete already
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_handshake_feed(
     hs: *mut nwe_server_handshake,
@@ -139,6 +173,25 @@ pub unsafe extern "C" fn nwe_server_handshake_feed(
 /// `protocol` (NULL for none; else one the client offered, or `NWE_EINVAL`), or after
 /// a failure the HTTP error response. Valid until the next call of this function or
 /// the object's free. `NWE_ESTATE` while the request is incomplete.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     assert_eq!(nwe_server_handshake_response(hs, b"chat\0".as_ptr().cast(), &mut data, &mut len), NWE_OK);
+///     let response = std::slice::from_raw_parts(data, len);
+///     assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_handshake_response(
     hs: *mut nwe_server_handshake,
@@ -181,6 +234,24 @@ pub unsafe extern "C" fn nwe_server_handshake_response(
 
 /// The bytes that came after the request head (the start of the WebSocket stream:
 /// pass them to `nwe_server_new`), valid until the object's free.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     assert_eq!(nwe_server_handshake_leftover(hs, &mut data, &mut len), NWE_OK);
+///     assert_eq!(len, 0); // no frame came with the request
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_handshake_leftover(
     hs: *mut nwe_server_handshake,
@@ -199,6 +270,23 @@ pub unsafe extern "C" fn nwe_server_handshake_leftover(
 }
 
 /// The request's path (`/chat?x=1`), once complete; else NULL. Valid until the free.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     assert_eq!(CStr::from_ptr(nwe_server_handshake_path(hs)).to_str(), Ok("/chat"));
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_handshake_path(hs: *mut nwe_server_handshake) -> *const c_char {
     // SAFETY: `hs` is NULL or live (our contract).
@@ -213,6 +301,25 @@ pub unsafe extern "C" fn nwe_server_handshake_path(hs: *mut nwe_server_handshake
 
 /// The value of the request's header `name` (case-insensitive), once complete; NULL
 /// if absent. Valid until the free.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     let host = nwe_server_handshake_header(hs, b"host\0".as_ptr().cast());
+///     assert_eq!(CStr::from_ptr(host).to_str(), Ok("example.com"));
+///     assert!(nwe_server_handshake_header(hs, b"origin\0".as_ptr().cast()).is_null());
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_handshake_header(
     hs: *mut nwe_server_handshake,
@@ -232,6 +339,27 @@ pub unsafe extern "C" fn nwe_server_handshake_header(
 }
 
 /// Why the handshake failed, or NULL. Valid until the free.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     assert!(nwe_server_handshake_error(hs).is_null()); // it succeeded
+///     let bad = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(bad, b"POST / HTTP/1.1\r\n\r\n".as_ptr(), 19), NWE_EHANDSHAKE);
+///     assert!(!nwe_server_handshake_error(bad).is_null());
+///     nwe_server_handshake_free(bad);
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_handshake_error(
     hs: *mut nwe_server_handshake,
@@ -247,6 +375,25 @@ pub unsafe extern "C" fn nwe_server_handshake_error(
 }
 
 /// Frees a server handshake and every pointer it handed out. Ignores NULL.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let request = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     let hs = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(hs, request.as_ptr(), request.len()), 1);
+///     let other = nwe_server_handshake_new(0);
+///     nwe_server_handshake_free(other); // and every pointer it returned
+///     nwe_server_handshake_free(null_mut()); // ignored
+///     nwe_server_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_server_handshake_free(hs: *mut nwe_server_handshake) {
     if hs.is_null() {
@@ -261,6 +408,22 @@ pub unsafe extern "C" fn nwe_server_handshake_free(hs: *mut nwe_server_handshake
 /// comma-separated subprotocols `protocols` (NULL for none); its request is ready in
 /// `nwe_client_handshake_request`. `NWE_EINVAL` for a bad URL (or `wss://`: the C API
 /// has no TLS).
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     assert!(!hs.is_null());
+///     let mut bad = null_mut();
+///     assert_eq!(nwe_client_handshake_new(b"http://x/\0".as_ptr().cast(), null(), &mut bad), NWE_EINVAL);
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_new(
     url: *const c_char,
@@ -320,6 +483,20 @@ pub unsafe extern "C" fn nwe_client_handshake_new(
 }
 
 /// The host to connect to (from the URL). Valid until the free; NULL for a NULL `hs`.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     assert_eq!(CStr::from_ptr(nwe_client_handshake_host(hs)).to_str(), Ok("localhost"));
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_host(hs: *mut nwe_client_handshake) -> *const c_char {
     // SAFETY: `hs` is NULL or live (our contract).
@@ -327,6 +504,20 @@ pub unsafe extern "C" fn nwe_client_handshake_host(hs: *mut nwe_client_handshake
 }
 
 /// The port to connect to (from the URL, 80 by default); `NWE_EINVAL` for NULL.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     assert_eq!(nwe_client_handshake_port(hs), 9001);
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_port(hs: *mut nwe_client_handshake) -> c_int {
     // SAFETY: `hs` is NULL or live (our contract).
@@ -334,6 +525,21 @@ pub unsafe extern "C" fn nwe_client_handshake_port(hs: *mut nwe_client_handshake
 }
 
 /// The request bytes to write, valid until the free.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     assert_eq!(nwe_client_handshake_request(hs, &mut data, &mut len), NWE_OK);
+///     assert!(std::slice::from_raw_parts(data, len).starts_with(b"GET /feed HTTP/1.1\r\n"));
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_request(
     hs: *mut nwe_client_handshake,
@@ -351,6 +557,26 @@ pub unsafe extern "C" fn nwe_client_handshake_request(
 /// Gives the client handshake the next `len` bytes of the response: 0 when it needs
 /// more, 1 when it is complete and valid, `NWE_EHANDSHAKE` when not (see
 /// `nwe_client_handshake_error`), `NWE_ESTATE` once over.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     // The request, answered by a server handshake, checked by the client.
+///     assert_eq!(nwe_client_handshake_request(hs, &mut data, &mut len), NWE_OK);
+///     let server = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(server, data, len), 1);
+///     assert_eq!(nwe_server_handshake_response(server, null(), &mut data, &mut len), NWE_OK);
+///     assert_eq!(nwe_client_handshake_feed(hs, data, len), 1);
+///     nwe_server_handshake_free(server);
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_feed(
     hs: *mut nwe_client_handshake,
@@ -376,6 +602,20 @@ pub unsafe extern "C" fn nwe_client_handshake_feed(
 
 /// The subprotocol the server selected, or NULL (none, or not complete). Valid until
 /// the free.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     assert!(nwe_client_handshake_protocol(hs).is_null()); // none offered, none selected
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_protocol(
     hs: *mut nwe_client_handshake,
@@ -392,6 +632,29 @@ pub unsafe extern "C" fn nwe_client_handshake_protocol(
 
 /// The bytes that came after the response head (the first frames: pass them to
 /// `nwe_client_new`), valid until the free. `NWE_ESTATE` before completion.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     assert_eq!(nwe_client_handshake_leftover(hs, &mut data, &mut len), NWE_ESTATE); // not complete
+///     // The request, answered by a server handshake, checked by the client.
+///     assert_eq!(nwe_client_handshake_request(hs, &mut data, &mut len), NWE_OK);
+///     let server = nwe_server_handshake_new(0);
+///     assert_eq!(nwe_server_handshake_feed(server, data, len), 1);
+///     assert_eq!(nwe_server_handshake_response(server, null(), &mut data, &mut len), NWE_OK);
+///     assert_eq!(nwe_client_handshake_feed(hs, data, len), 1);
+///     assert_eq!(nwe_client_handshake_leftover(hs, &mut data, &mut len), NWE_OK);
+///     assert_eq!(len, 0);
+///     nwe_server_handshake_free(server);
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_leftover(
     hs: *mut nwe_client_handshake,
@@ -410,6 +673,22 @@ pub unsafe extern "C" fn nwe_client_handshake_leftover(
 }
 
 /// Why the handshake failed, or NULL. Valid until the free.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     let bad = b"HTTP/1.1 404 Not Found\r\n\r\n";
+///     assert_eq!(nwe_client_handshake_feed(hs, bad.as_ptr(), bad.len()), NWE_EHANDSHAKE);
+///     assert!(!nwe_client_handshake_error(hs).is_null());
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_error(
     hs: *mut nwe_client_handshake,
@@ -425,6 +704,20 @@ pub unsafe extern "C" fn nwe_client_handshake_error(
 }
 
 /// Frees a client handshake and every pointer it handed out. Ignores NULL.
+///
+/// ```
+/// # use net_websocket_ev::capi::*;
+/// # use std::ffi::CStr;
+/// # use std::ptr::{null, null_mut};
+/// let mut hs: *mut nwe_client_handshake = null_mut();
+/// let (mut data, mut len): (*const u8, usize) = (null(), 0);
+/// // SAFETY: `hs` is live until freed, once, at the end; the pointers are valid.
+/// unsafe {
+///     assert_eq!(nwe_client_handshake_new(b"ws://localhost:9001/feed\0".as_ptr().cast(), null(), &mut hs), NWE_OK);
+///     nwe_client_handshake_free(null_mut()); // ignored; `hs` is freed below
+///     nwe_client_handshake_free(hs);
+/// }
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_client_handshake_free(hs: *mut nwe_client_handshake) {
     if hs.is_null() {

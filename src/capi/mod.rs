@@ -104,6 +104,14 @@ const ERROR_TEXTS: [&str; 17] = [
 ];
 
 /// The text of an error code (a static, NUL-terminated string; never NULL).
+///
+/// ```
+/// use net_websocket_ev::capi::*;
+/// use std::ffi::CStr;
+/// // SAFETY: nwe_strerror returns a static NUL-terminated string.
+/// let text = unsafe { CStr::from_ptr(nwe_strerror(NWE_EUTF8)) };
+/// assert_eq!(text.to_str(), Ok("text is not valid UTF-8"));
+/// ```
 #[no_mangle]
 pub extern "C" fn nwe_strerror(code: c_int) -> *const c_char {
     let text = code
@@ -166,6 +174,18 @@ pub const NWE_RSV3: c_uint = 1;
 /// Fills `params` with the defaults of the Rust `Params`: buffering on, 64 MiB
 /// messages, a 10 s close timeout, no idle/keepalive/message timeout, no fragment
 /// limit, a 16 MiB send queue, 4 KiB producer buffers, no RSV bits. Ignores NULL.
+///
+/// ```
+/// use net_websocket_ev::capi::*;
+/// let mut params = std::mem::MaybeUninit::<nwe_params>::uninit();
+/// // SAFETY: `params` is writable; nwe_params_init fills all of it.
+/// let mut params = unsafe {
+///     nwe_params_init(params.as_mut_ptr());
+///     params.assume_init()
+/// };
+/// assert_eq!((params.buffering, params.max_recv_size, params.close_timeout), (1, 64 << 20, 10.0));
+/// params.idle_timeout = 30.0; // then pass &params to nwe_server_new
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_params_init(params: *mut nwe_params) {
     if params.is_null() {
@@ -326,6 +346,13 @@ fn shielded<R>(on_panic: R, body: impl FnOnce() -> R) -> R {
 /// libev was told to break out), or of a handshake call (which returned
 /// `NWE_EPANIC`). Copies its text, NUL-terminated and cut to `len - 1` bytes, into
 /// `buf` (which may be NULL when `len` is 0) and returns 1; returns 0 if there was none.
+///
+/// ```
+/// use net_websocket_ev::capi::*;
+/// let mut text = [0; 128];
+/// // SAFETY: `text` has room for 128 bytes.
+/// assert_eq!(unsafe { nwe_take_panic(text.as_mut_ptr(), text.len()) }, 0); // none
+/// ```
 #[no_mangle]
 pub unsafe extern "C" fn nwe_take_panic(buf: *mut c_char, len: usize) -> c_int {
     let parked = crate::ev::take_panic().map(|payload| panic_text(&*payload));
