@@ -15,6 +15,9 @@
 // still caught: by the build with `ev`, which uses everything).
 #![cfg_attr(not(feature = "ev"), allow(dead_code))]
 
+#[cfg(feature = "capi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "capi")))]
+pub mod capi;
 #[cfg(feature = "ev")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ev")))]
 pub mod ev;
