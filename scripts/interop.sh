@@ -56,6 +56,9 @@ cargo build --release --examples --features tls --quiet
 EXAMPLES="${CARGO_TARGET_DIR:-target}/release/examples"
 ECHO_SERVER="$EXAMPLES/echo_server"
 CLIENT="$EXAMPLES/client"
+echo "building the C API and its examples (release)" >&2
+scripts/capi.sh --examples >/dev/null
+C_ECHO_SERVER="${CARGO_TARGET_DIR:-target}/release/c-examples/echo_server"
 
 # ------------------------------------------------------------------ test PKI
 
@@ -372,6 +375,12 @@ for mode in "" --deflate --deflate-takeover; do
     client_suite python "$mode" .venv/bin/python "$INTEROP/python/echo_server.py" 0
     client_suite node "$mode" node "$INTEROP/node/echo_server.js" 0
 done
+
+# The C API's echo server (examples/c/echo_server.c), the same peers (no
+# permessage-deflate: the C API does not negotiate it).
+ECHO_SERVER=$C_ECHO_SERVER echo_server_suite python-c $((DEADLINE * 10)) "" .venv/bin/python "$INTEROP/python/peer.py"
+ECHO_SERVER=$C_ECHO_SERVER echo_server_suite node-c $((DEADLINE * 10)) "" node "$INTEROP/node/peer.js"
+ECHO_SERVER=$C_ECHO_SERVER echo_server_suite chromium-c $((DEADLINE * 12)) "" node "$INTEROP/node/browser.js"
 
 # Over TLS: the same suites, without compression and with --deflate (context takeover
 # changes what the compressor keeps, not what TLS carries); then the client's trust

@@ -54,7 +54,7 @@ step "packaging: both crates as they would be published"
 # --allow-dirty: also from a work tree with changes (a real publish needs a clean one).
 cargo publish --workspace --dry-run --allow-dirty
 step "valgrind: the libev layer and the FFI-touching tests"
-for file in tests/ev_loop.rs tests/websocket_*.rs tests/hostile_*.rs; do
+for file in tests/ev_loop.rs tests/ev_async.rs tests/websocket_*.rs tests/hostile_*.rs; do
     [ -e "$file" ] || continue
     test=$(basename "$file" .rs)
     bin=$(cargo test --all-features --no-run --message-format=json --test "$test" 2>/dev/null |
@@ -73,6 +73,13 @@ for line in sys.stdin:
     rm -f "$log"
     echo "valgrind $test: clean"
 done
+step "valgrind: the C API's ownership program (tests/capi/ownership.c)"
+scripts/capi.sh --debug >/dev/null
+capi_dir=${CARGO_TARGET_DIR:-target}/debug
+cc -std=c99 -Wall -Wextra -Werror -g -o "$capi_dir/capi-ownership" tests/capi/ownership.c \
+    -I src/capi "$capi_dir/libnet_websocket_ev.a" -lev -lpthread -ldl -lm
+valgrind --leak-check=full --error-exitcode=1 -q "$capi_dir/capi-ownership" >/dev/null
+echo "valgrind capi-ownership: clean"
 if [ -x scripts/interop.sh ]; then
     step "interoperability"
     bash scripts/interop.sh
