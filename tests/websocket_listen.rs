@@ -879,3 +879,31 @@ fn message_timeout_none_lifts_the_deadline() {
     assert!(!kept.close_received() && !kept.eof && kept.error.is_none());
     websocket::abort_all(&lp);
 }
+
+#[test]
+fn a_head_request_gets_no_body_also_when_the_server_answers_for_the_hook() {
+    // The hook accepts a plain HEAD (answered as without a hook: 400) or gives an
+    // invalid answer (500): neither writes its body to a HEAD.
+    let lp = Loop::new().unwrap();
+    let (listener, _log) = echo_listener(&lp, |p| {
+        p.on_request(|req| match req.path.as_str() {
+            "/bad" => Answer::status(200).header("Content-Length", "0"),
+            _ => Answer::accept(),
+        })
+    });
+    for (path, status) in [("/", "400"), ("/bad", "500")] {
+        let mut sock = connect(listener.local_addr());
+        sock.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let answer = String::from_utf8(read_to_eof(&lp, &mut sock)).unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(answer.contains("\r\nContent-Length: "), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "a body after the head: {answer:?}"
+        );
+    }
+}

@@ -84,11 +84,11 @@ impl Side for ServerSide {
                 ),
                 // An accept of a plain request: answered as without a hook.
                 Err(err @ HandshakeError::MissingUpgrade) => (
-                    handshake::error_response(&err),
+                    head_only(request, handshake::error_response(&err)),
                     UpgradeError::Handshake(err),
                 ),
                 Err(err) => (
-                    handshake::internal_error_response(),
+                    head_only(request, handshake::internal_error_response()),
                     UpgradeError::Answer(err),
                 ),
             });
@@ -128,6 +128,17 @@ impl Side for ServerSide {
     fn leftover(&mut self) -> Vec<u8> {
         self.parser.take_leftover()
     }
+}
+
+/// The server's own response (400, 500) without its body when the request is a
+/// `HEAD` (its `Content-Length` stays, as for the hook's answers).
+fn head_only(request: &Request, mut response: Vec<u8>) -> Vec<u8> {
+    if request.method == "HEAD" {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            response.truncate(end + 4);
+        }
+    }
+    response
 }
 
 pub(super) struct ClientSide {
