@@ -907,3 +907,33 @@ fn a_head_request_gets_no_body_also_when_the_server_answers_for_the_hook() {
         );
     }
 }
+
+#[test]
+fn a_bad_head_request_gets_its_refusal_without_a_body() {
+    // Refused while parsing (no Request yet): without a hook a plain HEAD, with
+    // one a HEAD that asks for an upgrade.
+    let lp = Loop::new().unwrap();
+    let (plain, _log) = echo_listener(&lp, |p| p);
+    let (hooked, _log) = echo_listener(&lp, |p| p.on_request(|_| Answer::accept()));
+    let requests = [
+        (
+            plain.local_addr(),
+            "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        ),
+        (
+            hooked.local_addr(),
+            upgrade_request("").replacen("GET", "HEAD", 1),
+        ),
+    ];
+    for (addr, request) in requests {
+        let mut sock = connect(addr);
+        sock.write_all(request.as_bytes()).unwrap();
+        let answer = String::from_utf8(read_to_eof(&lp, &mut sock)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+        assert!(answer.contains("\r\nContent-Length: "), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "a body after the head: {answer:?}"
+        );
+    }
+}

@@ -57,11 +57,16 @@ pub(super) struct ServerSide {
     pub(super) options: Rc<HandshakeOptions>,
     /// The client's address, given to the request in [`Request::peer`].
     pub(super) peer: Option<SocketAddr>,
+    /// The first bytes of the request (up to 5): a `HEAD ` gets no body, also in a
+    /// refusal of a head that did not parse.
+    pub(super) start: Vec<u8>,
 }
 
 impl Side for ServerSide {
     type Head = Request;
     fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        let missing = HEAD.len().saturating_sub(self.start.len()).min(data.len());
+        self.start.extend_from_slice(&data[..missing]);
         let mut request = self.parser.feed(data)?;
         if let Some(request) = request.as_mut() {
             request.peer = self.peer;
@@ -84,11 +89,14 @@ impl Side for ServerSide {
                 ),
                 // An accept of a plain request: answered as without a hook.
                 Err(err @ HandshakeError::MissingUpgrade) => (
-                    head_only(request, handshake::error_response(&err)),
+                    head_only(request.method == "HEAD", handshake::error_response(&err)),
                     UpgradeError::Handshake(err),
                 ),
                 Err(err) => (
-                    head_only(request, handshake::internal_error_response()),
+                    head_only(
+                        request.method == "HEAD",
+                        handshake::internal_error_response(),
+                    ),
                     UpgradeError::Answer(err),
                 ),
             });
@@ -123,17 +131,19 @@ impl Side for ServerSide {
         }
     }
     fn refusal(&self, err: &HandshakeError) -> Vec<u8> {
-        handshake::error_response(err)
+        head_only(self.start == HEAD, handshake::error_response(err))
     }
     fn leftover(&mut self) -> Vec<u8> {
         self.parser.take_leftover()
     }
 }
 
+const HEAD: &[u8] = b"HEAD ";
+
 /// The server's own response (400, 500) without its body when the request is a
 /// `HEAD` (its `Content-Length` stays, as for the hook's answers).
-fn head_only(request: &Request, mut response: Vec<u8>) -> Vec<u8> {
-    if request.method == "HEAD" {
+fn head_only(head: bool, mut response: Vec<u8>) -> Vec<u8> {
+    if head {
         if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
             response.truncate(end + 4);
         }

@@ -416,6 +416,7 @@ pub(crate) fn accept_shared(
         parser,
         options: options.clone(),
         peer: stream.peer_addr().ok(),
+        start: Vec::new(),
     };
     #[cfg(feature = "tls")]
     let tls = match options.server_tls.as_ref().map(Session::server).transpose() {
