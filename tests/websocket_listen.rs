@@ -937,3 +937,22 @@ fn a_bad_head_request_gets_its_refusal_without_a_body() {
         );
     }
 }
+
+#[test]
+fn abort_all_ends_the_handshakes_of_a_dropped_listener() {
+    // The teardown of a loop: the listener is gone (dropped: its handshakes were
+    // to finish on the loop), abort_all must not leave their sockets open.
+    let lp = Loop::new().unwrap();
+    let (listener, log) = echo_listener(&lp, |p| p);
+    let mut sock = connect(listener.local_addr());
+    run_until(&lp, "the accept", || listener.stats().handshakes == 1);
+    sock.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    drop(listener);
+    websocket::abort_all(&lp);
+    assert!(matches!(log.borrow().errors[..], [UpgradeError::Aborted]));
+    drop(lp); // not run again: the socket is closed already
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(deadline())).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(sock.read(&mut buf).unwrap(), 0, "EOF without an answer");
+}

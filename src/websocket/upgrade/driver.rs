@@ -4,6 +4,7 @@
 //! peer's head and says what to answer.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -178,6 +179,41 @@ impl Side for ClientSide {
 
 pub(super) type Done<H> = Box<dyn FnOnce(Result<Upgraded<H>, UpgradeError>)>;
 
+/// Aborts one handshake in progress (nothing if it is over).
+type AbortFn = Box<dyn Fn()>;
+
+thread_local! {
+    /// Handshakes in progress on this thread, by driver address: their loop's
+    /// address and how to abort them, for [`abort_all`]. A handshake keeps itself
+    /// alive through its watchers, so without this one whose listener was dropped
+    /// (or a bare `accept`/`upgrade`) would keep its socket and its loop forever
+    /// once the loop is no longer run.
+    static LIVE: RefCell<HashMap<usize, (usize, AbortFn)>> = RefCell::new(HashMap::new());
+}
+
+/// Ends every handshake in progress on `lp` with [`UpgradeError::Aborted`] (each
+/// socket closed, each `done` called); how many.
+pub(crate) fn abort_all(lp: &Loop) -> usize {
+    let key = lp.as_raw() as usize;
+    let aborts: Vec<AbortFn> = LIVE.with(|live| {
+        let mut live = live.borrow_mut();
+        let ids: Vec<usize> = live
+            .iter()
+            .filter(|(_, (l, _))| *l == key)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter()
+            .filter_map(|id| live.remove(id))
+            .map(|(_, abort)| abort)
+            .collect()
+    });
+    let count = aborts.len();
+    for abort in aborts {
+        abort();
+    }
+    count
+}
+
 /// One handshake in progress: writes `out`, reads and parses the peer's head, and
 /// finishes once the head is parsed and everything is written.
 pub(super) struct Driver<S: Side> {
@@ -262,8 +298,18 @@ impl<S: Side> Driver<S> {
         d.io = Some(io);
         d.timer = Some(timer);
         drop(d);
+        let weak = Rc::downgrade(&driver);
+        let abort = weak.clone();
+        LIVE.with(|live| {
+            let entry: (usize, AbortFn) = (
+                lp.as_raw() as usize,
+                Box::new(move || Driver::abort(&abort)),
+            );
+            live.borrow_mut()
+                .insert(Rc::as_ptr(&driver) as usize, entry);
+        });
         Driver::arm(&driver);
-        Rc::downgrade(&driver)
+        weak
     }
 
     /// Ends a handshake in progress with [`UpgradeError::Aborted`] (its socket
@@ -434,6 +480,7 @@ impl<S: Side> Driver<S> {
             None
         };
         if let Some(outcome) = outcome {
+            let _ = LIVE.try_with(|live| live.borrow_mut().remove(&(Rc::as_ptr(this) as usize)));
             let done = d.done.take();
             // Dropping the watchers releases their closures' hold on the driver.
             let (io, timer) = (d.io.take(), d.timer.take());
