@@ -956,3 +956,44 @@ fn abort_all_ends_the_handshakes_of_a_dropped_listener() {
     let mut buf = [0u8; 16];
     assert_eq!(sock.read(&mut buf).unwrap(), 0, "EOF without an answer");
 }
+
+#[test]
+fn abort_from_inside_on_error_still_reports_each_aborted_handshake() {
+    let lp = Loop::new().unwrap();
+    let handle: Rc<RefCell<Option<Listener>>> = Rc::default();
+    let errors: Rc<RefCell<Vec<UpgradeError>>> = Rc::default();
+    let (h, e) = (handle.clone(), errors.clone());
+    let listener = Listener::new(
+        ListenParams::new("127.0.0.1:0")
+            .event_loop(&lp)
+            .on_connect(drop)
+            .on_error(move |err, _peer| {
+                e.borrow_mut().push(clone_error(err));
+                if let Some(listener) = h.borrow().as_ref() {
+                    listener.abort(); // from inside on_error
+                }
+            }),
+    )
+    .unwrap();
+    let addr = listener.local_addr();
+    *handle.borrow_mut() = Some(listener);
+    let mut socks: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    run_until(&lp, "three accepts", || {
+        handle.borrow().as_ref().unwrap().stats().handshakes == 3
+    });
+    socks[0].write_all(b"BAD\r\n\r\n").unwrap();
+    run_until(&lp, "the first error", || !errors.borrow().is_empty());
+    let errors = errors.borrow();
+    assert!(
+        matches!(
+            errors[..],
+            [
+                UpgradeError::Handshake(_),
+                UpgradeError::Aborted,
+                UpgradeError::Aborted
+            ]
+        ),
+        "{errors:?}"
+    );
+    assert_eq!(handle.borrow().as_ref().unwrap().stats().handshakes, 0);
+}
