@@ -879,3 +879,121 @@ fn message_timeout_none_lifts_the_deadline() {
     assert!(!kept.close_received() && !kept.eof && kept.error.is_none());
     websocket::abort_all(&lp);
 }
+
+#[test]
+fn a_head_request_gets_no_body_also_when_the_server_answers_for_the_hook() {
+    // The hook accepts a plain HEAD (answered as without a hook: 400) or gives an
+    // invalid answer (500): neither writes its body to a HEAD.
+    let lp = Loop::new().unwrap();
+    let (listener, _log) = echo_listener(&lp, |p| {
+        p.on_request(|req| match req.path.as_str() {
+            "/bad" => Answer::status(200).header("Content-Length", "0"),
+            _ => Answer::accept(),
+        })
+    });
+    for (path, status) in [("/", "400"), ("/bad", "500")] {
+        let mut sock = connect(listener.local_addr());
+        sock.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let answer = String::from_utf8(read_to_eof(&lp, &mut sock)).unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(answer.contains("\r\nContent-Length: "), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "a body after the head: {answer:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_head_request_gets_its_refusal_without_a_body() {
+    // Refused while parsing (no Request yet): without a hook a plain HEAD, with
+    // one a HEAD that asks for an upgrade.
+    let lp = Loop::new().unwrap();
+    let (plain, _log) = echo_listener(&lp, |p| p);
+    let (hooked, _log) = echo_listener(&lp, |p| p.on_request(|_| Answer::accept()));
+    let requests = [
+        (
+            plain.local_addr(),
+            "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        ),
+        (
+            hooked.local_addr(),
+            upgrade_request("").replacen("GET", "HEAD", 1),
+        ),
+    ];
+    for (addr, request) in requests {
+        let mut sock = connect(addr);
+        sock.write_all(request.as_bytes()).unwrap();
+        let answer = String::from_utf8(read_to_eof(&lp, &mut sock)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+        assert!(answer.contains("\r\nContent-Length: "), "{answer}");
+        assert!(
+            answer.ends_with("\r\n\r\n"),
+            "a body after the head: {answer:?}"
+        );
+    }
+}
+
+#[test]
+fn abort_all_ends_the_handshakes_of_a_dropped_listener() {
+    // The teardown of a loop: the listener is gone (dropped: its handshakes were
+    // to finish on the loop), abort_all must not leave their sockets open.
+    let lp = Loop::new().unwrap();
+    let (listener, log) = echo_listener(&lp, |p| p);
+    let mut sock = connect(listener.local_addr());
+    run_until(&lp, "the accept", || listener.stats().handshakes == 1);
+    sock.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    drop(listener);
+    websocket::abort_all(&lp);
+    assert!(matches!(log.borrow().errors[..], [UpgradeError::Aborted]));
+    drop(lp); // not run again: the socket is closed already
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(deadline())).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(sock.read(&mut buf).unwrap(), 0, "EOF without an answer");
+}
+
+#[test]
+fn abort_from_inside_on_error_still_reports_each_aborted_handshake() {
+    let lp = Loop::new().unwrap();
+    let handle: Rc<RefCell<Option<Listener>>> = Rc::default();
+    let errors: Rc<RefCell<Vec<UpgradeError>>> = Rc::default();
+    let (h, e) = (handle.clone(), errors.clone());
+    let listener = Listener::new(
+        ListenParams::new("127.0.0.1:0")
+            .event_loop(&lp)
+            .on_connect(drop)
+            .on_error(move |err, _peer| {
+                e.borrow_mut().push(clone_error(err));
+                if let Some(listener) = h.borrow().as_ref() {
+                    listener.abort(); // from inside on_error
+                }
+            }),
+    )
+    .unwrap();
+    let addr = listener.local_addr();
+    *handle.borrow_mut() = Some(listener);
+    let mut socks: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    run_until(&lp, "three accepts", || {
+        handle.borrow().as_ref().unwrap().stats().handshakes == 3
+    });
+    socks[0].write_all(b"BAD\r\n\r\n").unwrap();
+    run_until(&lp, "the first error", || !errors.borrow().is_empty());
+    let errors = errors.borrow();
+    assert!(
+        matches!(
+            errors[..],
+            [
+                UpgradeError::Handshake(_),
+                UpgradeError::Aborted,
+                UpgradeError::Aborted
+            ]
+        ),
+        "{errors:?}"
+    );
+    assert_eq!(handle.borrow().as_ref().unwrap().stats().handshakes, 0);
+}

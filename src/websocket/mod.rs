@@ -43,7 +43,9 @@ use conn::Conn;
 /// alive on their loop while open, so their fds would leak with it. Teardown order:
 /// `abort_all(&lp)`, then drop your handles and watchers, then destroy the loop.
 /// A connection whose callback is running (when called from inside it) ends when
-/// that callback returns.
+/// that callback returns. Handshakes in progress on `lp` (a listener's, even once
+/// it is dropped, or of [`upgrade::accept`] / [`upgrade::upgrade`]) end too, first:
+/// each socket closed, each callback given [`UpgradeError::Aborted`](upgrade::UpgradeError::Aborted).
 ///
 /// ```
 /// use net_websocket_ev::{ev::Loop, websocket, Params, Server};
@@ -66,6 +68,7 @@ use conn::Conn;
 /// assert_eq!(closed.get(), 3);
 /// ```
 pub fn abort_all(lp: &Loop) -> usize {
+    upgrade::abort_all(lp);
     conn::abort_all(lp)
 }
 

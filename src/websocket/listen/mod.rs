@@ -65,7 +65,7 @@ mod params;
 mod slots;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -164,6 +164,8 @@ impl Listener {
                 accepts_per_wakeup: params.accepts_per_wakeup,
                 on_connect: Cell::new(Some(on_connect)),
                 on_error: Cell::new(params.on_error),
+                errors: RefCell::default(),
+                reporting: Cell::new(false),
                 counts: RefCell::default(),
                 stats: Cell::default(),
                 paused: Cell::new(None),
@@ -376,6 +378,11 @@ struct Shared {
     /// Taken out while it runs (nothing is borrowed while user code runs).
     on_connect: Cell<Option<OnConnect>>,
     on_error: Cell<Option<OnError>>,
+    /// Errors not reported yet: one that comes while `on_error` runs (it aborted
+    /// the listener, say) waits for it to return.
+    errors: RefCell<VecDeque<(UpgradeError, SocketAddr)>>,
+    /// Whether `on_error` is being called (by an outer `report`).
+    reporting: Cell<bool>,
     counts: RefCell<Counts>,
     stats: Cell<ListenerStats>,
     paused: Cell<Option<Pause>>,
@@ -480,9 +487,33 @@ impl Shared {
                 self.update_stats(|s| s.failed += 1);
                 drop(slot);
                 if !matches!(err, UpgradeError::Refused { .. }) {
-                    call(&self.on_error, |on_error| on_error(&err, peer));
+                    self.report(err, peer);
                 }
             }
+        }
+    }
+
+    /// Gives `err` to `on_error`, after those before it; inside `on_error`, it is
+    /// queued for the outer call to deliver once `on_error` returns.
+    fn report(&self, err: UpgradeError, peer: SocketAddr) {
+        /// Clears `reporting` also when `on_error` panics.
+        struct Reporting<'a>(&'a Cell<bool>);
+        impl Drop for Reporting<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        self.errors.borrow_mut().push_back((err, peer));
+        if self.reporting.replace(true) {
+            return;
+        }
+        let _reporting = Reporting(&self.reporting);
+        loop {
+            let next = self.errors.borrow_mut().pop_front();
+            let Some((err, peer)) = next else {
+                break;
+            };
+            call(&self.on_error, |on_error| on_error(&err, peer));
         }
     }
 

@@ -4,6 +4,7 @@
 //! peer's head and says what to answer.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
@@ -57,11 +58,16 @@ pub(super) struct ServerSide {
     pub(super) options: Rc<HandshakeOptions>,
     /// The client's address, given to the request in [`Request::peer`].
     pub(super) peer: Option<SocketAddr>,
+    /// The first bytes of the request (up to 5): a `HEAD ` gets no body, also in a
+    /// refusal of a head that did not parse.
+    pub(super) start: Vec<u8>,
 }
 
 impl Side for ServerSide {
     type Head = Request;
     fn feed(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        let missing = HEAD.len().saturating_sub(self.start.len()).min(data.len());
+        self.start.extend_from_slice(&data[..missing]);
         let mut request = self.parser.feed(data)?;
         if let Some(request) = request.as_mut() {
             request.peer = self.peer;
@@ -84,11 +90,14 @@ impl Side for ServerSide {
                 ),
                 // An accept of a plain request: answered as without a hook.
                 Err(err @ HandshakeError::MissingUpgrade) => (
-                    handshake::error_response(&err),
+                    head_only(request.method == "HEAD", handshake::error_response(&err)),
                     UpgradeError::Handshake(err),
                 ),
                 Err(err) => (
-                    handshake::internal_error_response(),
+                    head_only(
+                        request.method == "HEAD",
+                        handshake::internal_error_response(),
+                    ),
                     UpgradeError::Answer(err),
                 ),
             });
@@ -123,11 +132,24 @@ impl Side for ServerSide {
         }
     }
     fn refusal(&self, err: &HandshakeError) -> Vec<u8> {
-        handshake::error_response(err)
+        head_only(self.start == HEAD, handshake::error_response(err))
     }
     fn leftover(&mut self) -> Vec<u8> {
         self.parser.take_leftover()
     }
+}
+
+const HEAD: &[u8] = b"HEAD ";
+
+/// The server's own response (400, 500) without its body when the request is a
+/// `HEAD` (its `Content-Length` stays, as for the hook's answers).
+fn head_only(head: bool, mut response: Vec<u8>) -> Vec<u8> {
+    if head {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            response.truncate(end + 4);
+        }
+    }
+    response
 }
 
 pub(super) struct ClientSide {
@@ -156,6 +178,41 @@ impl Side for ClientSide {
 }
 
 pub(super) type Done<H> = Box<dyn FnOnce(Result<Upgraded<H>, UpgradeError>)>;
+
+/// Aborts one handshake in progress (nothing if it is over).
+type AbortFn = Box<dyn Fn()>;
+
+thread_local! {
+    /// Handshakes in progress on this thread, by driver address: their loop's
+    /// address and how to abort them, for [`abort_all`]. A handshake keeps itself
+    /// alive through its watchers, so without this one whose listener was dropped
+    /// (or a bare `accept`/`upgrade`) would keep its socket and its loop forever
+    /// once the loop is no longer run.
+    static LIVE: RefCell<HashMap<usize, (usize, AbortFn)>> = RefCell::new(HashMap::new());
+}
+
+/// Ends every handshake in progress on `lp` with [`UpgradeError::Aborted`] (each
+/// socket closed, each `done` called); how many.
+pub(crate) fn abort_all(lp: &Loop) -> usize {
+    let key = lp.as_raw() as usize;
+    let aborts: Vec<AbortFn> = LIVE.with(|live| {
+        let mut live = live.borrow_mut();
+        let ids: Vec<usize> = live
+            .iter()
+            .filter(|(_, (l, _))| *l == key)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter()
+            .filter_map(|id| live.remove(id))
+            .map(|(_, abort)| abort)
+            .collect()
+    });
+    let count = aborts.len();
+    for abort in aborts {
+        abort();
+    }
+    count
+}
 
 /// One handshake in progress: writes `out`, reads and parses the peer's head, and
 /// finishes once the head is parsed and everything is written.
@@ -241,8 +298,18 @@ impl<S: Side> Driver<S> {
         d.io = Some(io);
         d.timer = Some(timer);
         drop(d);
+        let weak = Rc::downgrade(&driver);
+        let abort = weak.clone();
+        LIVE.with(|live| {
+            let entry: (usize, AbortFn) = (
+                lp.as_raw() as usize,
+                Box::new(move || Driver::abort(&abort)),
+            );
+            live.borrow_mut()
+                .insert(Rc::as_ptr(&driver) as usize, entry);
+        });
         Driver::arm(&driver);
-        Rc::downgrade(&driver)
+        weak
     }
 
     /// Ends a handshake in progress with [`UpgradeError::Aborted`] (its socket
@@ -413,6 +480,7 @@ impl<S: Side> Driver<S> {
             None
         };
         if let Some(outcome) = outcome {
+            let _ = LIVE.try_with(|live| live.borrow_mut().remove(&(Rc::as_ptr(this) as usize)));
             let done = d.done.take();
             // Dropping the watchers releases their closures' hold on the driver.
             let (io, timer) = (d.io.take(), d.timer.take());

@@ -26,7 +26,7 @@ use crate::{handshake::deflate::PerMessageDeflate, proto::Compression};
 mod driver;
 
 use super::transport::Parts;
-pub(crate) use driver::HandshakeHandle;
+pub(crate) use driver::{abort_all, HandshakeHandle};
 use driver::{ClientSide, Driver, ServerSide};
 
 /// Default time allowed for a whole opening handshake.
@@ -247,7 +247,8 @@ pub enum UpgradeError {
     /// the server writes itself, a subprotocol not offered): the client got `500`.
     Answer(HandshakeError),
     /// The handshake was abandoned: its listener was aborted
-    /// ([`Listener::abort`](crate::websocket::Listener::abort)).
+    /// ([`Listener::abort`](crate::websocket::Listener::abort)), or its loop
+    /// ([`abort_all`](crate::websocket::abort_all)).
     Aborted,
     /// The peer closed the connection before the handshake was complete.
     Eof,
@@ -271,7 +272,7 @@ impl fmt::Display for UpgradeError {
             UpgradeError::Answer(_) => {
                 f.write_str("the request hook's answer was invalid: the client got 500")
             }
-            UpgradeError::Aborted => f.write_str("handshake abandoned: the listener was aborted"),
+            UpgradeError::Aborted => f.write_str("handshake abandoned: aborted"),
             UpgradeError::Eof => f.write_str("peer closed the connection during the handshake"),
             UpgradeError::Timeout => f.write_str("handshake timed out"),
             UpgradeError::Io(_) => f.write_str("handshake I/O error"),
@@ -416,6 +417,7 @@ pub(crate) fn accept_shared(
         parser,
         options: options.clone(),
         peer: stream.peer_addr().ok(),
+        start: Vec::new(),
     };
     #[cfg(feature = "tls")]
     let tls = match options.server_tls.as_ref().map(Session::server).transpose() {
