@@ -248,7 +248,10 @@ fn rust_side() -> (Decls, Decls, BTreeMap<String, i64>) {
     for file in [
         "src/capi/mod.rs",
         "src/capi/connection.rs",
+        "src/capi/control.rs",
         "src/capi/handshake.rs",
+        "src/capi/send.rs",
+        "src/capi/state.rs",
     ] {
         let text = read(file);
         // `pub [unsafe] extern "C" fn name(params) -> ret {` and

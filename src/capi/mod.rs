@@ -33,7 +33,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod connection;
+mod control;
 mod handshake;
+mod send;
+mod state;
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -45,7 +48,10 @@ use crate::proto::{self, Rsv};
 use crate::websocket::{Error, Params, DEFAULT_CLOSE_TIMEOUT};
 
 pub use connection::*;
+pub use control::*;
 pub use handshake::*;
+pub use send::*;
+pub use state::*;
 
 /// Success.
 pub const NWE_OK: c_int = 0;
