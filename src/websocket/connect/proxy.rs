@@ -174,8 +174,9 @@ fn no_proxy_matches(list: &str, host: &str) -> bool {
         if entry.is_empty() || entry.len() > host.len() {
             return false;
         }
-        let (head, tail) = host.split_at(host.len() - entry.len());
-        tail.eq_ignore_ascii_case(entry) && (head.is_empty() || head.ends_with('.'))
+        // Bytes, not str: the split may fall inside a multi-byte character.
+        let (head, tail) = host.as_bytes().split_at(host.len() - entry.len());
+        tail.eq_ignore_ascii_case(entry.as_bytes()) && (head.is_empty() || head.ends_with(b"."))
     })
 }
 
@@ -363,6 +364,24 @@ mod tests {
         // NO_PROXY too, when no_proxy is unset.
         let upper = [("http_proxy", "p:1"), ("NO_PROXY", "example.com")];
         assert!(from_env(false, "example.com", env(&upper)).is_none());
+    }
+
+    #[test]
+    fn no_proxy_with_a_non_ascii_host_does_not_panic() {
+        // The suffix's start may fall inside a multi-byte character of the host.
+        let vars = [("http_proxy", "p:1"), ("no_proxy", "x.com")];
+        assert_eq!(
+            from_env(false, "\u{e9}.com", env(&vars)).as_deref(),
+            Some("p:1")
+        );
+        let vars = [("http_proxy", "p:1"), ("no_proxy", "b.\u{e9}")];
+        assert_eq!(
+            from_env(false, "a.\u{e9}\u{e9}", env(&vars)).as_deref(),
+            Some("p:1")
+        );
+        let vars = [("http_proxy", "p:1"), ("no_proxy", "\u{e9}.com")];
+        assert!(from_env(false, "api.\u{c9}.com", env(&vars)).is_some()); // ASCII case only
+        assert!(from_env(false, "api.\u{e9}.com", env(&vars)).is_none());
     }
 
     #[test]
