@@ -221,9 +221,12 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
         if b == b'%' {
             let hex = [bytes.next(), bytes.next()];
             let value = match hex {
-                [Some(hi), Some(lo)] => std::str::from_utf8(&[hi, lo])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok()),
+                // Two hex digits exactly: `from_str_radix` alone takes a sign (`%+1`).
+                [Some(hi), Some(lo)] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                    std::str::from_utf8(&[hi, lo])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                }
                 _ => None,
             };
             out.push(value.ok_or("bad %-escape in the proxy URL")?);
@@ -272,6 +275,9 @@ mod tests {
             "http://",
             "http://proxy/path",
             "http://a%zz@proxy",
+            "http://a%+1@proxy",
+            "http://a%-0@proxy",
+            "http://a:b%+f@proxy",
             "http://pro xy",
             "http://[::1",
         ] {
