@@ -371,6 +371,28 @@ fn bad_requests_are_refused_before_anything_starts() {
     assert!(!called.get());
 }
 
+/// A proxy password never shows in an error or in the options' debug output (both
+/// end up in logs, and `unwrap` prints the debug output).
+#[test]
+fn a_proxy_password_is_not_shown() {
+    let lp = Loop::new().unwrap();
+    for url in [
+        "socks5://alice:s3cret@127.0.0.1:1",
+        "http://alice:s3cret@127.0.0.1:port",
+        "http://alice:s3cret/x@127.0.0.1:1",
+        "alice:s3cret@127.0.0.1:1/path",
+    ] {
+        let options = ConnectOptions::new().proxy(Proxy::Http(url.into()));
+        assert!(!format!("{options:?}").contains("s3cret"), "{options:?}");
+        let err = websocket::connect(&lp, "ws://127.0.0.1:1/", options, |_| {}).unwrap_err();
+        assert!(matches!(err, ConnectError::ProxyUrl { .. }), "{err:?}");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("127.0.0.1"), "{shown}");
+        }
+    }
+}
+
 /// A server on a thread that records the request and answers 101 with extra
 /// headers: what the client sent, and that the client sees the response headers.
 #[test]

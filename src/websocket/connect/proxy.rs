@@ -13,7 +13,9 @@ use base64::Engine as _;
 /// assert_eq!(Proxy::default(), Proxy::FromEnv);
 /// # drop((through, direct));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its debug output hides a password in the URL (`***`).
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Proxy {
     /// The default: the environment, read as curl reads it when the connection
@@ -33,6 +35,27 @@ pub enum Proxy {
     /// out; the port defaults to 1080, as in curl). User and password, which may be
     /// percent-encoded, are sent as `Proxy-Authorization: Basic`.
     Http(String),
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proxy::FromEnv => f.write_str("FromEnv"),
+            Proxy::Direct => f.write_str("Direct"),
+            Proxy::Http(url) => f.debug_tuple("Http").field(&redact(url)).finish(),
+        }
+    }
+}
+
+/// `url` with its user information (a password), if any, replaced by `***`: for
+/// messages and logs. Everything between the scheme and the last `@` goes, so that
+/// a malformed URL (an unescaped `/` in the password) hides it too.
+pub(super) fn redact(url: &str) -> String {
+    let start = url.find("://").map_or(0, |at| at + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
 }
 
 /// A proxy to tunnel through.
