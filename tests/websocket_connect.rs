@@ -532,6 +532,89 @@ fn a_proxy_that_is_not_http_is_an_error() {
     fake.join().unwrap();
 }
 
+/// A fake proxy: reads the CONNECT head (one byte at a time), writes `answer` in one
+/// piece, then `more` until the client goes, and returns the head.
+fn fake_proxy(
+    answer: &'static [u8],
+    more: &'static [u8],
+) -> (SocketAddr, thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(deadline())).unwrap();
+        stream.set_write_timeout(Some(deadline())).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        stream.write_all(answer).unwrap();
+        while !more.is_empty() && stream.write_all(more).is_ok() {}
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        String::from_utf8(head).unwrap()
+    });
+    (addr, fake)
+}
+
+/// What the proxy sends right after its answer head, in the same segment, is the
+/// server's: here a refusal the handshake must see (lost, the handshake would wait
+/// for its timeout instead).
+#[test]
+fn bytes_after_the_proxy_answer_go_to_the_handshake() {
+    let (addr, fake) = fake_proxy(
+        b"HTTP/1.1 200 Connection established\r\n\r\n\
+          HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+        b"",
+    );
+    let lp = Loop::new().unwrap();
+    let options = ConnectOptions::new()
+        .proxy(Proxy::Http(format!("http://{addr}")))
+        .handshake({
+            let mut handshake = HandshakeOptions::default();
+            handshake.timeout = deadline();
+            handshake
+        });
+    let err = wait(&lp, &start(&lp, "ws://[::1]:8080/", options)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::Upgrade(upgrade::UpgradeError::Handshake(
+                handshake::HandshakeError::BadStatus(403)
+            ))
+        ),
+        "{err:?}"
+    );
+    let head = fake.join().unwrap();
+    assert!(
+        head.starts_with("CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n"),
+        "{head}"
+    );
+}
+
+/// A proxy whose answer head never ends is cut off at the handshake's header limit.
+#[test]
+fn a_never_ending_proxy_answer_is_bounded() {
+    let (addr, fake) = fake_proxy(b"HTTP/1.1 200 OK\r\n", b"X-Filler: yyyyyyyyyyyyyyyy\r\n");
+    let lp = Loop::new().unwrap();
+    let options = ConnectOptions::new()
+        .proxy(Proxy::Http(format!("http://{addr}")))
+        .handshake({
+            let mut handshake = HandshakeOptions::default();
+            handshake.max_header_size = 4096;
+            handshake.timeout = deadline();
+            handshake
+        });
+    let err = wait(&lp, &start(&lp, "ws://127.0.0.1:9/", options)).unwrap_err();
+    assert!(
+        matches!(err, ConnectError::Proxy(ref e) if e.kind() == ErrorKind::InvalidData),
+        "{err:?}"
+    );
+    fake.join().unwrap();
+}
+
 #[cfg(feature = "tls")]
 #[test]
 fn wss_by_name_through_a_proxy() {
