@@ -717,6 +717,43 @@ fn cancelling_during_the_handshake_closes_the_socket() {
     assert!(server.join().unwrap().unwrap_or(true), "EOF or reset");
 }
 
+/// A cancel while the proxy has not answered `CONNECT` closes the socket to it.
+#[test]
+fn cancelling_during_the_tunnel_closes_the_socket() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got_connect, connect_in) = mpsc::channel::<()>();
+    let proxy = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(deadline())).unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0);
+            head.extend_from_slice(&buf[..n]);
+        }
+        got_connect.send(()).unwrap();
+        // Never answers; the cancel must end the connection.
+        stream.read(&mut buf).map(|n| n == 0)
+    });
+    let lp = Loop::new().unwrap();
+    let options = ConnectOptions::new().proxy(Proxy::Http(format!("http://{addr}")));
+    let pending = websocket::connect(&lp, "ws://127.0.0.1:9/", options, |_| {
+        panic!("called after cancel")
+    })
+    .unwrap();
+    run_until(&lp, "the CONNECT at the proxy", || {
+        connect_in.try_recv().is_ok()
+    });
+    pending.cancel();
+    assert!(!pending.is_pending());
+    run_until(&lp, "the proxy's end of the connection", || {
+        proxy.is_finished()
+    });
+    assert!(proxy.join().unwrap().unwrap_or(true), "EOF or reset");
+}
+
 #[test]
 fn cancelling_while_connecting_and_after_the_callback() {
     let Some((_listener, _fillers, silent)) = unanswering() else {
