@@ -216,7 +216,9 @@ pub(super) fn parse_status(head: &[u8]) -> Result<(u16, String), &'static str> {
         .windows(2)
         .position(|w| w == b"\r\n")
         .unwrap_or(head.len());
-    let line = std::str::from_utf8(&head[..line_end]).map_err(|_| "proxy answer is not text")?;
+    // Lossy: the reason phrase may hold obs-text (bytes 0x80-0xFF); the version and
+    // the status code are checked as ASCII below.
+    let line = String::from_utf8_lossy(&head[..line_end]);
     let mut parts = line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
@@ -424,6 +426,11 @@ mod tests {
         assert_eq!(
             parse_status(b"HTTP/1.0 403\r\n\r\n"),
             Ok((403, String::new()))
+        );
+        // A reason phrase may hold obs-text (RFC 9112: bytes 0x80-0xFF, Latin-1).
+        assert_eq!(
+            parse_status(b"HTTP/1.1 403 Verboten f\xfcr dich\r\n\r\n"),
+            Ok((403, "Verboten f\u{fffd}r dich".into()))
         );
         assert!(parse_status(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
         assert!(parse_status(b"HTTP/1.1 2000 x\r\n\r\n").is_err());
