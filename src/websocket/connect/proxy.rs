@@ -194,6 +194,10 @@ fn no_proxy_matches(list: &str, host: &str) -> bool {
         let entry = entry.trim_start_matches('[').trim_end_matches(']');
         let entry = entry.strip_prefix('.').unwrap_or(entry);
         let entry = entry.strip_suffix('.').unwrap_or(entry);
+        // An IP address matches itself only (as curl), not as the suffix of a name.
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return entry.parse() == Ok(ip);
+        }
         if entry.is_empty() || entry.len() > host.len() {
             return false;
         }
@@ -379,6 +383,10 @@ mod tests {
         assert!(!direct("*.example.com", "api.example.com")); // curl: no wildcards
         assert!(!direct("", "example.com"));
         assert!(!direct("192.0.2.1", "192.0.2.10"));
+        // An IP address matches itself only, not as a name's suffix.
+        assert!(!direct("0.2.1", "192.0.2.1"));
+        assert!(!direct(".1", "192.0.2.1"));
+        assert!(direct("2001:db8:0::1", "2001:db8::1"));
         // Loopback is never proxied from the environment.
         for host in [
             "localhost",
