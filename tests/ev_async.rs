@@ -202,3 +202,34 @@ fn sender_is_send_and_sync() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<AsyncSender>();
 }
+
+/// A writer that wakes the loop on each write (a log sink, say) may format the
+/// sender it uses: its debug output does not hold the sender's lock while writing.
+#[test]
+fn formatting_a_sender_into_a_writer_that_sends_does_not_deadlock() {
+    struct Waking(AsyncSender, String);
+    impl std::fmt::Write for Waking {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.send();
+            self.1.push_str(s);
+            Ok(())
+        }
+    }
+    let lp = Loop::new().unwrap();
+    let wake = Async::new(&lp, |_| {});
+    wake.start();
+    let sender = wake.sender();
+    let (done, finished) = mpsc::channel();
+    // On a thread, so that a deadlock fails the test instead of hanging it.
+    thread::spawn(move || {
+        let mut out = Waking(sender.clone(), String::new());
+        std::fmt::write(&mut out, format_args!("{sender:?}")).unwrap();
+        done.send(out.1).unwrap();
+    });
+    let Ok(shown) = finished.recv_timeout(deadline()) else {
+        // The thread holds the lock for ever: dropping the watcher would block too.
+        std::mem::forget(wake);
+        panic!("formatting the sender deadlocked");
+    };
+    assert_eq!(shown, "AsyncSender { connected: true }");
+}

@@ -371,6 +371,28 @@ fn bad_requests_are_refused_before_anything_starts() {
     assert!(!called.get());
 }
 
+/// A proxy password never shows in an error or in the options' debug output (both
+/// end up in logs, and `unwrap` prints the debug output).
+#[test]
+fn a_proxy_password_is_not_shown() {
+    let lp = Loop::new().unwrap();
+    for url in [
+        "socks5://alice:s3cret@127.0.0.1:1",
+        "http://alice:s3cret@127.0.0.1:port",
+        "http://alice:s3cret/x@127.0.0.1:1",
+        "alice:s3cret@127.0.0.1:1/path",
+    ] {
+        let options = ConnectOptions::new().proxy(Proxy::Http(url.into()));
+        assert!(!format!("{options:?}").contains("s3cret"), "{options:?}");
+        let err = websocket::connect(&lp, "ws://127.0.0.1:1/", options, |_| {}).unwrap_err();
+        assert!(matches!(err, ConnectError::ProxyUrl { .. }), "{err:?}");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("127.0.0.1"), "{shown}");
+        }
+    }
+}
+
 /// A server on a thread that records the request and answers 101 with extra
 /// headers: what the client sent, and that the client sees the response headers.
 #[test]
@@ -510,6 +532,89 @@ fn a_proxy_that_is_not_http_is_an_error() {
     fake.join().unwrap();
 }
 
+/// A fake proxy: reads the CONNECT head (one byte at a time), writes `answer` in one
+/// piece, then `more` until the client goes, and returns the head.
+fn fake_proxy(
+    answer: &'static [u8],
+    more: &'static [u8],
+) -> (SocketAddr, thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(deadline())).unwrap();
+        stream.set_write_timeout(Some(deadline())).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        stream.write_all(answer).unwrap();
+        while !more.is_empty() && stream.write_all(more).is_ok() {}
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        String::from_utf8(head).unwrap()
+    });
+    (addr, fake)
+}
+
+/// What the proxy sends right after its answer head, in the same segment, is the
+/// server's: here a refusal the handshake must see (lost, the handshake would wait
+/// for its timeout instead).
+#[test]
+fn bytes_after_the_proxy_answer_go_to_the_handshake() {
+    let (addr, fake) = fake_proxy(
+        b"HTTP/1.1 200 Connection established\r\n\r\n\
+          HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+        b"",
+    );
+    let lp = Loop::new().unwrap();
+    let options = ConnectOptions::new()
+        .proxy(Proxy::Http(format!("http://{addr}")))
+        .handshake({
+            let mut handshake = HandshakeOptions::default();
+            handshake.timeout = deadline();
+            handshake
+        });
+    let err = wait(&lp, &start(&lp, "ws://[::1]:8080/", options)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::Upgrade(upgrade::UpgradeError::Handshake(
+                handshake::HandshakeError::BadStatus(403)
+            ))
+        ),
+        "{err:?}"
+    );
+    let head = fake.join().unwrap();
+    assert!(
+        head.starts_with("CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n"),
+        "{head}"
+    );
+}
+
+/// A proxy whose answer head never ends is cut off at the handshake's header limit.
+#[test]
+fn a_never_ending_proxy_answer_is_bounded() {
+    let (addr, fake) = fake_proxy(b"HTTP/1.1 200 OK\r\n", b"X-Filler: yyyyyyyyyyyyyyyy\r\n");
+    let lp = Loop::new().unwrap();
+    let options = ConnectOptions::new()
+        .proxy(Proxy::Http(format!("http://{addr}")))
+        .handshake({
+            let mut handshake = HandshakeOptions::default();
+            handshake.max_header_size = 4096;
+            handshake.timeout = deadline();
+            handshake
+        });
+    let err = wait(&lp, &start(&lp, "ws://127.0.0.1:9/", options)).unwrap_err();
+    assert!(
+        matches!(err, ConnectError::Proxy(ref e) if e.kind() == ErrorKind::InvalidData),
+        "{err:?}"
+    );
+    fake.join().unwrap();
+}
+
 #[cfg(feature = "tls")]
 #[test]
 fn wss_by_name_through_a_proxy() {
@@ -610,6 +715,43 @@ fn cancelling_during_the_handshake_closes_the_socket() {
         server.is_finished()
     });
     assert!(server.join().unwrap().unwrap_or(true), "EOF or reset");
+}
+
+/// A cancel while the proxy has not answered `CONNECT` closes the socket to it.
+#[test]
+fn cancelling_during_the_tunnel_closes_the_socket() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got_connect, connect_in) = mpsc::channel::<()>();
+    let proxy = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(deadline())).unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0);
+            head.extend_from_slice(&buf[..n]);
+        }
+        got_connect.send(()).unwrap();
+        // Never answers; the cancel must end the connection.
+        stream.read(&mut buf).map(|n| n == 0)
+    });
+    let lp = Loop::new().unwrap();
+    let options = ConnectOptions::new().proxy(Proxy::Http(format!("http://{addr}")));
+    let pending = websocket::connect(&lp, "ws://127.0.0.1:9/", options, |_| {
+        panic!("called after cancel")
+    })
+    .unwrap();
+    run_until(&lp, "the CONNECT at the proxy", || {
+        connect_in.try_recv().is_ok()
+    });
+    pending.cancel();
+    assert!(!pending.is_pending());
+    run_until(&lp, "the proxy's end of the connection", || {
+        proxy.is_finished()
+    });
+    assert!(proxy.join().unwrap().unwrap_or(true), "EOF or reset");
 }
 
 #[test]

@@ -231,8 +231,11 @@ impl fmt::Debug for Async {
 
 impl fmt::Debug for AsyncSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Read first: the lock must not be held while the formatter writes (a writer
+        // may send through this very sender).
+        let connected = self.target.lock().is_some();
         f.debug_struct("AsyncSender")
-            .field("connected", &self.target.lock().is_some())
+            .field("connected", &connected)
             .finish()
     }
 }

@@ -30,7 +30,7 @@ pub enum ConnectError {
     Request(HandshakeError),
     /// The proxy URL, from the options or the environment, cannot be used.
     ProxyUrl {
-        /// The URL.
+        /// The URL, its user information (a password) replaced by `***`.
         url: String,
         /// What is wrong with it.
         reason: &'static str,

@@ -116,7 +116,12 @@ pub fn connect(
         }),
     };
     let proxy = proxy_url
-        .map(|url| ProxyUrl::parse(&url).map_err(|reason| ConnectError::ProxyUrl { url, reason }))
+        .map(|url| {
+            ProxyUrl::parse(&url).map_err(|reason| ConnectError::ProxyUrl {
+                url: proxy::redact(&url),
+                reason,
+            })
+        })
         .transpose()?;
     let dial = match &proxy {
         Some(proxy) => (proxy.host.clone(), proxy.port),

@@ -13,7 +13,9 @@ use base64::Engine as _;
 /// assert_eq!(Proxy::default(), Proxy::FromEnv);
 /// # drop((through, direct));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its debug output hides a password in the URL (`***`).
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Proxy {
     /// The default: the environment, read as curl reads it when the connection
@@ -33,6 +35,27 @@ pub enum Proxy {
     /// out; the port defaults to 1080, as in curl). User and password, which may be
     /// percent-encoded, are sent as `Proxy-Authorization: Basic`.
     Http(String),
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proxy::FromEnv => f.write_str("FromEnv"),
+            Proxy::Direct => f.write_str("Direct"),
+            Proxy::Http(url) => f.debug_tuple("Http").field(&redact(url)).finish(),
+        }
+    }
+}
+
+/// `url` with its user information (a password), if any, replaced by `***`: for
+/// messages and logs. Everything between the scheme and the last `@` goes, so that
+/// a malformed URL (an unescaped `/` in the password) hides it too.
+pub(super) fn redact(url: &str) -> String {
+    let start = url.find("://").map_or(0, |at| at + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
 }
 
 /// A proxy to tunnel through.
@@ -171,11 +194,16 @@ fn no_proxy_matches(list: &str, host: &str) -> bool {
         let entry = entry.trim_start_matches('[').trim_end_matches(']');
         let entry = entry.strip_prefix('.').unwrap_or(entry);
         let entry = entry.strip_suffix('.').unwrap_or(entry);
+        // An IP address matches itself only (as curl), not as the suffix of a name.
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return entry.parse() == Ok(ip);
+        }
         if entry.is_empty() || entry.len() > host.len() {
             return false;
         }
-        let (head, tail) = host.split_at(host.len() - entry.len());
-        tail.eq_ignore_ascii_case(entry) && (head.is_empty() || head.ends_with('.'))
+        // Bytes, not str: the split may fall inside a multi-byte character.
+        let (head, tail) = host.as_bytes().split_at(host.len() - entry.len());
+        tail.eq_ignore_ascii_case(entry.as_bytes()) && (head.is_empty() || head.ends_with(b"."))
     })
 }
 
@@ -192,7 +220,9 @@ pub(super) fn parse_status(head: &[u8]) -> Result<(u16, String), &'static str> {
         .windows(2)
         .position(|w| w == b"\r\n")
         .unwrap_or(head.len());
-    let line = std::str::from_utf8(&head[..line_end]).map_err(|_| "proxy answer is not text")?;
+    // Lossy: the reason phrase may hold obs-text (bytes 0x80-0xFF); the version and
+    // the status code are checked as ASCII below.
+    let line = String::from_utf8_lossy(&head[..line_end]);
     let mut parts = line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
@@ -220,9 +250,12 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
         if b == b'%' {
             let hex = [bytes.next(), bytes.next()];
             let value = match hex {
-                [Some(hi), Some(lo)] => std::str::from_utf8(&[hi, lo])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok()),
+                // Two hex digits exactly: `from_str_radix` alone takes a sign (`%+1`).
+                [Some(hi), Some(lo)] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                    std::str::from_utf8(&[hi, lo])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                }
                 _ => None,
             };
             out.push(value.ok_or("bad %-escape in the proxy URL")?);
@@ -271,6 +304,9 @@ mod tests {
             "http://",
             "http://proxy/path",
             "http://a%zz@proxy",
+            "http://a%+1@proxy",
+            "http://a%-0@proxy",
+            "http://a:b%+f@proxy",
             "http://pro xy",
             "http://[::1",
         ] {
@@ -347,6 +383,10 @@ mod tests {
         assert!(!direct("*.example.com", "api.example.com")); // curl: no wildcards
         assert!(!direct("", "example.com"));
         assert!(!direct("192.0.2.1", "192.0.2.10"));
+        // An IP address matches itself only, not as a name's suffix.
+        assert!(!direct("0.2.1", "192.0.2.1"));
+        assert!(!direct(".1", "192.0.2.1"));
+        assert!(direct("2001:db8:0::1", "2001:db8::1"));
         // Loopback is never proxied from the environment.
         for host in [
             "localhost",
@@ -366,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn no_proxy_with_a_non_ascii_host_does_not_panic() {
+        // The suffix's start may fall inside a multi-byte character of the host.
+        let vars = [("http_proxy", "p:1"), ("no_proxy", "x.com")];
+        assert_eq!(
+            from_env(false, "\u{e9}.com", env(&vars)).as_deref(),
+            Some("p:1")
+        );
+        let vars = [("http_proxy", "p:1"), ("no_proxy", "b.\u{e9}")];
+        assert_eq!(
+            from_env(false, "a.\u{e9}\u{e9}", env(&vars)).as_deref(),
+            Some("p:1")
+        );
+        let vars = [("http_proxy", "p:1"), ("no_proxy", "\u{e9}.com")];
+        assert!(from_env(false, "api.\u{c9}.com", env(&vars)).is_some()); // ASCII case only
+        assert!(from_env(false, "api.\u{e9}.com", env(&vars)).is_none());
+    }
+
+    #[test]
     fn proxy_answers() {
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r\nrest"), Some(19));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n"), None);
@@ -376,6 +434,11 @@ mod tests {
         assert_eq!(
             parse_status(b"HTTP/1.0 403\r\n\r\n"),
             Ok((403, String::new()))
+        );
+        // A reason phrase may hold obs-text (RFC 9112: bytes 0x80-0xFF, Latin-1).
+        assert_eq!(
+            parse_status(b"HTTP/1.1 403 Verboten f\xfcr dich\r\n\r\n"),
+            Ok((403, "Verboten f\u{fffd}r dich".into()))
         );
         assert!(parse_status(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
         assert!(parse_status(b"HTTP/1.1 2000 x\r\n\r\n").is_err());
