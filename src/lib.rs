@@ -34,4 +34,7 @@ pub use proto::{Fragment, OpCode, Rsv};
 #[cfg(feature = "ev")]
 pub use websocket::listen::{Accepted, Answer, ListenParams, Listener};
 #[cfg(feature = "ev")]
-pub use websocket::{Client, CloseCause, Error, Params, Server, Waited, WebSocket};
+pub use websocket::{
+    Client, CloseCause, Error, Group, Overflow, Params, PreparedMessage, Published, Server, Waited,
+    WebSocket,
+};

@@ -10,7 +10,7 @@ use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 use super::{
     is_valid_close_code, pool, Config, Flow, Handler, OpCode, ProtocolError, RecvStatus, Reply,
-    ReplySink, Role, Rsv,
+    ReplySink, Role, Rsv, SharedMessage, SHARE_MIN,
 };
 
 mod inflate;
@@ -352,27 +352,38 @@ impl Decoder {
     ) -> io::Result<Option<RecvStatus>> {
         let want = self.remaining.min(DIRECT_MAX as u64) as usize;
         if self.msg_buf.capacity() == 0 {
-            self.msg_buf = pool::take_buf();
+            self.msg_buf = pool::take_filled();
         }
-        self.msg_buf.reserve(want);
-        let start = self.msg_buf.len();
-        // `read_to_end` fills the spare capacity without zeroing it first; it ends
-        // at `want` bytes, at end of file, or with the error that stopped it
-        // (what was read before the error is kept).
-        let result = r.take(want as u64).read_to_end(&mut self.msg_buf);
-        let got = self.msg_buf.len() - start;
-        let stopped = match result {
-            Ok(_) if got < want => Some(RecvStatus::Eof),
-            Ok(_) => None,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(RecvStatus::WouldBlock),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-            Err(e) => return Err(e),
+        // The message so far is `msg_buf[..msg_len]`; bytes after it are stale
+        // (initialised) and are read over. Only room never used before is
+        // zeroed: a buffer from the pool comes back with its old length, so a
+        // steady stream of large messages zeroes nothing (a plain `Read` cannot
+        // fill uninitialised memory without it being zeroed first).
+        let start = self.msg_len as usize;
+        let end = start + want;
+        if self.msg_buf.len() < end {
+            self.msg_buf.resize(end, 0);
+        }
+        let mut got = 0;
+        let stopped = loop {
+            if got == want {
+                break None;
+            }
+            match r.read(&mut self.msg_buf[start + got..end]) {
+                Ok(0) => break Some(RecvStatus::Eof),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    break Some(RecvStatus::WouldBlock)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         };
         if got == 0 {
             return Ok(stopped);
         }
         let offset = (self.frame.len - self.remaining) as usize;
-        let chunk = &mut self.msg_buf[start..];
+        let chunk = &mut self.msg_buf[start..start + got];
         if let Some(mask) = self.frame.mask {
             apply_mask(chunk, mask, offset);
         }
@@ -384,7 +395,7 @@ impl Decoder {
         if self.remaining == 0 {
             self.stage = Stage::End;
         }
-        if h.on_frame_chunk(&self.msg_buf[start..]) == Flow::Pause {
+        if h.on_frame_chunk(&self.msg_buf[start..start + got]) == Flow::Pause {
             return Ok(Some(RecvStatus::Paused));
         }
         if self.remaining == 0 {
@@ -555,7 +566,12 @@ impl Decoder {
         }
         let data = match (&whole, self.msg_buffered) {
             (Some(r), true) => &buf[r.clone()],
-            (None, true) => &self.msg_buf[..],
+            (None, true)
+                if self.msg_len >= SHARE_MIN as u64 && (self.check_utf8 || op != OpCode::Text) =>
+            {
+                return self.deliver_shared(rsv, op, h)
+            }
+            (None, true) => &self.msg_buf[..self.msg_len as usize],
             (_, false) => &[],
         };
         let flow = h.on_message(rsv, op, data, 0);
@@ -563,6 +579,19 @@ impl Decoder {
         // buffer whatever it received: the pool keeps buffers up to a bound (a
         // large message's buffer is freed) for the next message to reuse.
         pool::release(&mut self.msg_buf);
+        flow
+    }
+
+    /// Delivers a large assembled message (text checked as UTF-8) as a
+    /// [`SharedMessage`], which the handler may keep (to queue it without a
+    /// copy); the buffer goes back to the pool once its last holder lets go.
+    #[inline(never)]
+    fn deliver_shared<H: Handler>(&mut self, rsv: Rsv, op: OpCode, h: &mut H) -> Flow {
+        let mut bytes = std::mem::take(&mut self.msg_buf);
+        bytes.truncate(self.msg_len as usize);
+        let msg = SharedMessage::checked(op, bytes);
+        let flow = h.on_shared_message(rsv, &msg, 0);
+        pool::give_shared(msg);
         flow
     }
 
@@ -724,9 +753,18 @@ impl Decoder {
                 self.whole = Some(range);
             } else {
                 if self.msg_buf.capacity() == 0 {
-                    self.msg_buf = pool::take_buf();
+                    self.msg_buf = pool::take_filled();
                 }
-                self.msg_buf.extend_from_slice(chunk);
+                // After the message so far, over stale bytes (see `recv_direct`).
+                let at = self.msg_len as usize;
+                debug_assert!(self.msg_buf.len() >= at);
+                match self.msg_buf.get_mut(at..at + chunk.len()) {
+                    Some(room) => room.copy_from_slice(chunk),
+                    None => {
+                        self.msg_buf.truncate(at);
+                        self.msg_buf.extend_from_slice(chunk);
+                    }
+                }
             }
         }
         self.msg_len = self.msg_len.saturating_add(n);

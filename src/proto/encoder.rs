@@ -10,7 +10,7 @@ use super::mask::apply_mask;
 use super::utf8::{self, Utf8Validator};
 use super::{
     is_valid_close_code, pool, Compression, Error, Fragment, MaskSource, OpCode, Produced, Role,
-    Rsv,
+    Rsv, SharedMessage, SHARE_MIN,
 };
 
 mod compress;
@@ -40,8 +40,12 @@ pub(super) struct Encoder {
     /// Pings and pongs waiting: they jump ahead of `items`.
     ctrl: VecDeque<Control>,
     ctrl_bytes: usize,
-    /// Data messages and the close, in order; payloads in `payloads[payloads_pos..]`.
+    /// Data messages and the close, in order; payloads in `payloads[payloads_pos..]`,
+    /// those of shared messages in `shared`.
     items: VecDeque<Item>,
+    shared: VecDeque<SharedMessage>,
+    /// Payload bytes in `shared`.
+    shared_bytes: usize,
     payloads: Vec<u8>,
     payloads_pos: usize,
     /// Header bytes stored in `payloads[payloads_pos..]` (not counted as queued).
@@ -53,11 +57,11 @@ pub(super) struct Encoder {
     /// Our compressor: held while a compressed fragmented message is under way,
     /// and between messages when we keep our context (context takeover).
     compressor: Option<Box<Compressor>>,
-    /// Framed bytes, followed by `direct` (the payload of the last frame when it
+    /// Framed bytes, followed by `direct` (the payload of the last frames when it
     /// was not copied); `out_pos` counts bytes written of both together.
     out: Vec<u8>,
     out_pos: usize,
-    direct: Vec<u8>,
+    direct: Direct,
     /// One per frame in `out`, in order.
     marks: Vec<Mark>,
     /// Marks before this one are written.
@@ -105,6 +109,53 @@ pub(super) enum Item {
         /// paused fragmented message.
         failure: bool,
     },
+    /// A server's message whose payload is the next in `shared`.
+    Shared { opcode: OpCode, len: usize },
+}
+
+/// The bytes written after `out` without being copied into it.
+pub(super) enum Direct {
+    /// Frames taken as they were queued (see [`Encoder::take_framed`]).
+    Queued(Vec<u8>),
+    /// The first `len` bytes of a shared payload (see [`Encoder::queue_shared`]).
+    Shared(SharedMessage, usize),
+}
+
+impl Direct {
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            Direct::Queued(bytes) => bytes,
+            Direct::Shared(msg, len) => &msg.payload()[..*len],
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the first `len` bytes.
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Direct::Queued(bytes) => bytes.truncate(len),
+            Direct::Shared(_, kept) => *kept = len.min(*kept),
+        }
+    }
+
+    /// Lets go of the bytes (back to the pool), leaving nothing allocated.
+    pub(super) fn release(&mut self) {
+        match std::mem::replace(self, Direct::Queued(Vec::new())) {
+            Direct::Queued(bytes) => pool::give_buf(bytes),
+            Direct::Shared(msg, _) => pool::give_shared(msg),
+        }
+    }
+
+    fn is_released(&self) -> bool {
+        matches!(self, Direct::Queued(bytes) if bytes.capacity() == 0)
+    }
 }
 
 /// The end of a frame in `out`, and what writing it completes.
@@ -131,6 +182,8 @@ impl Encoder {
             ctrl: VecDeque::new(),
             ctrl_bytes: 0,
             items: VecDeque::new(),
+            shared: VecDeque::new(),
+            shared_bytes: 0,
             payloads: Vec::new(),
             payloads_pos: 0,
             queued_headers: 0,
@@ -140,7 +193,7 @@ impl Encoder {
             compressor: None,
             out: Vec::new(),
             out_pos: 0,
-            direct: Vec::new(),
+            direct: Direct::Queued(Vec::new()),
             marks: Vec::new(),
             marks_pos: 0,
             in_flight: 0,
@@ -188,6 +241,11 @@ impl Encoder {
     /// How many fragmented messages are queued.
     pub(super) fn fragmented_count(&self) -> usize {
         self.fragmented
+    }
+
+    /// Whether writing may call user code: a producer or a mask source.
+    pub(super) fn sends_user_code(&self) -> bool {
+        self.fragmented > 0 || self.mask_source.is_some()
     }
 
     /// Whether frames are written from where they were queued (not copied).
@@ -263,6 +321,28 @@ impl Encoder {
             header: n as u8,
             sealed,
         });
+    }
+
+    /// Queues a text or binary message (checked when it was made) whose payload
+    /// is shared, not copied:
+    /// written from where it is, for a server without compression and a payload
+    /// of at least [`SHARE_MIN`] bytes; otherwise (a client masks each frame,
+    /// compression makes each connection's bytes its own, and a small payload
+    /// costs less to copy) as [`Encoder::queue_msg`].
+    pub fn queue_shared(&mut self, msg: &SharedMessage) -> Result<(), Error> {
+        let (opcode, data) = (msg.opcode(), msg.payload());
+        if self.role == Role::Client || self.compression.is_some() || data.len() < SHARE_MIN {
+            return self.queue_msg(opcode, data);
+        }
+        self.check_open()?;
+        self.check_room(data.len())?;
+        self.items.push_back(Item::Shared {
+            opcode,
+            len: data.len(),
+        });
+        self.shared.push_back(msg.clone());
+        self.shared_bytes += data.len();
+        Ok(())
     }
 
     /// Queues a text or binary message whose pieces the caller supplies, each
@@ -580,6 +660,7 @@ impl Encoder {
     /// (headers included) not yet written. The high-water mark applies to this.
     pub fn queued_bytes(&self) -> usize {
         self.ctrl_bytes
+            + self.shared_bytes
             + (self.payloads.len() - self.payloads_pos - self.queued_headers)
             + (self.framed_len() - self.out_pos)
     }
@@ -602,6 +683,8 @@ impl Encoder {
         const KEPT: usize = 4096;
         self.ctrl.shrink_to(KEPT / std::mem::size_of::<Control>());
         self.items.shrink_to(KEPT / std::mem::size_of::<Item>());
+        self.shared
+            .shrink_to(KEPT / std::mem::size_of::<SharedMessage>());
         self.marks.shrink_to(KEPT / std::mem::size_of::<Mark>());
     }
 
@@ -612,13 +695,15 @@ impl Encoder {
         self.ctrl.is_empty()
             && self.ctrl_bytes == 0
             && self.items.is_empty()
+            && self.shared.is_empty()
+            && self.shared_bytes == 0
             && self.payloads.capacity() == 0
             && self.payloads_pos == 0
             && self.queued_headers == 0
             && self.fragmented == 0
             && self.out.capacity() == 0
             && self.out_pos == 0
-            && self.direct.capacity() == 0
+            && self.direct.is_released()
             && self.marks.is_empty()
             && self.marks_pos == 0
             && self.in_flight == 0
@@ -709,6 +794,8 @@ impl Encoder {
             z.give();
         }
         self.fragmented = 0;
+        self.shared.drain(..).for_each(pool::give_shared);
+        self.shared_bytes = 0;
         self.payloads.clear();
         self.payloads_pos = 0;
         self.queued_headers = 0;
@@ -727,7 +814,7 @@ impl Encoder {
         if first < self.marks.len() && !self.direct.is_empty() {
             let cut = self.marks[first].start;
             if cut <= self.out.len() {
-                pool::release(&mut self.direct);
+                self.direct.release();
             } else {
                 self.direct.truncate(cut - self.out.len());
             }

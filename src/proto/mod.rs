@@ -25,6 +25,7 @@ mod mask;
 mod pool;
 mod receiver;
 mod sender;
+mod shared;
 mod utf8;
 
 pub use compression::{Compression, Window};
@@ -33,6 +34,7 @@ pub use error::{Error, ProtocolError};
 pub use mask::apply_mask;
 pub use receiver::Receiver;
 pub use sender::Sender;
+pub use shared::SharedMessage;
 pub use utf8::Utf8Validator;
 
 /// The source of a client's mask keys: fills the 4 bytes of one frame's key. `Send`,
@@ -370,7 +372,21 @@ pub trait Handler {
         let _ = (rsv, opcode, data, status_code);
         Flow::Continue
     }
+    /// A complete text or binary message of at least [`SHARE_MIN`] bytes,
+    /// assembled in a buffer of its own (buffering on; text checked as UTF-8):
+    /// the handler may keep it (a clone), for instance to queue it on a
+    /// [`Sender`] without a copy ([`Sender::queue_shared`]). The default hands
+    /// the bytes to [`Handler::on_message`].
+    fn on_shared_message(&mut self, rsv: Rsv, msg: &SharedMessage, status_code: u16) -> Flow {
+        self.on_message(rsv, msg.opcode(), msg.payload(), status_code)
+    }
 }
+
+/// Received data messages from this size on are delivered through
+/// [`Handler::on_shared_message`], and payloads from above this size queued with
+/// [`Sender::queue_shared`] are not copied: below it a copy costs less than
+/// sharing.
+pub const SHARE_MIN: usize = 16 * 1024;
 
 /// Something the [`Receiver`] needs sent, reported to a [`ReplySink`] which
 /// forwards it to the [`Sender`].

@@ -3,6 +3,8 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
+use super::SharedMessage;
+
 /// The size of a read buffer.
 pub(crate) const READ_BUF_SIZE: usize = 64 * 1024;
 /// Spare buffers kept per kind and thread.
@@ -54,18 +56,33 @@ pub(crate) fn give_read_buf(buf: Vec<u8>) {
 pub(crate) fn take_buf() -> Vec<u8> {
     BUFS.with(|spares| {
         let mut spares = spares.borrow_mut();
-        let buf = spares.bufs.pop().unwrap_or_default();
+        let mut buf = spares.bufs.pop().unwrap_or_default();
+        spares.bytes -= buf.capacity();
+        buf.clear();
+        buf
+    })
+}
+
+/// The spare buffer that held the most when it was given back, as it was: its
+/// length is what it held (stale bytes, initialised), which a reader may read
+/// over without zeroing them first (see `Decoder::recv_direct`). Empty when the
+/// pool had none.
+pub(crate) fn take_filled() -> Vec<u8> {
+    BUFS.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        let fullest = (0..spares.bufs.len()).max_by_key(|&i| spares.bufs[i].len());
+        let buf = fullest.map_or_else(Vec::new, |i| spares.bufs.swap_remove(i));
         spares.bytes -= buf.capacity();
         buf
     })
 }
 
-/// Gives back a general buffer; a very large or capacity-less one is freed.
-pub(crate) fn give_buf(mut buf: Vec<u8>) {
+/// Gives back a general buffer; a very large or capacity-less one is freed. Its
+/// bytes are kept as they are (see [`take_filled`]).
+pub(crate) fn give_buf(buf: Vec<u8>) {
     if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_CAPACITY {
         return;
     }
-    buf.clear();
     BUFS.with(|spares| {
         let mut spares = spares.borrow_mut();
         let bytes = spares.bytes + buf.capacity();
@@ -74,6 +91,13 @@ pub(crate) fn give_buf(mut buf: Vec<u8>) {
             spares.bufs.push(buf);
         }
     });
+}
+
+/// Gives back the payload of a [`SharedMessage`] when this was its last holder.
+pub(crate) fn give_shared(msg: SharedMessage) {
+    if let Some(buf) = msg.into_unique() {
+        give_buf(buf);
+    }
 }
 
 /// Gives `buf` back to the pool, leaving an unallocated Vec in its place.

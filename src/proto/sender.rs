@@ -6,6 +6,7 @@ use super::deflate;
 use super::encoder::Encoder;
 use super::{
     pool, Compression, Config, Error, Fragment, MaskSource, OpCode, Produced, Role, SendStatus,
+    SharedMessage,
 };
 
 /// Queues messages and writes them as frames.
@@ -115,6 +116,35 @@ impl Sender {
         let result = self.enc().queue_msg(opcode, data);
         if result.is_ok() {
             return result; // something is queued: the encoder is in use
+        }
+        self.idle_check(result)
+    }
+
+    /// Queues a whole text or binary message whose payload is shared with its
+    /// other holders instead of copied: a server writes it from where it is
+    /// (several connections can send one broadcast payload, and a received message
+    /// can be echoed as it was assembled). A client (it masks each frame), a
+    /// connection with compression, and a payload under [`SHARE_MIN`](super::SHARE_MIN)
+    /// bytes (cheaper to copy) get a copy, as with [`Sender::queue_msg`].
+    ///
+    /// ```
+    /// use net_websocket_ev::proto::{Config, OpCode, Role, Sender, SharedMessage};
+    ///
+    /// let msg = SharedMessage::new(OpCode::Binary, vec![7u8; 64 * 1024])?;
+    /// let mut a = Sender::new(Role::Server, &Config::default());
+    /// let mut b = Sender::new(Role::Server, &Config::default());
+    /// a.queue_shared(&msg)?;
+    /// b.queue_shared(&msg)?; // the same bytes, not a copy
+    /// let mut wire = Vec::new();
+    /// a.send(&mut wire)?;
+    /// assert_eq!(wire[..4], [0x82, 127, 0, 0]); // a binary frame, 64-bit length
+    /// assert_eq!(wire.len(), 10 + 64 * 1024);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn queue_shared(&mut self, msg: &SharedMessage) -> Result<(), Error> {
+        let result = self.enc().queue_shared(msg);
+        if result.is_ok() {
+            return result;
         }
         self.idle_check(result)
     }
@@ -346,6 +376,12 @@ impl Sender {
     /// The send-queue high-water mark (`max_queued_bytes`).
     pub(crate) fn max_queued_bytes(&self) -> usize {
         self.max_queued_bytes
+    }
+
+    /// Whether writing what is queued may call user code: a fragmented message
+    /// (its producer) or a client's mask source.
+    pub(crate) fn sends_user_code(&self) -> bool {
+        self.enc.as_ref().is_some_and(|e| e.sends_user_code())
     }
 
     /// How many fragmented messages are queued (their producers live elsewhere).

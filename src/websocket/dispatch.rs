@@ -1,10 +1,10 @@
 //! The user's callbacks, and the glue that hands the receiver's events to them
 //! ([`Dispatch`]) and its automatic replies to the sender ([`Replies`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use crate::proto::{Flow, Handler, OpCode, Reply, ReplySink, Rsv};
+use crate::proto::{Flow, Handler, OpCode, Reply, ReplySink, Rsv, SharedMessage, SHARE_MIN};
 
 use super::conn::Conn;
 use super::params::{FrameChunk, FrameEnd, FrameStart, MsgRecv, OnClose};
@@ -55,6 +55,22 @@ pub(super) fn call<F: ?Sized>(slot: &Cell<Option<Box<F>>>, invoke: impl FnOnce(&
         let replacement = slot.take();
         slot.set(replacement.or(Some(callback)));
     }
+}
+
+thread_local! {
+    /// The large message an `on_msg_recv` of this thread is being given, so that
+    /// queueing those very bytes (an echo, a relay to other connections) shares
+    /// them instead of copying them ([`delivered`]).
+    static DELIVERING: RefCell<Option<SharedMessage>> = const { RefCell::new(None) };
+}
+
+/// The message being delivered, if `msg` is its payload itself (the same
+/// memory: a slice the user got from `on_msg_recv`, whole).
+pub(super) fn delivered(msg: &[u8]) -> Option<SharedMessage> {
+    if msg.len() < SHARE_MIN {
+        return None;
+    }
+    DELIVERING.with(|d| d.borrow().as_ref().filter(|m| m.is(msg)).cloned())
 }
 
 /// Delivers receive events to the user's callbacks, with the connection handle.
@@ -151,6 +167,15 @@ impl Handler for Dispatch<'_> {
             self.conn.guarded(|| cb(ws, rsv, opcode, data, status));
         });
         self.flow()
+    }
+
+    fn on_shared_message(&mut self, rsv: Rsv, msg: &SharedMessage, status: u16) -> Flow {
+        // Replaced, not just set: a callback that runs the loop (a blocking wait)
+        // may deliver another message meanwhile; the outer one is back after it.
+        let outer = DELIVERING.with(|d| d.replace(Some(msg.clone())));
+        let flow = self.on_message(rsv, msg.opcode(), msg.payload(), status);
+        DELIVERING.with(|d| *d.borrow_mut() = outer);
+        flow
     }
 }
 

@@ -5,6 +5,7 @@
 //! (reply, close, stop reading, drop every handle). The connection stays alive on its
 //! loop while it is open, whether or not a handle is kept, and owns its socket.
 
+mod broadcast;
 mod cause;
 mod conn;
 pub mod connect;
@@ -25,6 +26,7 @@ use std::rc::Rc;
 use crate::ev::Loop;
 use crate::proto::{Fragment, OpCode, Role};
 
+pub use broadcast::{Group, Overflow, PreparedMessage, Published};
 pub use cause::{CloseCause, Waited};
 pub use connect::{connect, ConnectError, ConnectOptions, Connecting, Proxy};
 pub use error::Error;
@@ -172,8 +174,17 @@ impl WebSocket {
     /// # assert!(got.borrow().contains(&(OpCode::Text, "h\u{e9}llo".as_bytes().to_vec())));
     /// # Ok::<(), net_websocket_ev::Error>(())
     /// ```
+    ///
+    /// A large message queued from inside `on_msg_recv` with the very slice that
+    /// callback got (an echo, or a relay to other connections) is not copied: the
+    /// send queues share the received buffer.
     pub fn queue_msg(&self, msg: &[u8], opcode: OpCode) -> Result<(), Error> {
-        self.conn.sender()?.queue_msg(opcode, msg)?;
+        let mut sender = self.conn.sender()?;
+        match dispatch::delivered(msg) {
+            Some(shared) if shared.opcode() == opcode => sender.queue_shared(&shared)?,
+            _ => sender.queue_msg(opcode, msg)?,
+        }
+        drop(sender);
         self.conn.settle(false);
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 
-use super::{Encoder, Item, Mark, BATCH, DIRECT_TAIL_MAX, FLATTEN_MAX};
+use super::{Direct, Encoder, Item, Mark, BATCH, DIRECT_TAIL_MAX, FLATTEN_MAX};
 use crate::proto::frame::Header;
 use crate::proto::mask::apply_mask;
 use crate::proto::{pool, OpCode, Role, Rsv, SendStatus};
@@ -32,7 +32,7 @@ impl Encoder {
                 let written = if self.out_pos < self.out.len() {
                     w.write(&self.out[self.out_pos..])
                 } else {
-                    w.write(&self.direct[self.out_pos - self.out.len()..])
+                    w.write(&self.direct.bytes()[self.out_pos - self.out.len()..])
                 };
                 match written {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -91,15 +91,15 @@ impl Encoder {
     /// Copies a direct payload into `out`, so that frames can follow it there.
     pub(super) fn flatten_direct(&mut self) {
         if !self.direct.is_empty() {
-            self.out.extend_from_slice(&self.direct);
-            pool::release(&mut self.direct);
+            self.out.extend_from_slice(self.direct.bytes());
+            self.direct.release();
         }
     }
 
     pub(super) fn reset_out(&mut self) {
         self.out.clear();
         self.out_pos = 0;
-        pool::release(&mut self.direct);
+        self.direct.release();
         self.marks.clear();
         self.marks_pos = 0;
         self.in_flight = 0;
@@ -114,6 +114,10 @@ impl Encoder {
             self.complete_last_mark(None);
         }
         while self.out.len() < BATCH {
+            if let Some(&Item::Shared { opcode, len }) = self.items.front() {
+                self.frame_shared(opcode, len);
+                break;
+            }
             let (opcode, len, header, sealed, close) = match self.items.front() {
                 Some(Item::Message {
                     opcode,
@@ -122,7 +126,7 @@ impl Encoder {
                     sealed,
                 }) => (*opcode, *len, usize::from(*header), *sealed, None),
                 Some(Item::Close { code, len, .. }) => (OpCode::Close, *len, 0, false, Some(*code)),
-                Some(Item::Fragmented { .. }) | None => break,
+                Some(Item::Fragmented { .. } | Item::Shared { .. }) | None => break,
             };
             if header > 0 {
                 if self.payloads_pos == 0 && self.take_framed() {
@@ -189,7 +193,7 @@ impl Encoder {
         } else {
             Vec::new()
         };
-        self.direct = std::mem::replace(&mut self.payloads, rest);
+        let mut direct = std::mem::replace(&mut self.payloads, rest);
         self.payloads_pos = 0;
         let base = self.out.len();
         let mut at = 0;
@@ -207,12 +211,37 @@ impl Encoder {
             self.queued_headers -= header;
             if !sealed {
                 let mask = self.next_mask();
-                seal(&mut self.direct[at..at + header + len], header, mask);
+                seal(&mut direct[at..at + header + len], header, mask);
             }
             self.push_mark(base + at, base + at + header + len, true);
             at += header + len;
         }
+        self.direct = Direct::Queued(direct);
         true
+    }
+
+    /// Frames the shared message at the head of the queue: its header into `out`,
+    /// its payload as the direct bytes (nothing is framed after them).
+    fn frame_shared(&mut self, opcode: OpCode, len: usize) {
+        self.items.pop_front();
+        let Some(payload) = self.shared.pop_front() else {
+            return; // one payload per shared item: not reached
+        };
+        self.shared_bytes -= len;
+        if self.out.capacity() == 0 {
+            self.out = pool::take_buf();
+        }
+        let start = self.out.len();
+        Header {
+            fin: true,
+            rsv: Rsv::empty(),
+            opcode: opcode.as_u8(),
+            mask: None,
+            len: len as u64,
+        }
+        .encode(&mut self.out);
+        self.push_mark(start, self.out.len() + len, true);
+        self.direct = Direct::Shared(payload, len);
     }
 
     /// Records a whole data frame (`completes`: the end of a message).

@@ -160,6 +160,23 @@ impl Conn {
         }
     }
 
+    /// Writes what is queued now rather than from the loop (a broadcast: each of
+    /// thousands of members written by one call, none of their watchers armed for
+    /// WRITE first). Only where writing runs no user code (no producer, no
+    /// `genmask`) and not inside this connection's io callback (which writes at
+    /// its end); an error is recorded for the loop to carry out, as for any call
+    /// of the user's.
+    pub(crate) fn write_now(self: &Rc<Self>) {
+        if self.in_io.get() || self.write_stopped.get() || self.producing.get() {
+            return;
+        }
+        match self.sender.try_borrow() {
+            Ok(sender) if sender.want_write() && !sender.sends_user_code() => {}
+            _ => return,
+        }
+        self.write();
+    }
+
     /// Writes what the sender has, feeding fragmented producers as it asks.
     pub(super) fn write(self: &Rc<Self>) {
         while self.state.borrow().is_live() {
