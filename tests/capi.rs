@@ -82,10 +82,15 @@ fn compile_now(source: &str, std: &str) -> PathBuf {
     let name = source.file_stem().expect("file name").to_owned();
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capi-bin");
     std::fs::create_dir_all(&out).expect("create the output folder");
+    // Test processes (nextest runs one per test) build the same programs at the
+    // same time: each links to a name of its own, then renames it into place, so
+    // that no process runs a program another is writing (ETXTBSY) or half written.
     let out = out.join(name);
+    let mut partial = out.clone().into_os_string();
+    partial.push(format!(".{}.partial", std::process::id()));
     let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".to_owned()));
     cc.args([std, "-Wall", "-Wextra", "-Werror", "-g", "-o"])
-        .arg(&out)
+        .arg(&partial)
         .arg(&source)
         .arg("-I")
         .arg(manifest_dir().join("src/capi"));
@@ -101,6 +106,7 @@ fn compile_now(source: &str, std: &str) -> PathBuf {
         .status()
         .expect("run the C compiler (cc)");
     assert!(status.success(), "compiling {} failed", source.display());
+    std::fs::rename(&partial, &out).expect("move the program into place");
     out
 }
 

@@ -1,7 +1,7 @@
 //! Unit tests of the receiving half (private state included).
 use super::*;
 use crate::proto::frame::Header;
-use crate::proto::{apply_mask, Flow, OpCode, Reply, Rsv};
+use crate::proto::{apply_mask, Flow, OpCode, Reply, Rsv, SharedMessage, SHARE_MIN};
 
 /// Hands out its bytes in reads of at most `chunk`, then would block;
 /// counts the reads.
@@ -325,4 +325,93 @@ fn a_decoder_from_the_pool_behaves_as_a_new_one() {
         .0
         .iter()
         .any(|e| e.contains("UnexpectedContinuation")));
+}
+
+/// Large messages arrive through `on_shared_message`, small ones through
+/// `on_message`; what a handler keeps of a shared one stays intact.
+#[derive(Default)]
+struct Shared {
+    kept: Vec<SharedMessage>,
+    small: Vec<Vec<u8>>,
+}
+
+impl Handler for Shared {
+    fn on_message(&mut self, _: Rsv, _: OpCode, data: &[u8], _: u16) -> Flow {
+        self.small.push(data.to_vec());
+        Flow::Continue
+    }
+    fn on_shared_message(&mut self, _: Rsv, msg: &SharedMessage, _: u16) -> Flow {
+        self.kept.push(msg.clone());
+        Flow::Continue
+    }
+}
+
+/// The message buffer is read over, not zeroed: a buffer a larger message left in
+/// the pool must give a later, smaller message exactly its own bytes, whichever
+/// way they come (straight into the message, through the read buffer, one byte at
+/// a time, in fragments).
+#[test]
+fn messages_read_over_a_reused_buffer_are_exactly_their_own_bytes() {
+    let sizes = [
+        300_000usize,
+        20_000,
+        150_000,
+        SHARE_MIN,
+        SHARE_MIN - 1,
+        70_000,
+    ];
+    let mut wire = Vec::new();
+    for (i, &len) in sizes.iter().enumerate() {
+        let payload = vec![i as u8 + 1; len];
+        if i % 2 == 0 {
+            wire.extend(text_frame(true, 2, &payload));
+        } else {
+            let (a, b) = payload.split_at(len / 3);
+            wire.extend(text_frame(false, 2, a));
+            wire.extend(text_frame(true, 0, b));
+        }
+    }
+    for chunk in [1, 999, 65_536, usize::MAX] {
+        let mut r = Receiver::new(Role::Server, &Config::default());
+        let mut h = Shared::default();
+        let mut src = Chunks::new(&wire, chunk);
+        while !src.data.is_empty() {
+            r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+        }
+        let shared: Vec<usize> = h.kept.iter().map(|m| m.payload().len()).collect();
+        assert_eq!(
+            shared,
+            [300_000, 20_000, 150_000, SHARE_MIN, 70_000],
+            "chunk {chunk}"
+        );
+        assert_eq!(h.small, [vec![5u8; SHARE_MIN - 1]], "chunk {chunk}");
+        for (m, fill) in h.kept.iter().zip([1u8, 2, 3, 4, 6]) {
+            assert_eq!(m.opcode(), OpCode::Binary);
+            assert!(m.payload().iter().all(|&b| b == fill), "chunk {chunk}");
+        }
+    }
+}
+
+/// Text is shared only once checked: with RSV1 allowed and set (a user's own
+/// extension owns the payload) a large text message is not checked, so it comes
+/// through `on_message`.
+#[test]
+fn unchecked_text_is_not_shared() {
+    let text = vec![b'x'; 100_000]; // larger than a read: assembled in a buffer of its own
+    let mut wire = text_frame(true, 1, &text);
+    let mut r = Receiver::new(Role::Server, &Config::default());
+    let mut h = Shared::default();
+    let mut src = Chunks::new(&wire, usize::MAX);
+    r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+    assert_eq!(h.kept.len(), 1);
+    assert_eq!(h.kept[0].opcode(), OpCode::Text);
+
+    wire[0] |= 0x40; // RSV1
+    let config = Config::default().allowed_rsv(Rsv::RSV1);
+    let mut r = Receiver::new(Role::Server, &config);
+    let mut h = Shared::default();
+    let mut src = Chunks::new(&wire, usize::MAX);
+    r.recv(&mut src, &mut h, &mut NoReply).unwrap();
+    assert!(h.kept.is_empty());
+    assert_eq!(h.small, [text]);
 }

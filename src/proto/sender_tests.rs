@@ -217,3 +217,83 @@ fn an_idle_sender_holds_no_encoder() {
     assert!(s.close_sent() && s.enc.is_some());
     assert_eq!(s.status_code_sent(), 1000);
 }
+
+/// A shared message is written from where it is, by a server: the same frame as a
+/// copied one, resumed exactly after partial writes, between other messages, and
+/// let go once written; the queue counts its bytes meanwhile.
+#[test]
+fn shared_payloads_are_written_as_queued_messages_would_be() {
+    let data = big(100_000);
+    let msg = SharedMessage::new(OpCode::Binary, data.clone()).unwrap();
+    for chunk in [1, 999, usize::MAX] {
+        let mut s = Sender::new(Role::Server, &Config::default());
+        s.queue_msg(OpCode::Text, b"before").unwrap();
+        s.queue_shared(&msg).unwrap();
+        s.queue_shared(&msg).unwrap();
+        s.queue_msg(OpCode::Text, b"after").unwrap();
+        assert_eq!(s.queued_bytes(), 6 + 2 * 100_000 + 5);
+        assert_eq!(s.queued_count(), 4);
+        let mut pipe = Pipe {
+            out: Vec::new(),
+            chunk,
+            budget: usize::MAX,
+        };
+        assert_eq!(s.send(&mut pipe).unwrap(), SendStatus::Idle);
+        assert_eq!(s.queued_count(), 0);
+        let got = decode(Role::Server, &pipe.out);
+        let want = [
+            (OpCode::Text, b"before".to_vec()),
+            (OpCode::Binary, data.clone()),
+            (OpCode::Binary, data.clone()),
+            (OpCode::Text, b"after".to_vec()),
+        ];
+        assert!(got.0 == want, "chunk {chunk}");
+        assert_eq!(std::sync::Arc::strong_count(&msg.payload), 1, "let go");
+    }
+}
+
+/// A client masks each frame, compression makes each connection's bytes its
+/// own, and small payloads are cheaper to copy: those are copied, and arrive.
+#[test]
+fn shared_payloads_are_copied_where_they_cannot_be_shared() {
+    let large = SharedMessage::new(OpCode::Text, "é".repeat(20_000).into_bytes()).unwrap();
+    let small = SharedMessage::new(OpCode::Binary, vec![3; 100]).unwrap();
+    for role in [Role::Server, Role::Client] {
+        let mut s = Sender::new(role, &Config::default());
+        s.queue_shared(&small).unwrap();
+        s.queue_shared(&large).unwrap();
+        let copies = std::sync::Arc::strong_count(&large.payload) - 1;
+        assert_eq!(copies, usize::from(role == Role::Server), "{role:?}");
+        let mut wire = Vec::new();
+        s.send(&mut wire).unwrap();
+        let got = decode(role, &wire);
+        assert_eq!(got.0.len(), 2);
+        assert_eq!(got.0[0], (OpCode::Binary, vec![3; 100]));
+        assert!(
+            got.0[1] == (OpCode::Text, large.payload().to_vec()),
+            "{role:?}"
+        );
+    }
+}
+
+/// The high-water mark counts shared bytes; the peer's close drops shared
+/// messages not started, as any data.
+#[test]
+fn shared_payloads_count_against_the_high_water_mark_and_are_dropped_by_a_close() {
+    let msg = SharedMessage::new(OpCode::Binary, vec![1; 50_000]).unwrap();
+    let mut s = Sender::new(Role::Server, &Config::default().max_queued_bytes(120_000));
+    s.queue_shared(&msg).unwrap();
+    s.queue_shared(&msg).unwrap();
+    assert!(matches!(
+        s.queue_shared(&msg),
+        Err(Error::QueueFull {
+            queued: 150_000,
+            limit: 120_000
+        })
+    ));
+    s.reply_close(Some(1000), b"");
+    assert_eq!(std::sync::Arc::strong_count(&msg.payload), 1);
+    let mut wire = Vec::new();
+    s.send(&mut wire).unwrap();
+    assert_eq!(wire, [0x88, 2, 0x03, 0xe8]);
+}

@@ -22,7 +22,7 @@ use super::{Error, OpCode};
 #[derive(Clone, Debug)]
 pub struct SharedMessage {
     opcode: OpCode,
-    payload: Arc<Vec<u8>>,
+    pub(super) payload: Arc<Vec<u8>>,
 }
 
 impl SharedMessage {
