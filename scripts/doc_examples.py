@@ -14,6 +14,8 @@ FILES = [
     "src/websocket/mod.rs",
     "src/websocket/params.rs",
     "src/websocket/upgrade/mod.rs",
+    "src/websocket/broadcast.rs",
+    "src/proto/shared.rs",
     "src/ev/watcher.rs",
     "src/ev/event_loop.rs",
     "src/ev/async_watcher.rs",
