@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::deflate::{self, Inflater};
 use super::frame::{Header, MAX_HEADER_LEN};
-use super::mask::apply_mask;
+use super::mask::{apply_mask, copy_masked};
 use super::utf8::Utf8Validator;
 use super::{
     is_valid_close_code, pool, Config, Flow, Handler, OpCode, ProtocolError, RecvStatus, Reply,
@@ -510,11 +510,15 @@ impl Decoder {
                         let avail = (buf.len() - pos) as u64;
                         let n = self.remaining.min(avail) as usize;
                         let chunk = pos..pos + n;
-                        if let Err(e) = self.take_chunk(&mut buf[chunk.clone()], chunk.clone()) {
-                            break self.fail(e, s);
-                        }
+                        let stored = match self.take_chunk(&mut buf[chunk.clone()], chunk.clone()) {
+                            Ok(stored) => stored,
+                            Err(e) => break self.fail(e, s),
+                        };
                         pos += n;
-                        h.on_frame_chunk(&buf[chunk])
+                        match stored {
+                            Some(at) => h.on_frame_chunk(&self.msg_buf[at]),
+                            None => h.on_frame_chunk(&buf[chunk]),
+                        }
                     }
                 }
                 Stage::End => match self.end_frame(buf, h, s) {
@@ -721,19 +725,30 @@ impl Decoder {
     }
 
     /// Unmasks, checks and stores one chunk of payload (`range` is its place in
-    /// the input being processed).
+    /// the input being processed). `Some(range)`: the unmasked bytes are in
+    /// `msg_buf[range]` (the input's stay masked); `None`: in the input.
     #[inline]
-    fn take_chunk(&mut self, chunk: &mut [u8], range: Range<usize>) -> Result<(), ProtocolError> {
+    fn take_chunk(
+        &mut self,
+        chunk: &mut [u8],
+        range: Range<usize>,
+    ) -> Result<Option<Range<usize>>, ProtocolError> {
         let offset = (self.frame.len - self.remaining) as usize;
-        if let Some(mask) = self.frame.mask {
-            apply_mask(chunk, mask, offset);
-        }
         let n = chunk.len() as u64;
         self.remaining -= n;
         if self.remaining == 0 {
             self.stage = Stage::End;
         }
         let whole_frame = offset == 0 && self.remaining == 0;
+        if !self.frame_op.is_control()
+            && self.msg_buffered
+            && !(whole_frame && self.frame.fin && self.msg_len == 0)
+        {
+            return self.store_chunk(chunk, offset).map(Some);
+        }
+        if let Some(mask) = self.frame.mask {
+            apply_mask(chunk, mask, offset);
+        }
         if self.frame_op.is_control() {
             if whole_frame {
                 self.whole = Some(range);
@@ -743,32 +758,43 @@ impl Decoder {
                 }
                 self.ctrl_buf.extend_from_slice(chunk);
             }
-            return Ok(());
+            return Ok(None);
         }
         if self.check_utf8 && !self.utf8.feed(chunk) {
             return Err(ProtocolError::InvalidUtf8);
         }
         if self.msg_buffered {
-            if whole_frame && self.frame.fin && self.msg_len == 0 {
-                self.whole = Some(range);
-            } else {
-                if self.msg_buf.capacity() == 0 {
-                    self.msg_buf = pool::take_filled();
-                }
-                // After the message so far, over stale bytes (see `recv_direct`).
-                let at = self.msg_len as usize;
-                debug_assert!(self.msg_buf.len() >= at);
-                match self.msg_buf.get_mut(at..at + chunk.len()) {
-                    Some(room) => room.copy_from_slice(chunk),
-                    None => {
-                        self.msg_buf.truncate(at);
-                        self.msg_buf.extend_from_slice(chunk);
-                    }
-                }
-            }
+            self.whole = Some(range);
         }
         self.msg_len = self.msg_len.saturating_add(n);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Appends a chunk of a buffered data message to the message so far, over
+    /// stale bytes (see `recv_direct`), unmasked as it is copied; checks it.
+    fn store_chunk(&mut self, chunk: &[u8], offset: usize) -> Result<Range<usize>, ProtocolError> {
+        if self.msg_buf.capacity() == 0 {
+            self.msg_buf = pool::take_filled();
+        }
+        let at = self.msg_len as usize;
+        let end = at + chunk.len();
+        debug_assert!(self.msg_buf.len() >= at);
+        if self.msg_buf.len() < end {
+            self.msg_buf.truncate(at);
+            self.msg_buf.extend_from_slice(chunk);
+            if let Some(mask) = self.frame.mask {
+                apply_mask(&mut self.msg_buf[at..], mask, offset);
+            }
+        } else if let Some(mask) = self.frame.mask {
+            copy_masked(&mut self.msg_buf[at..end], chunk, mask, offset);
+        } else {
+            self.msg_buf[at..end].copy_from_slice(chunk);
+        }
+        if self.check_utf8 && !self.utf8.feed(&self.msg_buf[at..end]) {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        self.msg_len = end as u64;
+        Ok(at..end)
     }
 
     /// The end of a frame: the UTF-8 end check, the pong, `on_frame_end`, and the
