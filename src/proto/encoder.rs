@@ -276,6 +276,12 @@ impl Encoder {
             OpCode::Text if !utf8::is_valid(data) => return Err(Error::InvalidUtf8),
             _ => {}
         }
+        self.queue_checked(opcode, data)
+    }
+
+    /// Queues a message whose opcode and payload are checked, if there is room.
+    #[inline(always)]
+    fn queue_checked(&mut self, opcode: OpCode, data: &[u8]) -> Result<(), Error> {
         self.check_room(data.len())?;
         if opcode.is_control() {
             self.push_control(opcode, data);
@@ -331,10 +337,10 @@ impl Encoder {
     /// costs less to copy) as [`Encoder::queue_msg`].
     pub fn queue_shared(&mut self, msg: &SharedMessage) -> Result<(), Error> {
         let (opcode, data) = (msg.opcode(), msg.payload());
-        if self.role == Role::Client || self.compression.is_some() || data.len() < SHARE_MIN {
-            return self.queue_msg(opcode, data);
-        }
         self.check_open()?;
+        if self.role == Role::Client || self.compression.is_some() || data.len() < SHARE_MIN {
+            return self.queue_checked(opcode, data);
+        }
         self.check_room(data.len())?;
         self.items.push_back(Item::Shared {
             opcode,
