@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes BENCHMARKS.md and bench/ratios.png. Slow (about
-# 10 minutes with the end-to-end runs): never part of scripts/test.sh or CI.
+# 40 minutes with the end-to-end runs): never part of scripts/test.sh or CI.
 #
 #   scripts/bench.sh [--no-e2e] [--no-callgrind] [--rounds N] [--report-only]
 #
@@ -21,6 +21,14 @@
 #    The load generator and the reference servers are not in this repository: set
 #    BENCH_TOOLS to a directory holding `compare.sh` (and its `run.sh`, load
 #    generator and anchors, already built). Without it this step is skipped.
+# 4. Large messages (scripts/bench-large.sh): 64 KiB and 1 MiB echoes beside the raw
+#    TCP echo and fastwebsockets (needs BENCH_TOOLS).
+# 5. Broadcast (scripts/bench-fanout.sh): 10,000 connections, one message published
+#    to all, against a raw TCP fan-out and a loop of queue_msg (Node `ws` too when
+#    node is installed); the load generators are bench/'s own.
+# 6. Handshakes per second (scripts/bench-handshake.sh): connect, upgrade, one echo,
+#    close, against tokio-tungstenite, fastwebsockets (with BENCH_TOOLS) and a raw TCP
+#    accept-echo-close.
 #
 # Environment: BENCH_TOOLS (see 3), ROUNDS [2], DURATION [4] (seconds per loaded
 # scenario), ENGINE_MS [300] (time per engine case), CARGO_TARGET_DIR.
@@ -53,7 +61,8 @@ step() { printf '\n=== %s\n' "$*" >&2; }
 BENCH="$TARGET/bench/release/nwe-bench"
 if [ $engine = 1 ]; then
     step "engine benchmarks"
-    rm -f "$OUT"/engine.jsonl "$OUT"/callgrind.jsonl "$OUT"/e2e.jsonl
+    rm -f "$OUT"/engine.jsonl "$OUT"/callgrind.jsonl "$OUT"/e2e.jsonl "$OUT"/large.jsonl \
+        "$OUT"/fanout.jsonl "$OUT"/handshake.jsonl
     CARGO_TARGET_DIR="$TARGET/bench" cargo build --release --quiet --manifest-path bench/Cargo.toml
     "$BENCH" --time-ms "${ENGINE_MS:-300}" --json "$OUT/engine.jsonl"
 fi
@@ -98,6 +107,15 @@ elif [ $e2e = 1 ]; then
     echo "end to end skipped: set BENCH_TOOLS to the load generator's directory" >&2
 fi
 
+if [ $e2e = 1 ]; then
+    step "large messages"
+    RESULTS="$OUT/large.jsonl" ROUNDS=$ROUNDS scripts/bench-large.sh >&2
+    step "broadcast"
+    RESULTS="$OUT/fanout.jsonl" ROUNDS=$ROUNDS scripts/bench-fanout.sh >&2
+    step "handshakes per second"
+    RESULTS="$OUT/handshake.jsonl" ROUNDS=$ROUNDS scripts/bench-handshake.sh >&2
+fi
+
 step "report"
 VENV="$TARGET/bench-venv"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -117,6 +135,9 @@ def load(name):
 engine = load("engine.jsonl")
 callgrind = load("callgrind.jsonl")
 e2e = load("e2e.jsonl")
+large = load("large.jsonl")
+fanout = load("fanout.jsonl")
+handshake = load("handshake.jsonl")
 
 def sh(cmd):
     try:
@@ -130,7 +151,8 @@ w = lines.append
 w("# Benchmarks")
 w("")
 w("Written by `scripts/bench.sh` on %s; do not edit by hand (the analysis below the" % datetime.date.today())
-w("tables is kept in `bench/ANALYSIS.md` and appended)." )
+w("tables is kept in `bench/ANALYSIS.md`, and the runs of other scripts in `bench/EARLIER.md`;")
+w("both are appended).")
 w("")
 w("Machine: %s, %s cores, Linux %s, %s." % (cpu, os.cpu_count(), platform.release(), sh("rustc --version")))
 w("Shared with other work: prefer the ratios (taken within one run) and instruction counts")
@@ -194,8 +216,8 @@ if e2e:
             continue
         w("### %s: %s" % (scen, scen_names[scen]))
         w("")
-        w("| server | msgs/s | srv us/msg | x example | x nwe-lean |")
-        w("|---|---:|---:|---:|---:|")
+        w("| server | msgs/s | srv us/msg | x example | x nwe-lean | p50 us | p99 us |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
         lean_by_round = {r["round"]: r["server_cpu_us_per_msg_run"] for r in by.get((scen, "nwe-lean"), [])}
         ours_by_round = {r["round"]: r["server_cpu_us_per_msg_run"] for r in by.get((scen, "net-websocket-ev"), [])}
         for n in names:
@@ -206,7 +228,9 @@ if e2e:
             ratio = statistics.median(rr) if rr else float("nan")
             rl = [r["server_cpu_us_per_msg_run"] / lean_by_round[r["round"]] for r in rs if r["round"] in lean_by_round]
             lean_ratio = statistics.median(rl) if rl else float("nan")
-            w("| %s | %.0f | %.3f | %.2f | %.2f |" % (n, rate, per, ratio, lean_ratio))
+            p50 = statistics.median(r["loadgen"]["rtt_us"]["p50"] for r in rs)
+            p99 = statistics.median(r["loadgen"]["rtt_us"]["p99"] for r in rs)
+            w("| %s | %.0f | %.3f | %.2f | %.2f | %.0f | %.0f |" % (n, rate, per, ratio, lean_ratio, p50, p99))
             if n not in ("net-websocket-ev", "nwe-lean"):
                 ratios.append(("%s e2e %s (vs example)" % (n, scen), ratio))
                 if lean_by_round:
@@ -222,10 +246,102 @@ if e2e:
             w("| %s | %.0f |" % (n, b))
         w("")
 
-analysis = os.path.join("bench", "ANALYSIS.md")
-if os.path.exists(analysis):
-    w(open(analysis).read().rstrip())
+def ours_over(rows, name, key, ours="net-websocket-ev"):
+    """Ours over `name`'s `key`, per round, median: below 1, ours costs less."""
+    mine = {r["round"]: r[key] for r in rows if r["name"] == ours and r.get(key)}
+    theirs = [mine[r["round"]] / r[key] for r in rows if r["name"] == name and r["round"] in mine and r.get(key)]
+    return statistics.median(theirs) if theirs else float("nan")
+
+def med(rows, f):
+    vals = [f(r) for r in rows]
+    return statistics.median(vals) if vals else float("nan")
+
+if large:
+    w("## Large messages: 64 KiB and 1 MiB echoes (scripts/bench-large.sh)")
     w("")
+    w("The shared load generator against examples/echo_server, the shared raw TCP echo (the")
+    w("same bytes with no WebSocket: the kernel's copies) and fastwebsockets; servers")
+    w("interleaved over rounds, pinned as above. `ours / it`: our server CPU per message over")
+    w("the other's, per round, median (below 1, ours costs less). p50/p99: round trip seen by")
+    w("the load generator (with several messages in flight it includes queueing).")
+    w("")
+    for scen in sorted({r["scenario"] for r in large}, key=lambda s: int(s[1:])):
+        rows = [r for r in large if r["scenario"] == scen]
+        first = rows[0]
+        w("### %d KiB binary, %d conns, %d in flight" % (int(scen[1:]) // 1024, first["conns"], first["depth"]))
+        w("")
+        w("| server | msgs/s | srv us/msg | ours / it | p50 us | p99 us |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for n in sorted({r["name"] for r in rows}):
+            rs = [r for r in rows if r["name"] == n]
+            ratio = ours_over(rows, n, "server_cpu_us_per_msg")
+            w("| %s | %.0f | %.1f | %.2f | %.0f | %.0f |" % (
+                n, med(rs, lambda r: r["msgs_per_s"]), med(rs, lambda r: r["server_cpu_us_per_msg"]),
+                ratio, med(rs, lambda r: r["rtt_us"]["p50"]), med(rs, lambda r: r["rtt_us"]["p99"])))
+            if n != "net-websocket-ev":
+                ratios.append(("%s e2e %s (vs ours)" % (n, scen[1:]), 1 / ratio))
+        w("")
+
+if fanout:
+    w("## Broadcast: one message to 10,000 connections (scripts/bench-fanout.sh)")
+    w("")
+    w("`bench/src/bin/fanout-load.rs` opens the subscribers and one publisher; every message")
+    w("the publisher sends, the server sends to every connection, with a number of")
+    w("publications in flight. `net-websocket-ev` is `bench/src/bin/nwe-broadcast.rs` with")
+    w("`Group::publish` (a `PreparedMessage`, each member written in the call); `nwe-loop` the")
+    w("same server with a loop of `queue_msg` over a map of clients (what a Perl port writes);")
+    w("`raw-fanout` the same fan-out over plain TCP (`bench/src/bin/raw-fanout.rs`: the same")
+    w("bytes written to every socket, the ceiling); `node-ws` Node's `ws` broadcasting to its")
+    w("clients. `srv us/deliv`: server CPU per message delivered to one connection. p50/p99:")
+    w("from a publication's send to its delivery on a subscriber.")
+    w("")
+    for scen in sorted({r["scenario"] for r in fanout}, key=lambda s: int(s.split("x")[1])):
+        rows = [r for r in fanout if r["scenario"] == scen]
+        conns, size = scen.split("x")
+        w("### %s subscribers, %s B, %d publications in flight" % (conns, size, rows[0]["depth"]))
+        w("")
+        w("| server | deliveries/s | srv us/deliv | ours / it | p50 us | p99 us | errors |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for n in sorted({r["name"] for r in rows}):
+            rs = [r for r in rows if r["name"] == n]
+            ratio = ours_over(rows, n, "server_cpu_us_per_delivery")
+            w("| %s | %.0f | %.3f | %.2f | %.0f | %.0f | %d |" % (
+                n, med(rs, lambda r: r["deliveries_per_s"]), med(rs, lambda r: r["server_cpu_us_per_delivery"]),
+                ratio, med(rs, lambda r: r["p50_us"]), med(rs, lambda r: r["p99_us"]), sum(r["errors"] for r in rs)))
+            if n != "net-websocket-ev":
+                ratios.append(("%s broadcast %s B (vs ours)" % (n, size), 1 / ratio))
+        w("")
+
+if handshake:
+    w("## Handshakes per second (scripts/bench-handshake.sh)")
+    w("")
+    w("`bench/src/bin/handshake-load.rs`: on N parallel connections, each in a loop: connect,")
+    w("opening handshake, one 32 B echo, closing handshake, EOF. `raw-accept` does the TCP part")
+    w("only (connect, 32 B echoed, close: the ceiling). Servers: examples/echo_server (the")
+    w("listener), the shared tokio-tungstenite and fastwebsockets echoes. `srv us/conn`:")
+    w("server CPU per connection; p50/p99: a whole connection's duration.")
+    w("")
+    for scen in sorted({r["scenario"] for r in handshake}, key=lambda s: int(s[1:])):
+        rows = [r for r in handshake if r["scenario"] == scen]
+        w("### %s parallel connections" % scen[1:])
+        w("")
+        w("| server | conns/s | srv us/conn | ours / it | p50 us | p99 us | errors |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        for n in sorted({r["name"] for r in rows}):
+            rs = [r for r in rows if r["name"] == n]
+            ratio = ours_over(rows, n, "server_cpu_us_per_conn")
+            w("| %s | %.0f | %.1f | %.2f | %.0f | %.0f | %d |" % (
+                n, med(rs, lambda r: r["handshakes_per_s"]), med(rs, lambda r: r["server_cpu_us_per_conn"]),
+                ratio, med(rs, lambda r: r["p50_us"]), med(rs, lambda r: r["p99_us"]), sum(r["errors"] for r in rs)))
+            if n != "net-websocket-ev":
+                ratios.append(("%s handshakes c%s (vs ours)" % (n, scen[1:]), 1 / ratio))
+        w("")
+
+for kept in ("ANALYSIS.md", "EARLIER.md"):
+    path = os.path.join("bench", kept)
+    if os.path.exists(path):
+        w(open(path).read().rstrip())
+        w("")
 with open("BENCHMARKS.md", "w") as f:
     f.write("\n".join(lines) + "\n")
 
