@@ -163,11 +163,16 @@ impl Conn {
     /// Writes what is queued now rather than from the loop (a broadcast: each of
     /// thousands of members written by one call, none of their watchers armed for
     /// WRITE first). Only where writing runs no user code (no producer, no
-    /// `genmask`) and not inside this connection's io callback (which writes at
-    /// its end); an error is recorded for the loop to carry out, as for any call
-    /// of the user's.
+    /// `genmask`), not inside this connection's io callback (which writes at its
+    /// end), and not to a socket already known to be full (the watcher waits for
+    /// it to drain); an error is recorded for the loop to carry out, as for any
+    /// call of the user's.
     pub(crate) fn write_now(self: &Rc<Self>) {
-        if self.in_io.get() || self.write_stopped.get() || self.producing.get() {
+        if self.in_io.get()
+            || self.write_stopped.get()
+            || self.producing.get()
+            || self.io.events().contains(Events::WRITE)
+        {
             return;
         }
         match self.sender.try_borrow() {
