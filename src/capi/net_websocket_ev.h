@@ -194,8 +194,10 @@ int nwe_client_new(struct ev_loop *loop, int fd, const nwe_params *params,
 void nwe_release(nwe_ws *ws);
 
 /* Queues one message of opcode NWE_OP_TEXT (valid UTF-8), _BINARY, _PING or _PONG
- * (control payloads at most 125 bytes); msg may be NULL when len is 0. Copied.
- * A close goes through nwe_close. */
+ * (control payloads at most 125 bytes); msg may be NULL when len is 0. Copied:
+ * the buffer is the caller's again on return (the msg of an on_msg_recv running
+ * now, whole, of 16 KiB or more, queued on a server is shared, not copied: an
+ * echo or relay costs no copy). A close goes through nwe_close. */
 int nwe_queue_msg(nwe_ws *ws, unsigned opcode, const uint8_t *msg, size_t len);
 
 /* A producer: write up to cap bytes to buf, set *len (<= cap), return an
