@@ -146,7 +146,11 @@ impl Direct {
     }
 
     /// Lets go of the bytes (back to the pool), leaving nothing allocated.
+    #[inline]
     pub(super) fn release(&mut self) {
+        if self.is_released() {
+            return;
+        }
         match std::mem::replace(self, Direct::Queued(Vec::new())) {
             Direct::Queued(bytes) => pool::give_buf(bytes),
             Direct::Shared(msg, _) => pool::give_shared(msg),

@@ -114,10 +114,6 @@ impl Encoder {
             self.complete_last_mark(None);
         }
         while self.out.len() < BATCH {
-            if let Some(&Item::Shared { opcode, len }) = self.items.front() {
-                self.frame_shared(opcode, len);
-                break;
-            }
             let (opcode, len, header, sealed, close) = match self.items.front() {
                 Some(Item::Message {
                     opcode,
@@ -126,7 +122,11 @@ impl Encoder {
                     sealed,
                 }) => (*opcode, *len, usize::from(*header), *sealed, None),
                 Some(Item::Close { code, len, .. }) => (OpCode::Close, *len, 0, false, Some(*code)),
-                Some(Item::Fragmented { .. } | Item::Shared { .. }) | None => break,
+                Some(&Item::Shared { opcode, len }) => {
+                    self.frame_shared(opcode, len);
+                    break;
+                }
+                Some(Item::Fragmented { .. }) | None => break,
             };
             if header > 0 {
                 if self.payloads_pos == 0 && self.take_framed() {
