@@ -115,17 +115,23 @@ for round in $(seq "$ROUNDS"); do
         for server in "${SERVERS[@]}"; do
             IFS='|' read -r name mode cmd <<<"$server"
             echo "round $round: $name, $CONNS x $size B, depth $depth" >&2
-            if start_server "$name" "${cmd//\{SIZE\}/$size}" &&
+            # fanout-load exits with 1 when a delivery failed its checks: its line (with
+            # the errors) is kept in the results all the same.
+            line="" rc=1
+            if start_server "$name" "${cmd//\{SIZE\}/$size}"; then
+                rc=0
                 line=$(timeout "$LIMIT" "${PIN_LOAD[@]}" "$LOAD" "$mode" --port "$SERVER_PORT" \
                     --conns "$CONNS" --size "$size" --depth "$depth" --warmup "$WARMUP" \
-                    --duration "$DURATION" --server-pid "$SERVER_PID" --label "$name"); then
+                    --duration "$DURATION" --server-pid "$SERVER_PID" --label "$name") || rc=$?
+            fi
+            if [ "${line:0:1}" = "{" ]; then
                 echo "{\"scenario\":\"${CONNS}x$size\",\"name\":\"$name\",\"round\":$round,\"run\":\"$RUN_ID\",${line#\{}" >>"$RESULTS"
-            else
+            fi
+            if [ "$rc" != 0 ]; then
                 echo "FAILED: $name, $size B (round $round): ${line:-no result}" >&2
                 tail -5 "$LOGS/$name.log" >&2
                 failures=$((failures + 1))
             fi
-            line=""
             kill_started "$SERVER_PID"
             wait "$SERVER_PID" 2>/dev/null || true
             forget "$SERVER_PID"

@@ -25,7 +25,8 @@
 //! Output: one JSON line on stdout: handshakes (completed connections) per second in
 //! the measured window, server CPU µs per connection (utime+stime from /proc/PID/stat
 //! over the window, divided by the connections completed in it), p50/p99 of a whole
-//! connection's duration (connect to EOF), errors by kind, this process's CPU %.
+//! connection's duration (connect to EOF), errors by kind (over the whole run, the
+//! warmup included), this process's CPU %.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -633,7 +634,6 @@ fn run(args: &Args) -> io::Result<String> {
             ctx.measuring = true;
             ctx.hist = Histogram::new();
             ctx.done = 0;
-            ctx.errors = Errors::default();
             window = Some((now, self_cpu_us(), args.server_pid.and_then(proc_cpu_us)));
             end = now + Duration::from_secs_f64(args.duration);
         }
