@@ -9,7 +9,10 @@
 # Servers, interleaved over ROUNDS rounds, each started anew per run on a free port,
 # pinned to CPU 1 (the load generator to CPU 0) when taskset is there:
 #   raw-fanout        bench/src/bin/raw-fanout.rs: the same fan-out over plain TCP
-#                     (the ceiling; the load generator runs in `raw` mode)
+#                     (the ceiling; the load generator runs in `raw` mode), one
+#                     write per message and connection
+#   raw-fanout-batch  the same, one write per connection for all the messages one
+#                     read brought (what batching the writes is worth)
 #   nwe-loop          bench/src/bin/nwe-broadcast.rs --loop: a loop of queue_msg
 #   net-websocket-ev  bench/src/bin/nwe-broadcast.rs in its default mode
 #   node-ws           bench/node-broadcast.js: Node's `ws`, a loop over wss.clients;
@@ -63,6 +66,7 @@ LOAD="$BIN/fanout-load"
 # name|load generator mode|command ({PORT}: a free port, {SIZE}: the message size)
 SERVERS=(
     "raw-fanout|raw|$BIN/raw-fanout {PORT} --size {SIZE}"
+    "raw-fanout-batch|raw|$BIN/raw-fanout {PORT} --size {SIZE} --batch"
     "nwe-loop|ws|$BIN/nwe-broadcast {PORT} --loop"
     "net-websocket-ev|ws|$BIN/nwe-broadcast {PORT}"
 )

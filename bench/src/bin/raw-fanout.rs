@@ -2,14 +2,16 @@
 //! plain TCP, as a well-written single-threaded C or Rust server would do it.
 //!
 //! ```text
-//! raw-fanout PORT [--size S]
+//! raw-fanout PORT [--size S] [--batch]
 //! ```
-//! Messages are fixed-size chunks of S bytes (32 by default). Whatever complete chunks
-//! a read brings from any connection are written to every connection (the sender
-//! included), in order: one `write` per connection for all the chunks of that read;
-//! what a connection's socket does not take is kept in its output buffer and written
-//! when it is writable again (later chunks are appended behind it, so each connection
-//! gets every chunk, in order). Epoll (mio, edge-triggered), one shared read buffer.
+//! Messages are fixed-size chunks of S bytes (32 by default). Each complete chunk read
+//! from any connection is written to every connection (the sender included), in order:
+//! one `write` per chunk and connection. `--batch`: one `write` per connection for all
+//! the complete chunks that one read brought (fewer, larger TCP segments when the
+//! publisher has several messages in flight). What a connection's socket does not take
+//! is kept in its output buffer and written when it is writable again (later chunks
+//! are appended behind it, so each connection gets every chunk, in order). Epoll (mio,
+//! edge-triggered), one shared read buffer.
 //! Prints `listening on 127.0.0.1:PORT` when ready (PORT 0: a free port).
 
 use std::io::{ErrorKind, Read, Write};
@@ -35,16 +37,19 @@ struct Conn {
 fn main() {
     let mut argv = std::env::args().skip(1);
     let port: Option<u16> = argv.next().and_then(|p| p.parse().ok());
-    let size: Option<usize> = match (argv.next().as_deref(), argv.next()) {
-        (None, _) => Some(32),
-        (Some("--size"), Some(s)) => s.parse().ok().filter(|&s| s > 0),
-        _ => None,
-    };
+    let (mut size, mut batch) = (Some(32), false);
+    while let Some(arg) = argv.next() {
+        match arg.as_str() {
+            "--batch" => batch = true,
+            "--size" => size = argv.next().and_then(|s| s.parse().ok()).filter(|&s| s > 0),
+            _ => size = None,
+        }
+    }
     let (Some(port), Some(size)) = (port, size) else {
-        eprintln!("usage: raw-fanout PORT [--size S]");
+        eprintln!("usage: raw-fanout PORT [--size S] [--batch]");
         std::process::exit(2);
     };
-    if let Err(e) = serve(port, size) {
+    if let Err(e) = serve(port, size, batch) {
         eprintln!("raw-fanout: {e}");
         std::process::exit(1);
     }
@@ -56,6 +61,8 @@ struct Server {
     /// Indices of the connections in use (the broadcast iterates over these).
     live: Vec<usize>,
     size: usize,
+    /// One write per read's worth of chunks instead of one per chunk.
+    batch: bool,
 }
 
 impl Server {
@@ -155,8 +162,12 @@ impl Server {
                 }
             }
             let whole = data.len() / size * size;
-            if whole > 0 {
+            if self.batch && whole > 0 {
                 self.broadcast(&data[..whole]);
+            } else {
+                for chunk in data[..whole].chunks(size) {
+                    self.broadcast(chunk);
+                }
             }
             if whole < data.len() {
                 if let Some(c) = self.conns[i].as_mut() {
@@ -170,7 +181,7 @@ impl Server {
     }
 }
 
-fn serve(port: u16, size: usize) -> std::io::Result<()> {
+fn serve(port: u16, size: usize, batch: bool) -> std::io::Result<()> {
     let mut listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     let mut poll = Poll::new()?;
     poll.registry()
@@ -181,6 +192,7 @@ fn serve(port: u16, size: usize) -> std::io::Result<()> {
         free: Vec::new(),
         live: Vec::new(),
         size,
+        batch,
     };
     let mut rbuf = vec![0u8; 256 * 1024];
     let mut events = Events::with_capacity(1024);
