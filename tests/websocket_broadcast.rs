@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 
-use net_websocket_ev::ev::Loop;
+use net_websocket_ev::ev::{Loop, RunFlags};
 use net_websocket_ev::proto::Role;
 use net_websocket_ev::{
     websocket, Group, OpCode, Overflow, Params, PreparedMessage, Server, WebSocket,
@@ -80,10 +80,11 @@ fn publish_reaches_every_member_and_forgets_those_that_ended() {
     websocket::abort_all(&lp);
 }
 
-/// `publish` writes each member's socket in the call: the bytes are there before
-/// the loop runs again.
+/// `publish` only queues; the group writes every member once, right after the
+/// loop's next poll, with everything published meanwhile: one loop iteration
+/// (without waiting) delivers it all.
 #[test]
-fn publish_writes_at_once() {
+fn publish_writes_each_member_at_the_next_loop_iteration() {
     let lp = Loop::new().expect("loop");
     let mut all = members(&lp, 3, unix_pair, |p| p);
     let room = Group::new();
@@ -94,6 +95,11 @@ fn publish_writes_at_once() {
     room.publish(&PreparedMessage::binary(b"now"));
     room.publish(&PreparedMessage::binary(&big));
     for (ws, peer) in &mut all {
+        assert!(!peer.pump(), "nothing is written inside publish");
+        assert_eq!(ws.queued_count().unwrap(), 2);
+    }
+    lp.run_with(RunFlags::NoWait);
+    for (ws, peer) in &mut all {
         peer.pump();
         assert_eq!(
             peer.data_msgs(),
@@ -103,6 +109,13 @@ fn publish_writes_at_once() {
             ]
         );
         assert_eq!(ws.queued_count().unwrap(), 0);
+    }
+    // A group dropped before its flush writes what was published to it.
+    room.publish(&PreparedMessage::text("last"));
+    drop(room);
+    for (_, peer) in &mut all {
+        peer.pump();
+        assert_eq!(peer.data_msgs().len(), 3);
     }
     websocket::abort_all(&lp);
 }

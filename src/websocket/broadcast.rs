@@ -1,11 +1,13 @@
 //! One message to many connections: [`PreparedMessage`] (checked once, its payload
 //! shared by every send queue instead of copied into each) and [`Group`] (a set of
-//! connections to publish to, each written at once, each slow reader handled as
-//! the group says).
+//! connections to publish to, each written once per loop iteration whatever the
+//! number of messages, each slow reader handled as the group says).
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
 
+use crate::ev::{Loop, Timer};
 use crate::proto::{self, OpCode, SharedMessage};
 
 use super::{Error, WebSocket};
@@ -181,12 +183,13 @@ pub struct Published {
 
 /// A set of connections that one message is sent to at once: the room of a chat,
 /// the subscribers of a topic. [`publish`](Self::publish) frames the message once
-/// ([`PreparedMessage`]), queues it on every member and writes each member's socket
-/// right away, so that thousands of members cost one `write` each and no trip
-/// through the loop; a member whose queue is full does not hold up the others (see
-/// [`Overflow`]). Members are handles: a member stays in the group until it is
-/// removed or found over by a publish. Perl's `%clients` hash and its loop of
-/// `queue_msg`, in one call.
+/// ([`PreparedMessage`]) and queues it on every member; the group then writes each
+/// member's socket once, before the loop next waits for events, with everything
+/// published to it meanwhile: thousands of members cost one `write` each per loop
+/// iteration, however many messages, and no watcher is armed for them. A member
+/// whose queue is full does not hold up the others (see [`Overflow`]). Members are
+/// handles: a member stays in the group until it is removed or found over by a
+/// publish. Perl's `%clients` hash and its loop of `queue_msg`, in one call.
 ///
 /// ```
 /// # use net_websocket_ev::{ev::{Loop, RunFlags}, Client, Params, Server};
@@ -216,13 +219,25 @@ pub struct Published {
 /// ```
 #[derive(Debug, Default)]
 pub struct Group {
+    shared: Rc<Shared>,
+}
+
+/// What the group's flush (a timer callback) shares with the group.
+#[derive(Debug, Default)]
+struct Shared {
     members: RefCell<Members>,
     overflow: Cell<Overflow>,
+    /// A timer due at once on the members' loop, started when a publish leaves
+    /// something to write: it runs right after the loop's next poll, before the
+    /// loop waits again. Made at the first publish, on the first member's loop.
+    flush: RefCell<Option<(Loop, Timer)>>,
 }
 
 #[derive(Debug, Default)]
 struct Members {
     list: Vec<WebSocket>,
+    /// Whether `list[i]` has something published to write at the next flush.
+    unwritten: Vec<bool>,
     /// Each member's place in `list`, by its connection's address.
     at: HashMap<usize, usize>,
 }
@@ -245,7 +260,7 @@ impl Group {
     /// let feed = Group::new().overflow(Overflow::Close);
     /// ```
     pub fn overflow(self, overflow: Overflow) -> Group {
-        self.overflow.set(overflow);
+        self.shared.overflow.set(overflow);
         self
     }
 
@@ -264,13 +279,14 @@ impl Group {
     /// # Ok::<(), net_websocket_ev::Error>(())
     /// ```
     pub fn insert(&self, ws: &WebSocket) -> bool {
-        let mut m = self.members.borrow_mut();
+        let mut m = self.shared.members.borrow_mut();
         let place = m.list.len();
         match m.at.entry(key(ws)) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(place);
                 m.list.push(ws.clone());
+                m.unwritten.push(false);
                 true
             }
         }
@@ -291,7 +307,15 @@ impl Group {
     /// # Ok::<(), net_websocket_ev::Error>(())
     /// ```
     pub fn remove(&self, ws: &WebSocket) -> bool {
-        self.members.borrow_mut().remove(key(ws)).is_some()
+        let removed = self.shared.members.borrow_mut().remove(key(ws));
+        match removed {
+            Some((ws, true)) => {
+                ws.conn.settle(false); // what was published to it goes out from the loop
+                true
+            }
+            Some(_) => true,
+            None => false,
+        }
     }
 
     /// Whether `ws` is a member.
@@ -306,7 +330,7 @@ impl Group {
     /// # Ok::<(), net_websocket_ev::Error>(())
     /// ```
     pub fn contains(&self, ws: &WebSocket) -> bool {
-        self.members.borrow().at.contains_key(&key(ws))
+        self.shared.members.borrow().at.contains_key(&key(ws))
     }
 
     /// How many members.
@@ -316,7 +340,7 @@ impl Group {
     /// assert_eq!(Group::new().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
-        self.members.borrow().list.len()
+        self.shared.members.borrow().list.len()
     }
 
     /// Whether the group has no member.
@@ -338,16 +362,18 @@ impl Group {
     /// }
     /// ```
     pub fn members(&self) -> Vec<WebSocket> {
-        self.members.borrow().list.clone()
+        self.shared.members.borrow().list.clone()
     }
 
-    /// Sends `msg` to every member: queued on each (its payload shared, see
-    /// [`PreparedMessage`]) and written to each socket now, as far as it takes it
-    /// (the rest goes out from the loop, as for any queued message). A member over
-    /// its high-water mark is handled as [`overflow`](Self::overflow) says; members
-    /// found over leave the group. No callback of any member runs inside this call
-    /// (ends are carried out by the loop, as for `queue_msg`); members added or
-    /// removed meanwhile from elsewhere (a producer's drop) may or may not get it.
+    /// Sends `msg` to every member: queued on each now (its payload shared, see
+    /// [`PreparedMessage`]), and written to each socket right after the loop's next
+    /// poll, together with whatever else is published before then: one `write` per
+    /// member (what the socket does not take goes out as the loop sees it
+    /// writable, as for any queued message). A member on another loop than the
+    /// group's first member is written in the call. A member over its high-water
+    /// mark is handled as [`overflow`](Self::overflow) says; members found over
+    /// leave the group. No callback of any member runs inside this call (ends are
+    /// carried out by the loop, as for `queue_msg`).
     ///
     /// ```
     /// # use net_websocket_ev::{ev::Loop, Group, Params, PreparedMessage, Server};
@@ -362,18 +388,29 @@ impl Group {
     /// # Ok::<(), net_websocket_ev::Error>(())
     /// ```
     pub fn publish(&self, msg: &PreparedMessage) -> Published {
-        let overflow = self.overflow.get();
+        let overflow = self.shared.overflow.get();
+        let flush_loop = self.flush_loop();
         let mut published = Published::default();
         let mut leaving = Vec::new();
         let mut i = 0;
         // One member at a time, nothing borrowed while a member is written.
-        while let Some(ws) = self.members.borrow().list.get(i).cloned() {
+        loop {
+            let member = self.shared.members.borrow().list.get(i).cloned();
+            let Some(ws) = member else {
+                break;
+            };
             i += 1;
             match ws
                 .conn
                 .sender()
                 .and_then(|mut s| Ok(s.queue_shared(&msg.msg)?))
             {
+                Ok(()) if flush_loop == Some(ws.event_loop().as_raw()) => {
+                    // Its watcher is left as it is (no WRITE armed): the flush
+                    // writes it and brings the watcher in line.
+                    published.queued += 1;
+                    self.shared.members.borrow_mut().unwritten[i - 1] = true;
+                }
                 Ok(()) => {
                     published.queued += 1;
                     ws.conn.write_now();
@@ -399,11 +436,47 @@ impl Group {
                 Err(_) => published.skipped += 1,
             }
         }
-        let mut m = self.members.borrow_mut();
+        let mut m = self.shared.members.borrow_mut();
+        let mut settle = Vec::new();
         for k in leaving {
-            m.remove(k);
+            if let Some((ws, true)) = m.remove(k) {
+                settle.push(ws);
+            }
+        }
+        drop(m);
+        for ws in settle {
+            ws.conn.settle(false);
+        }
+        if published.queued > 0 {
+            if let Some((_, timer)) = &*self.shared.flush.borrow() {
+                timer.start();
+            }
         }
         published
+    }
+
+    /// The loop the flush runs on (its raw pointer, for comparing): the first
+    /// member's, the first time there is one.
+    fn flush_loop(&self) -> Option<*mut crate::ev::sys::ev_loop> {
+        let mut flush = self.shared.flush.borrow_mut();
+        if flush.is_none() {
+            let lp = self
+                .shared
+                .members
+                .borrow()
+                .list
+                .first()?
+                .event_loop()
+                .clone();
+            let shared = Rc::downgrade(&self.shared);
+            let timer = Timer::new(&lp, Duration::ZERO, Duration::ZERO, move |_| {
+                if let Some(shared) = Weak::upgrade(&shared) {
+                    shared.flush();
+                }
+            });
+            *flush = Some((lp, timer));
+        }
+        flush.as_ref().map(|(lp, _)| lp.as_raw())
     }
 
     /// [`publish`](Self::publish) of a message made from `msg` and `opcode`.
@@ -420,14 +493,48 @@ impl Group {
     }
 }
 
+impl Shared {
+    /// Writes every member something was published to since the last flush
+    /// (one at a time, nothing borrowed while a member is written), and brings
+    /// its watcher in line: WRITE armed for what the socket did not take.
+    fn flush(&self) {
+        let mut i = 0;
+        loop {
+            let ws = {
+                let mut m = self.members.borrow_mut();
+                let Some(ws) = m.list.get(i).cloned() else {
+                    break;
+                };
+                i += 1;
+                if !std::mem::take(&mut m.unwritten[i - 1]) {
+                    continue;
+                }
+                ws
+            };
+            ws.conn.write_now();
+            ws.conn.settle(false);
+        }
+    }
+}
+
+/// A group dropped before its flush writes what was published to it.
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.shared.flush();
+    }
+}
+
 impl Members {
-    fn remove(&mut self, key: usize) -> Option<WebSocket> {
+    /// Takes a member out: its handle, and whether something published to it is
+    /// still unwritten.
+    fn remove(&mut self, key: usize) -> Option<(WebSocket, bool)> {
         let place = self.at.remove(&key)?;
         let ws = self.list.swap_remove(place);
+        let unwritten = self.unwritten.swap_remove(place);
         if let Some(moved) = self.list.get(place) {
             self.at.insert(self::key(moved), place);
         }
-        Some(ws)
+        Some((ws, unwritten))
     }
 }
 

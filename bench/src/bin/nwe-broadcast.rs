@@ -7,15 +7,15 @@
 //! ```
 //! Clients come from a [`Listener`] with its caps, keepalive and message timeout
 //! lifted (the benchmark opens 10,000 connections from one address), and are kept in a
-//! map, Perl's `%clients` pattern (see examples/broadcast.rs). `--loop`: a loop of
-//! `queue_msg` over the map, what a Perl user writes. Without it, the default mode;
-//! until the shared-frame broadcast API lands it is the same loop. Prints
-//! `listening on 127.0.0.1:PORT` when ready (PORT 0: a free port).
+//! map, Perl's `%clients` pattern. `--loop`: a loop of `queue_msg` over the map, what
+//! a Perl user writes. Without it, the clients are also members of a `Group`, and
+//! each message goes out with `Group::publish` (framed once, the bytes shared).
+//! Prints `listening on 127.0.0.1:PORT` when ready (PORT 0: a free port).
 
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
 use net_websocket_ev::ev::{Loop, Signal};
-use net_websocket_ev::{ListenParams, Listener, OpCode, Server, WebSocket};
+use net_websocket_ev::{Group, ListenParams, Listener, OpCode, PreparedMessage, Server, WebSocket};
 
 /// Per connection: ample for the benchmark's messages (up to a few KiB).
 const MAX_RECV_SIZE: u64 = 1 << 20;
@@ -27,21 +27,25 @@ const MAX_QUEUED_BYTES: usize = 64 << 20;
 enum Mode {
     /// `queue_msg` on each client in turn (frames the message once per client).
     Loop,
-    /// The default mode: the shared-frame broadcast (frame once, share the bytes).
-    /// Until that API is there, the same loop.
+    /// The default mode: `Group::publish` (frame once, share the bytes).
     Shared,
 }
 
 type Clients = Rc<RefCell<HashMap<u64, WebSocket>>>;
 
-fn broadcast(mode: Mode, clients: &Clients, msg: &[u8], opcode: OpCode) {
+fn broadcast(mode: Mode, clients: &Clients, group: &Group, msg: &[u8], opcode: OpCode) {
     match mode {
         // queue_msg from inside a receive callback only queues: no other client's
         // callback runs meanwhile (a failing client ends later, from the loop), so the
         // map stays borrowed for the whole loop.
-        Mode::Loop | Mode::Shared => {
+        Mode::Loop => {
             for ws in clients.borrow().values() {
                 let _ = ws.queue_msg(msg, opcode); // a client closing meanwhile is skipped
+            }
+        }
+        Mode::Shared => {
+            if let Ok(msg) = PreparedMessage::new(msg, opcode) {
+                group.publish(&msg);
             }
         }
     }
@@ -63,7 +67,8 @@ fn main() {
     };
     let lp = Loop::default_loop().expect("libev default loop");
     let clients: Clients = Rc::default();
-    let (map, mut next_id) = (clients.clone(), 0u64);
+    let group = Rc::new(Group::new());
+    let (map, room, mut next_id) = (clients.clone(), group.clone(), 0u64);
     let listener = Listener::new(
         ListenParams::new(("127.0.0.1", port))
             .event_loop(&lp)
@@ -76,6 +81,7 @@ fn main() {
             .message_timeout(None)
             .on_connect(move |accepted| {
                 let (id, gone, all) = (next_id, map.clone(), map.clone());
+                let (left, everyone) = (room.clone(), room.clone());
                 next_id += 1;
                 let params = accepted
                     .into_params()
@@ -83,14 +89,20 @@ fn main() {
                     .max_queued_bytes(MAX_QUEUED_BYTES)
                     .on_msg_recv(move |_ws, _rsv, opcode, msg, _status| {
                         if matches!(opcode, OpCode::Text | OpCode::Binary) {
-                            broadcast(mode, &all, msg, opcode);
+                            broadcast(mode, &all, &everyone, msg, opcode);
                         }
                     })
-                    .on_close(move |_, _| {
+                    .on_close(move |ws, _| {
                         gone.borrow_mut().remove(&id); // delete $clients{$id}
+                        left.remove(ws);
                     });
                 match Server::new(params) {
-                    Ok(ws) => drop(map.borrow_mut().insert(id, ws)),
+                    Ok(ws) => {
+                        if mode == Mode::Shared {
+                            room.insert(&ws);
+                        }
+                        map.borrow_mut().insert(id, ws);
+                    }
                     Err(err) => eprintln!("nwe-broadcast: {err}"),
                 }
             }),
