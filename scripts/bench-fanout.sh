@@ -19,10 +19,12 @@
 #                     only when node and tests/interop/node/node_modules/ws are there
 #                     (scripts/interop.sh installs them), else skipped with a message
 # Scenarios (SCENARIOS, "SIZE:DEPTH" each): 32 B with 16 publications in flight and
-# 4 KiB with 8: the server always has work queued.
+# 4 KiB with 8 (the server always has work queued, and several messages per
+# connection can go out in one write), then both with 1 in flight (one message per
+# write: the cost of the fan-out path itself; 10,000 writes keep the server busy).
 #
 # Environment: ROUNDS [2], DURATION [4] (seconds measured per run, after WARMUP [1]),
-# CONNS [10000], SCENARIOS ["32:16 4096:8"], NODE [node],
+# CONNS [10000], SCENARIOS ["32:16 4096:8 32:1 4096:1"], NODE [node],
 # RESULTS [${CARGO_TARGET_DIR:-target}/bench-results/fanout.jsonl] (JSON lines
 # appended: scenario, name, round, run and the load generator's figures),
 # CARGO_TARGET_DIR. Every process started here is killed by PID on exit.
@@ -34,7 +36,7 @@ ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-4}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-10000}
-SCENARIOS=${SCENARIOS:-32:16 4096:8}
+SCENARIOS=${SCENARIOS:-32:16 4096:8 32:1 4096:1}
 NODE=${NODE:-node}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 RESULTS=${RESULTS:-$TARGET/bench-results/fanout.jsonl}
@@ -129,7 +131,7 @@ for round in $(seq "$ROUNDS"); do
                     --duration "$DURATION" --server-pid "$SERVER_PID" --label "$name") || rc=$?
             fi
             if [ "${line:0:1}" = "{" ]; then
-                echo "{\"scenario\":\"${CONNS}x$size\",\"name\":\"$name\",\"round\":$round,\"run\":\"$RUN_ID\",${line#\{}" >>"$RESULTS"
+                echo "{\"scenario\":\"${CONNS}x${size}d$depth\",\"name\":\"$name\",\"round\":$round,\"run\":\"$RUN_ID\",${line#\{}" >>"$RESULTS"
             fi
             if [ "$rc" != 0 ]; then
                 echo "FAILED: $name, $size B (round $round): ${line:-no result}" >&2
@@ -154,10 +156,14 @@ def med(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(vals) if vals else float("nan")
 
-for scen in sorted({r["scenario"] for r in runs}, key=lambda s: int(s.split("x")[1])):
+def order(scen):
+    size, depth = scen.split("x")[1].split("d")
+    return (-int(depth) > -2, int(size), int(depth))
+
+for scen in sorted({r["scenario"] for r in runs}, key=order):
     rows = [r for r in runs if r["scenario"] == scen]
     ours = {r["round"]: r for r in rows if r["name"] == OURS}
-    conns, size = scen.split("x")
+    conns, size = scen.split("x")[0], rows[0]["size"]
     print(f"\nbroadcast, {conns} subscribers x {size} B, depth {rows[0]['depth']} "
           f"(medians over {len(ours)} rounds; x ours: ours / theirs, server CPU per delivery, "
           "per round, median)")

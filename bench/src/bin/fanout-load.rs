@@ -45,6 +45,13 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+#[path = "../load.rs"]
+mod load;
+use load::{
+    find, num, proc_cpu_us, raise_nofile, response_ok, seed, self_cpu_us, upgrade_requests,
+    Histogram, Rng,
+};
+
 const USAGE: &str = "usage: fanout-load ws|raw --port P [--conns N] [--size S] [--depth D] \
 [--warmup W] [--duration T] [--server-pid PID] [--label L] [--max-pending K]";
 
@@ -92,10 +99,6 @@ fn parse_args() -> Result<Args, String> {
         label: String::new(),
         max_pending: 256,
     };
-    fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-        v.parse()
-            .map_err(|_| format!("bad value for {flag}: {v:?}"))
-    }
     while let Some(flag) = argv.next() {
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -125,137 +128,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--duration must be > 0, --warmup >= 0".into());
     }
     Ok(a)
-}
-
-// ------------------------------------------------------------------ measuring
-
-/// Log-linear latency histogram over nanoseconds: 64 sub-buckets per power of two
-/// (under 1.6 % error), fixed memory, O(1) record.
-struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-}
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram {
-            counts: vec![0; 128 + 58 * 64],
-            total: 0,
-        }
-    }
-    fn index(v: u64) -> usize {
-        if v < 128 {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() - 6;
-        (128 + (shift as u64 - 1) * 64 + ((v >> shift) - 64)) as usize
-    }
-    fn value(i: usize) -> u64 {
-        let i = i as u64;
-        if i < 128 {
-            return i;
-        }
-        let shift = (i - 128) / 64 + 1;
-        (((i - 128) % 64 + 64) << shift) + (1 << shift) / 2
-    }
-    fn record(&mut self, ns: u64) {
-        self.counts[Self::index(ns)] += 1;
-        self.total += 1;
-    }
-    /// The value (µs) at quantile q; 0 when empty.
-    fn quantile_us(&self, q: f64) -> f64 {
-        if self.total == 0 {
-            return 0.0;
-        }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Self::value(i) as f64 / 1000.0;
-            }
-        }
-        0.0
-    }
-}
-
-/// utime+stime of a process in µs, from /proc/PID/stat.
-fn proc_cpu_us(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(ticks * 1_000_000 / hz)
-}
-
-/// This process's utime+stime in µs.
-fn self_cpu_us() -> u64 {
-    // SAFETY: getrusage fills the zeroed rusage it is given; it has no other effect.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Raises the soft limit on open files to what `want` needs (at most the hard limit).
-fn raise_nofile(want: u64) {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `rl` is a valid, writable rlimit for getrlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 || rl.rlim_cur >= want {
-        return;
-    }
-    rl.rlim_cur = want.min(rl.rlim_max);
-    // SAFETY: `rl` is a valid rlimit; only the soft limit changed, within the hard one.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 || rl.rlim_cur < want {
-        eprintln!(
-            "fanout-load: open-file limit {} (wanted {want})",
-            rl.rlim_cur
-        );
-    }
-}
-
-// ------------------------------------------------------------------ traffic
-
-/// xorshift64*: mask keys and handshake keys.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Frame header of `len` bytes of payload: unmasked (as the server sends it) or with
@@ -310,19 +182,7 @@ impl Traffic {
         } else {
             (Vec::new(), payload, 0, [0; 4])
         };
-        let requests = (0..KEYS)
-            .map(|_| {
-                let key = base64(&[rng.next().to_le_bytes(), rng.next().to_le_bytes()].concat());
-                let request = format!(
-                    "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\n\
-                     Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-                     Sec-WebSocket-Version: 13\r\n\r\n",
-                    args.port
-                );
-                let accept = net_websocket_ev::handshake::accept_key(key.as_bytes());
-                (request.into_bytes(), accept)
-            })
-            .collect();
+        let requests = upgrade_requests(args.port, KEYS, rng);
         let unit = prefix.len() + args.size;
         Traffic {
             requests,
@@ -449,27 +309,6 @@ impl Ctx<'_> {
     fn now_ns(&self) -> u64 {
         self.base.elapsed().as_nanos() as u64
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Checks a complete response head: 101 and the expected accept key.
-fn response_ok(head: &[u8], accept: &str) -> bool {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return false;
-    };
-    let mut lines = head.split("\r\n");
-    let status_ok = lines
-        .next()
-        .is_some_and(|l| l.starts_with("HTTP/1.1 101 ") || l == "HTTP/1.1 101");
-    status_ok
-        && lines.any(|line| {
-            line.split_once(':').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == accept
-            })
-        })
 }
 
 fn kill(c: &mut Conn, ctx: &mut Ctx, count: impl FnOnce(&mut Errors)) {
@@ -768,11 +607,7 @@ fn dispatch(events: &Events, conns: &mut [Conn], ctx: &mut Ctx, rbuf: &mut [u8])
 
 fn run(args: &Args) -> io::Result<String> {
     raise_nofile(args.conns as u64 + 256);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut rng = Rng(seed);
+    let mut rng = Rng(seed());
     let traffic = Traffic::new(args, &mut rng);
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let mut poll = Poll::new()?;

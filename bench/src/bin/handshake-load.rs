@@ -36,6 +36,13 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+#[path = "../load.rs"]
+mod load;
+use load::{
+    find, num, proc_cpu_us, raise_nofile, response_ok, seed, self_cpu_us, upgrade_requests,
+    Histogram, Rng,
+};
+
 const USAGE: &str = "usage: handshake-load ws|raw --port P [--conns C] [--warmup W] \
 [--duration T] [--server-pid PID] [--size S] [--label L]";
 
@@ -74,10 +81,6 @@ fn parse_args() -> Result<Args, String> {
     };
     while let Some(flag) = argv.next() {
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;
-        fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-            v.parse()
-                .map_err(|_| format!("bad value for {flag}: {v:?}"))
-        }
         match flag.as_str() {
             "--port" => a.port = num(&flag, &value)?,
             "--conns" => a.conns = num(&flag, &value)?,
@@ -98,114 +101,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--duration must be > 0, --warmup >= 0".into());
     }
     Ok(a)
-}
-
-// ------------------------------------------------------------------ measuring
-
-/// Log-linear latency histogram over nanoseconds: 64 sub-buckets per power of two
-/// (under 1.6 % error), fixed memory, O(1) record.
-struct Histogram {
-    counts: Vec<u64>,
-    total: u64,
-}
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram {
-            counts: vec![0; 128 + 58 * 64],
-            total: 0,
-        }
-    }
-    fn index(v: u64) -> usize {
-        if v < 128 {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() - 6;
-        (128 + (shift as u64 - 1) * 64 + ((v >> shift) - 64)) as usize
-    }
-    fn value(i: usize) -> u64 {
-        let i = i as u64;
-        if i < 128 {
-            return i;
-        }
-        let shift = (i - 128) / 64 + 1;
-        (((i - 128) % 64 + 64) << shift) + (1 << shift) / 2
-    }
-    fn record(&mut self, ns: u64) {
-        self.counts[Self::index(ns)] += 1;
-        self.total += 1;
-    }
-    /// The value (µs) at quantile q; 0 when empty.
-    fn quantile_us(&self, q: f64) -> f64 {
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total.max(1));
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank && self.total > 0 {
-                return Self::value(i) as f64 / 1000.0;
-            }
-        }
-        0.0
-    }
-}
-
-/// utime+stime of a process in µs, from /proc/PID/stat.
-fn proc_cpu_us(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(ticks * 1_000_000 / hz)
-}
-
-/// This process's utime+stime in µs.
-fn self_cpu_us() -> u64 {
-    // SAFETY: getrusage fills the zeroed rusage it is given; it has no other effect.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-// ------------------------------------------------------------------ traffic
-
-/// xorshift64*: mask keys and handshake keys.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Everything sent and expected, prepared once.
@@ -239,19 +134,7 @@ impl Traffic {
             payload.clone()
         };
         let close = masked(8, &1000u16.to_be_bytes(), mask());
-        let requests = (0..KEYS)
-            .map(|_| {
-                let key = base64(&[rng.next().to_le_bytes(), rng.next().to_le_bytes()].concat());
-                let request = format!(
-                    "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\n\
-                     Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-                     Sec-WebSocket-Version: 13\r\n\r\n",
-                    args.port
-                );
-                let accept = net_websocket_ev::handshake::accept_key(key.as_bytes());
-                (request.into_bytes(), accept)
-            })
-            .collect();
+        let requests = upgrade_requests(args.port, KEYS, rng);
         Traffic {
             requests,
             payload,
@@ -402,27 +285,6 @@ fn fail(slot: &mut Slot, ctx: &mut Ctx, why: Fail) {
     if let Some(sock) = slot.sock.take() {
         close_abortive(sock);
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Checks a complete response head: 101 and the expected accept key.
-fn response_ok(head: &[u8], accept: &str) -> bool {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return false;
-    };
-    let mut lines = head.split("\r\n");
-    let status_ok = lines
-        .next()
-        .is_some_and(|l| l.starts_with("HTTP/1.1 101 ") || l == "HTTP/1.1 101");
-    status_ok
-        && lines.any(|line| {
-            line.split_once(':').is_some_and(|(name, value)| {
-                name.trim().eq_ignore_ascii_case("sec-websocket-accept") && value.trim() == accept
-            })
-        })
 }
 
 /// What the received bytes of a read phase amount to.
@@ -590,11 +452,8 @@ fn drive(slot: &mut Slot, ctx: &mut Ctx) -> bool {
 }
 
 fn run(args: &Args) -> io::Result<String> {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut rng = Rng(seed);
+    raise_nofile(args.conns as u64 + 256);
+    let mut rng = Rng(seed());
     let traffic = Traffic::new(args, &mut rng);
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
