@@ -295,9 +295,14 @@ if fanout:
     w("clients. `srv us/deliv`: server CPU per message delivered to one connection. p50/p99:")
     w("from a publication's send to its delivery on a subscriber.")
     w("")
-    for scen in sorted({r["scenario"] for r in fanout}, key=lambda s: int(s.split("x")[1])):
+    def fanout_key(s):
+        conns, rest = s.split("x")
+        size, _, depth = rest.partition("d")
+        return (-int(depth or 0), int(size))
+    for scen in sorted({r["scenario"] for r in fanout}, key=fanout_key):
         rows = [r for r in fanout if r["scenario"] == scen]
         conns, size = scen.split("x")
+        size = size.partition("d")[0]
         w("### %s subscribers, %s B, %d publications in flight" % (conns, size, rows[0]["depth"]))
         w("")
         w("| server | deliveries/s | srv us/deliv | ours / it | p50 us | p99 us | errors |")
@@ -309,7 +314,7 @@ if fanout:
                 n, med(rs, lambda r: r["deliveries_per_s"]), med(rs, lambda r: r["server_cpu_us_per_delivery"]),
                 ratio, med(rs, lambda r: r["p50_us"]), med(rs, lambda r: r["p99_us"]), sum(r["errors"] for r in rs)))
             if n != "net-websocket-ev":
-                ratios.append(("%s broadcast %s B (vs ours)" % (n, size), 1 / ratio))
+                ratios.append(("%s broadcast %s B depth %d (vs ours)" % (n, size, rows[0]["depth"]), 1 / ratio))
         w("")
 
 if handshake:
