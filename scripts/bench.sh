@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes BENCHMARKS.md and bench/ratios.png. Slow (about
-# 40 minutes with the end-to-end runs): never part of scripts/test.sh or CI.
+# 20 minutes with the end-to-end runs): never part of scripts/test.sh or CI.
 #
 #   scripts/bench.sh [--no-e2e] [--no-callgrind] [--rounds N] [--report-only]
 #
