@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
+. scripts/bench-common.sh
 
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-4}
@@ -33,7 +34,6 @@ CONNS_LIST=${CONNS_LIST:-16 64}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 RESULTS=${RESULTS:-$TARGET/bench-results/handshake.jsonl}
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
-START_WAIT=20
 
 LOGS=$(mktemp -d)
 PIDS=()
@@ -66,39 +66,6 @@ else
 fi
 SERVERS+=("net-websocket-ev|ws|$TARGET/release/examples/echo_server --port {PORT}")
 
-PIN_SERVER=()
-PIN_LOAD=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    PIN_SERVER=(taskset -c 1)
-    PIN_LOAD=(taskset -c 0)
-fi
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_server NAME CMD: starts CMD on a free port, pinned; waits until it prints
-# `listening on 127.0.0.1:PORT` (stdout or stderr; every server here does). Sets
-# SERVER_PID and SERVER_PORT.
-start_server() {
-    local name=$1 log="$LOGS/$1.log"
-    SERVER_PORT=$(free_port)
-    local cmd=${2//\{PORT\}/$SERVER_PORT}
-    : >"$log"
-    # exec: the PID is the server's own, for /proc/PID and for kill.
-    "${PIN_SERVER[@]}" bash -c "exec $cmd" >"$log" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    for _ in $(seq $((START_WAIT * 10))); do
-        grep -q "listening on 127\.0\.0\.1:$SERVER_PORT\$" "$log" && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "$name did not start listening within $START_WAIT s; its output:" >&2
-    tail -5 "$log" >&2
-    return 1
-}
-
 mkdir -p "$(dirname "$RESULTS")"
 LIMIT=$((${DURATION%.*} + ${WARMUP%.*} + 30))
 failures=0
@@ -117,9 +84,7 @@ for round in $(seq "$ROUNDS"); do
                 tail -5 "$LOGS/$name.log" >&2
                 failures=$((failures + 1))
             fi
-            kill_started "$SERVER_PID"
-            wait "$SERVER_PID" 2>/dev/null || true
-            forget "$SERVER_PID"
+            stop_server
         done
     done
 done

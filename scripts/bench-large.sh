@@ -23,6 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
+. scripts/bench-common.sh
 
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-4}
@@ -30,7 +31,6 @@ WARMUP=${WARMUP:-1}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 RESULTS=${RESULTS:-$TARGET/bench-results/large.jsonl}
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
-START_WAIT=20
 
 if [ -z "${BENCH_TOOLS:-}" ]; then
     echo "large messages skipped: set BENCH_TOOLS to the shared bench tools' directory" >&2
@@ -67,36 +67,6 @@ SERVERS+=("net-websocket-ev|ws|$TARGET/release/examples/echo_server --port {PORT
 # size|connections|messages in flight per connection
 SCENARIOS=("65536|8|4" "1048576|4|2")
 
-PIN_SERVER=()
-PIN_LOAD=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    PIN_SERVER=(taskset -c 1)
-    PIN_LOAD=(taskset -c 0)
-fi
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_server NAME CMD: CMD on a free port, pinned; waits until the port accepts.
-start_server() {
-    local name=$1 log="$LOGS/$1.log"
-    SERVER_PORT=$(free_port)
-    local cmd=${2//\{PORT\}/$SERVER_PORT}
-    "${PIN_SERVER[@]}" bash -c "exec $cmd" >"$log" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
-    for _ in $(seq $((START_WAIT * 10))); do
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $SERVER_PORT), 1).close()" \
-            2>/dev/null && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "$name did not start listening within $START_WAIT s; its output:" >&2
-    tail -5 "$log" >&2
-    return 1
-}
-
 mkdir -p "$(dirname "$RESULTS")"
 LIMIT=$((${DURATION%.*} + ${WARMUP%.*} + 30))
 failures=0
@@ -115,9 +85,7 @@ for round in $(seq "$ROUNDS"); do
                 echo "FAILED: $name, $size bytes (round $round)" >&2
                 failures=$((failures + 1))
             fi
-            kill_started "$SERVER_PID"
-            wait "$SERVER_PID" 2>/dev/null || true
-            forget "$SERVER_PID"
+            stop_server
         done
     done
 done
